@@ -1,0 +1,8 @@
+//! Core of the proxyless mesh: the validated xDS config model, the ADS client, the bootstrap, the
+//! static-file source and the compiled per-target snapshot.
+//!
+//! No tower and no hyper here: route matching and endpoint picking live in [`snapshot`] so the
+//! control plane, the benches and any transport can use them without a network.
+
+pub mod cache;
+pub mod model;

@@ -1,0 +1,70 @@
+//! ClusterLoadAssignment: endpoints grouped by locality and priority (EDS; gRFC A27).
+
+use std::{net::SocketAddr, sync::Arc};
+
+/// An EDS resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterLoadAssignment {
+    /// The EDS service name (the cluster's `service_name`, or its name).
+    pub cluster_name: Arc<str>,
+    /// Localities; priorities are contiguous from 0 (validated).
+    pub localities: Arc<[LocalityEndpoints]>,
+}
+
+/// One `LocalityLbEndpoints`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalityEndpoints {
+    /// Region / zone / sub-zone.
+    pub locality: Locality,
+    /// `load_balancing_weight`; `None` when unset.
+    pub weight: Option<u32>,
+    /// Priority, 0 is highest.
+    pub priority: u32,
+    /// Endpoints in this locality.
+    pub endpoints: Arc<[Endpoint]>,
+}
+
+/// `envoy.config.core.v3.Locality`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Locality {
+    /// Region.
+    pub region: Arc<str>,
+    /// Zone.
+    pub zone: Arc<str>,
+    /// Sub-zone.
+    pub sub_zone: Arc<str>,
+}
+
+/// One `LbEndpoint` with a socket address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// IP and port.
+    pub address: SocketAddr,
+    /// EDS health status.
+    pub health: HealthStatus,
+    /// `load_balancing_weight` (≥ 1; unset = 1).
+    pub weight: u32,
+}
+
+/// `envoy.config.core.v3.HealthStatus`, reduced to what routing needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HealthStatus {
+    /// `UNKNOWN` — treated as healthy.
+    Unknown,
+    /// `HEALTHY`.
+    Healthy,
+    /// `UNHEALTHY`, `TIMEOUT`.
+    Unhealthy,
+    /// `DRAINING` — not picked for new requests.
+    Draining,
+    /// `DEGRADED`.
+    Degraded,
+}
+
+impl HealthStatus {
+    /// Whether new requests may be sent to an endpoint in this state (UNKNOWN or HEALTHY, as in
+    /// gRPC, XDS-SEMANTICS.md row 18).
+    pub fn is_routable(self) -> bool {
+        matches!(self, HealthStatus::Unknown | HealthStatus::Healthy)
+    }
+}

@@ -1,0 +1,57 @@
+//! Listener: an API listener holding an HttpConnectionManager (gRFC A27, A39).
+
+use std::sync::Arc;
+
+use super::{OpaqueAny, RouteConfiguration};
+
+/// A client-side (API) listener, named after the target it serves (`host:port`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener name, e.g. `reviews.default.svc.cluster.local:9080`.
+    pub name: Arc<str>,
+    /// Where the route table comes from.
+    pub route_source: RouteSource,
+    /// HTTP filters in order; validated so that the router is last and only last.
+    pub http_filters: Arc<[HttpFilter]>,
+}
+
+impl Listener {
+    /// The RDS resource this listener waits for, if its routes are not inline.
+    pub fn rds_name(&self) -> Option<&str> {
+        match &self.route_source {
+            RouteSource::Rds(name) => Some(name),
+            RouteSource::Inline(_) => None,
+        }
+    }
+}
+
+/// `HttpConnectionManager.route_specifier`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteSource {
+    /// `rds` over ADS: the name of the RouteConfiguration to subscribe to.
+    Rds(Arc<str>),
+    /// `route_config`, inline.
+    Inline(Arc<RouteConfiguration>),
+}
+
+/// One entry of `HttpConnectionManager.http_filters`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpFilter {
+    /// The filter's instance name (unique within the listener).
+    pub name: Arc<str>,
+    /// Its configuration, interpreted where the mesh implements the filter.
+    pub config: HttpFilterConfig,
+}
+
+/// A filter configuration, by type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpFilterConfig {
+    /// `envoy.extensions.filters.http.router.v3.Router` — the terminal filter.
+    Router,
+    /// `envoy.extensions.filters.http.fault.v3.HTTPFault`, kept as bytes until the resilience
+    /// work interprets it.
+    Fault(OpaqueAny),
+    /// An optional filter (`is_optional: true`) of a type the mesh does not implement: skipped on
+    /// the request path, kept here so nothing is lost.
+    Skipped(OpaqueAny),
+}

@@ -1,0 +1,1 @@
+//! Proxyless gRPC on the mesh (see issue "proxyless-grpc"; not yet implemented).
