@@ -1,0 +1,186 @@
+//! Listener → HttpConnectionManager → HTTP filters (gRFC A27, A39, A41; XDS-SEMANTICS.md rows
+//! 2 and 15).
+//!
+//! A client listener must be an API listener whose `api_listener` is an HttpConnectionManager.
+//! Routes come from `rds` over ADS (or `self`) or inline `route_config`; `scoped_routes` is
+//! unsupported. HTTP filters follow A39: non-empty, unique names, the router last and only last,
+//! unknown types rejected unless `is_optional`, `TypedStruct` unwrapped by its inner type URL.
+//! A41: `xff_num_trusted_hops` ≠ 0 or any `original_ip_detection_extensions` is invalid.
+//!
+//! Filters marked `disabled` run only where a route re-enables them, which the model does not
+//! express yet, so they are kept as [`HttpFilterConfig::Skipped`] (the router cannot be disabled).
+
+use std::collections::HashSet;
+
+use envoy_types::pb::envoy::config::listener::v3::Listener as ListenerProto;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, http_filter::ConfigType, HttpConnectionManager,
+    HttpFilter as HttpFilterProto,
+};
+use envoy_types::pb::google::protobuf::Any;
+
+use super::{decode_any, identify, is_ads_or_self, opaque, route, Ctx, Path};
+use crate::model::{HttpFilter, HttpFilterConfig, Listener, ModelError, ResourceType, RouteSource};
+
+/// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
+pub(crate) const HCM: &str =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+/// `envoy.extensions.filters.http.router.v3.Router`.
+pub(crate) const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
+/// `envoy.extensions.filters.http.fault.v3.HTTPFault`.
+pub(crate) const FAULT: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
+
+pub(super) fn convert(proto: ListenerProto) -> Result<Listener, ModelError> {
+    let name = proto.name.clone();
+    let cx = Ctx::new(ResourceType::Listener, &name);
+    let root = Path::root();
+    let Some(api) = proto.api_listener else {
+        return Err(cx.unsupported(
+            &root.field("api_listener"),
+            "not an api_listener: server-side listeners are handled by the xDS server \
+             (issue proxyless-grpc)",
+        ));
+    };
+    let path = root.field("api_listener").field("api_listener");
+    let any = api
+        .api_listener
+        .ok_or_else(|| cx.invalid(&path, "missing"))?;
+    let ext = identify(&cx, &path, &any)?;
+    if ext.name != HCM || ext.typed_struct.is_some() {
+        return Err(cx.unsupported(
+            &path,
+            format!(
+                "api_listener of type `{}`: only {HCM} is supported",
+                any.type_url
+            ),
+        ));
+    }
+    let hcm: HttpConnectionManager = decode_any(&cx, &path, &any)?;
+    http_connection_manager(&cx, &path, name.as_str(), hcm)
+}
+
+fn http_connection_manager(
+    cx: &Ctx<'_>,
+    path: &Path,
+    name: &str,
+    hcm: HttpConnectionManager,
+) -> Result<Listener, ModelError> {
+    if hcm.xff_num_trusted_hops != 0 {
+        return Err(cx.invalid(
+            &path.field("xff_num_trusted_hops"),
+            "must be 0 for a client listener",
+        ));
+    }
+    if !hcm.original_ip_detection_extensions.is_empty() {
+        return Err(cx.invalid(
+            &path.field("original_ip_detection_extensions"),
+            "must be empty for a client listener",
+        ));
+    }
+    let http_filters = http_filters(cx, path, &hcm.http_filters)?;
+    let route_source = match hcm.route_specifier {
+        Some(RouteSpecifier::Rds(rds)) => {
+            let p = path.field("rds");
+            let cs = rds
+                .config_source
+                .as_ref()
+                .ok_or_else(|| cx.invalid(&p.field("config_source"), "missing"))?;
+            if !is_ads_or_self(cs) {
+                return Err(cx.unsupported(
+                    &p.field("config_source"),
+                    "config_source must be ads or self",
+                ));
+            }
+            if rds.route_config_name.is_empty() {
+                return Err(cx.invalid(&p.field("route_config_name"), "must not be empty"));
+            }
+            RouteSource::Rds(rds.route_config_name.into())
+        }
+        Some(RouteSpecifier::RouteConfig(rc)) => RouteSource::Inline(
+            route::route_configuration(cx, &path.field("route_config"), rc)?.into(),
+        ),
+        Some(RouteSpecifier::ScopedRoutes(_)) => {
+            return Err(cx.unsupported(&path.field("scoped_routes"), "scoped_routes not supported"))
+        }
+        None => return Err(cx.invalid(path, "no route_specifier (rds or route_config)")),
+    };
+    Ok(Listener {
+        name: name.into(),
+        route_source,
+        http_filters: http_filters.into(),
+    })
+}
+
+fn http_filters(
+    cx: &Ctx<'_>,
+    path: &Path,
+    filters: &[HttpFilterProto],
+) -> Result<Vec<HttpFilter>, ModelError> {
+    if filters.is_empty() {
+        return Err(cx.invalid(&path.field("http_filters"), "no http filters"));
+    }
+    let mut names = HashSet::new();
+    let last = filters.len() - 1;
+    let mut out = Vec::with_capacity(filters.len());
+    for (i, f) in filters.iter().enumerate() {
+        let p = path.index("http_filters", i);
+        if f.name.is_empty() {
+            return Err(cx.invalid(&p.field("name"), "must not be empty"));
+        }
+        if !names.insert(f.name.as_str()) {
+            return Err(cx.invalid(
+                &p.field("name"),
+                format!("duplicate filter name `{}`", f.name),
+            ));
+        }
+        let config = filter_config(cx, &p, f)?;
+        let is_router = config == HttpFilterConfig::Router;
+        if is_router && i != last {
+            return Err(cx.invalid(&p, "the router must be the last filter"));
+        }
+        if !is_router && i == last {
+            return Err(cx.invalid(&p, "the last filter must be the router"));
+        }
+        out.push(HttpFilter {
+            name: f.name.as_str().into(),
+            config,
+        });
+    }
+    Ok(out)
+}
+
+fn filter_config(
+    cx: &Ctx<'_>,
+    p: &Path,
+    f: &HttpFilterProto,
+) -> Result<HttpFilterConfig, ModelError> {
+    let any: &Any = match &f.config_type {
+        Some(ConfigType::TypedConfig(any)) => any,
+        Some(ConfigType::ConfigDiscovery(_)) => {
+            return Err(cx.unsupported(
+                &p.field("config_discovery"),
+                "filter config discovery (ECDS) not supported",
+            ))
+        }
+        None => return Err(cx.invalid(&p.field("typed_config"), "missing")),
+    };
+    let tp = p.field("typed_config");
+    let ext = identify(cx, &tp, any)?;
+    Ok(match ext.name.as_str() {
+        ROUTER if f.disabled => return Err(cx.invalid(&p.field("disabled"), "router disabled")),
+        ROUTER => HttpFilterConfig::Router,
+        _ if f.disabled => HttpFilterConfig::Skipped(opaque(any)),
+        FAULT => HttpFilterConfig::Fault(opaque(any)),
+        _ if f.is_optional => HttpFilterConfig::Skipped(opaque(any)),
+        other => {
+            return Err(cx.unsupported(
+                &tp,
+                format!("http filter type `type.googleapis.com/{other}` not supported"),
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+#[path = "listener_tests.rs"]
+mod tests;
