@@ -7,3 +7,4 @@
 pub mod bootstrap;
 pub mod cache;
 pub mod model;
+pub mod snapshot;

@@ -1,0 +1,371 @@
+//! The compiled, immutable routing state for one target (`host:port`): virtual-host index,
+//! routes with pre-parsed matchers, and a handle per referenced cluster with its balancer.
+//!
+//! Built off to the side whenever a resource it depends on changes, then published through
+//! `ArcSwap` (see [`crate::mesh`]); the request path only loads an `Arc<Snapshot>` and walks it.
+//! Semantics: gRFC A28 (virtual host, first-match route, weighted clusters), Envoy
+//! `route_components.proto`; balancing in [`balancer`].
+
+pub mod balancer;
+mod domain;
+mod matcher;
+
+use std::{collections::HashMap, sync::Arc};
+
+pub use balancer::{Balancer, EndpointState, PickedEndpoint};
+pub use matcher::RequestView;
+
+use crate::model::{
+    Cluster, ClusterLoadAssignment, Listener, ResourceType, RouteAction, RouteConfiguration,
+};
+use domain::DomainIndex;
+use matcher::CompiledMatch;
+
+/// A cluster as the request path sees it: its config and its balancer over current endpoints.
+#[derive(Debug)]
+pub struct ClusterHandle {
+    /// The cluster's config.
+    pub cluster: Arc<Cluster>,
+    /// The endpoints it was built from (`None` only before EDS arrives, which a ready snapshot
+    /// never has).
+    pub assignment: Option<Arc<ClusterLoadAssignment>>,
+    balancer: Balancer,
+}
+
+impl ClusterHandle {
+    /// Builds a handle; `previous` (the same cluster in the last snapshot) lends its counters.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        assignment: Option<Arc<ClusterLoadAssignment>>,
+        previous: Option<&ClusterHandle>,
+    ) -> Self {
+        let balancer = Balancer::new(
+            cluster.lb_policy,
+            assignment.as_deref(),
+            previous.map(|p| &p.balancer),
+        );
+        ClusterHandle {
+            cluster,
+            assignment,
+            balancer,
+        }
+    }
+
+    /// The cluster name.
+    pub fn name(&self) -> &str {
+        &self.cluster.name
+    }
+
+    /// The balancer.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
+    }
+
+    /// Picks an endpoint.
+    pub fn pick(&self) -> Option<PickedEndpoint> {
+        self.balancer.pick()
+    }
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct CompiledRoute {
+    name: Arc<str>,
+    matcher: CompiledMatch,
+    action: CompiledAction,
+}
+
+impl CompiledRoute {
+    /// The route's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+}
+
+#[derive(Debug)]
+enum CompiledAction {
+    Cluster(Arc<ClusterHandle>),
+    /// Cumulative weights, ascending, with the cluster reaching each bound.
+    Weighted {
+        bounds: Box<[(u64, Arc<ClusterHandle>)]>,
+        total: u64,
+    },
+    Unsupported(Arc<str>),
+}
+
+#[derive(Debug)]
+struct CompiledVhost {
+    name: Arc<str>,
+    routes: Box<[CompiledRoute]>,
+}
+
+/// The routing result for one request.
+#[derive(Debug)]
+pub struct RouteDecision<'s> {
+    /// The virtual host that matched.
+    pub virtual_host: &'s Arc<str>,
+    /// The route that matched.
+    pub route: &'s CompiledRoute,
+    /// The cluster picked (by weight, when the route splits traffic).
+    pub cluster: &'s Arc<ClusterHandle>,
+}
+
+/// Why a request could not be routed. Carries names so the caller can explain it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No virtual host's domains match the authority.
+    #[error("target `{target}`: no virtual host matches authority `{authority}`")]
+    NoVirtualHost {
+        /// The target (listener name).
+        target: Arc<str>,
+        /// The request authority.
+        authority: String,
+    },
+    /// The virtual host has no route matching the request.
+    #[error("target `{target}`: virtual host `{virtual_host}`: no route matches path `{path}`")]
+    NoRoute {
+        /// The target (listener name).
+        target: Arc<str>,
+        /// The virtual host that was selected.
+        virtual_host: Arc<str>,
+        /// The request path.
+        path: String,
+    },
+    /// The matching route's action is one the mesh does not forward.
+    #[error("route `{route}`: action {reason} is not supported by the mesh")]
+    UnsupportedAction {
+        /// The route.
+        route: Arc<str>,
+        /// Which action.
+        reason: Arc<str>,
+    },
+}
+
+/// Compiled routing state for one target.
+#[derive(Debug)]
+pub struct Snapshot {
+    target: Arc<str>,
+    listener: Arc<Listener>,
+    route_config: Arc<RouteConfiguration>,
+    domains: DomainIndex,
+    vhosts: Box<[CompiledVhost]>,
+    clusters: HashMap<Arc<str>, Arc<ClusterHandle>>,
+}
+
+/// Resources a snapshot build needs but does not have yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Missing(pub Vec<(ResourceType, Arc<str>)>);
+
+/// Where [`Snapshot::build`] looks resources up.
+pub trait ResourceLookup {
+    /// A route configuration by name.
+    fn route_config(&self, name: &str) -> Option<Arc<RouteConfiguration>>;
+    /// A cluster by name.
+    fn cluster(&self, name: &str) -> Option<Arc<Cluster>>;
+    /// A load assignment by EDS service name.
+    fn endpoints(&self, name: &str) -> Option<Arc<ClusterLoadAssignment>>;
+}
+
+impl Snapshot {
+    /// The route configuration a listener uses, if available.
+    pub fn route_config_of(
+        listener: &Listener,
+        lookup: &impl ResourceLookup,
+    ) -> Result<Arc<RouteConfiguration>, Missing> {
+        match &listener.route_source {
+            crate::model::RouteSource::Inline(rc) => Ok(rc.clone()),
+            crate::model::RouteSource::Rds(name) => lookup
+                .route_config(name)
+                .ok_or_else(|| Missing(vec![(ResourceType::RouteConfiguration, name.clone())])),
+        }
+    }
+
+    /// Every cluster name a route configuration references, in first-seen order.
+    pub fn cluster_names(rc: &RouteConfiguration) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = Vec::new();
+        let mut push = |n: &Arc<str>| {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        };
+        for vh in rc.virtual_hosts.iter() {
+            for r in vh.routes.iter() {
+                match &r.action {
+                    RouteAction::Cluster(c) => push(c),
+                    RouteAction::WeightedClusters(ws) => ws.iter().for_each(|w| push(&w.name)),
+                    RouteAction::Unsupported(_) => {}
+                }
+            }
+        }
+        names
+    }
+
+    /// Compiles a snapshot. Fails with the list of resources still missing (the route
+    /// configuration, clusters, or their endpoints): a snapshot is only ever built warm.
+    /// `previous` lends per-cluster state (balancer counters) to unchanged clusters.
+    pub fn build(
+        target: Arc<str>,
+        listener: Arc<Listener>,
+        lookup: &impl ResourceLookup,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, Missing> {
+        let route_config = Snapshot::route_config_of(&listener, lookup)?;
+        let mut missing = Vec::new();
+        let mut clusters = HashMap::new();
+        for name in Snapshot::cluster_names(&route_config) {
+            let Some(cluster) = lookup.cluster(&name) else {
+                missing.push((ResourceType::Cluster, name));
+                continue;
+            };
+            let assignment = match &cluster.discovery {
+                crate::model::ClusterDiscovery::Static(cla) => Some(cla.clone()),
+                crate::model::ClusterDiscovery::Eds { service_name } => {
+                    match lookup.endpoints(service_name) {
+                        Some(cla) => Some(cla),
+                        None => {
+                            missing
+                                .push((ResourceType::ClusterLoadAssignment, service_name.clone()));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let prev = previous.and_then(|p| p.clusters.get(&name));
+            let handle = match prev {
+                // Unchanged: share the handle (and its live counters) as is.
+                Some(p) if p.cluster == cluster && p.assignment == assignment => p.clone(),
+                _ => Arc::new(ClusterHandle::new(cluster, assignment, prev.map(|p| &**p))),
+            };
+            clusters.insert(name, handle);
+        }
+        if !missing.is_empty() {
+            return Err(Missing(missing));
+        }
+        let vhosts = route_config
+            .virtual_hosts
+            .iter()
+            .map(|vh| CompiledVhost {
+                name: vh.name.clone(),
+                routes: vh
+                    .routes
+                    .iter()
+                    .map(|r| CompiledRoute {
+                        name: r.name.clone(),
+                        matcher: CompiledMatch::new(&r.matcher),
+                        action: compile_action(&r.action, &clusters),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let domains = DomainIndex::new(route_config.virtual_hosts.iter().map(|vh| &*vh.domains));
+        Ok(Snapshot {
+            target,
+            listener,
+            route_config,
+            domains,
+            vhosts,
+            clusters,
+        })
+    }
+
+    /// The target this snapshot serves.
+    pub fn target(&self) -> &Arc<str> {
+        &self.target
+    }
+
+    /// The listener it was built from.
+    pub fn listener(&self) -> &Arc<Listener> {
+        &self.listener
+    }
+
+    /// The route configuration it was built from.
+    pub fn route_config(&self) -> &Arc<RouteConfiguration> {
+        &self.route_config
+    }
+
+    /// The clusters it references, by name.
+    pub fn clusters(&self) -> &HashMap<Arc<str>, Arc<ClusterHandle>> {
+        &self.clusters
+    }
+
+    /// Routes a request: virtual host by authority, first matching route, then the cluster
+    /// (weighted pick when the route splits traffic). No locks, no awaits.
+    pub fn route(&self, req: &RequestView<'_>) -> Result<RouteDecision<'_>, RouteError> {
+        let vi = self
+            .domains
+            .find(req.authority)
+            .ok_or_else(|| RouteError::NoVirtualHost {
+                target: self.target.clone(),
+                authority: req.authority.to_owned(),
+            })?;
+        let vh = &self.vhosts[vi];
+        let route = vh
+            .routes
+            .iter()
+            .find(|r| r.matcher.matches(req, || rand::random_range(0..1_000_000)))
+            .ok_or_else(|| RouteError::NoRoute {
+                target: self.target.clone(),
+                virtual_host: vh.name.clone(),
+                path: req.path_and_query.to_owned(),
+            })?;
+        let cluster = match &route.action {
+            CompiledAction::Cluster(c) => c,
+            CompiledAction::Weighted { bounds, total } => {
+                let r = rand::random_range(0..*total);
+                let i = bounds.partition_point(|(bound, _)| *bound <= r);
+                &bounds[i.min(bounds.len() - 1)].1
+            }
+            CompiledAction::Unsupported(reason) => {
+                return Err(RouteError::UnsupportedAction {
+                    route: route.name.clone(),
+                    reason: reason.clone(),
+                })
+            }
+        };
+        Ok(RouteDecision {
+            virtual_host: &vh.name,
+            route,
+            cluster,
+        })
+    }
+}
+
+fn compile_action(
+    action: &RouteAction,
+    clusters: &HashMap<Arc<str>, Arc<ClusterHandle>>,
+) -> CompiledAction {
+    // `build` only compiles once every referenced cluster is present, so lookups succeed.
+    let handle = |n: &Arc<str>| clusters.get(n).cloned();
+    match action {
+        RouteAction::Cluster(c) => match handle(c) {
+            Some(h) => CompiledAction::Cluster(h),
+            None => CompiledAction::Unsupported(format!("cluster `{c}` missing").into()),
+        },
+        RouteAction::WeightedClusters(ws) => {
+            let mut total = 0u64;
+            let mut bounds = Vec::with_capacity(ws.len());
+            for w in ws.iter() {
+                let Some(h) = handle(&w.name) else {
+                    return CompiledAction::Unsupported(
+                        format!("cluster `{}` missing", w.name).into(),
+                    );
+                };
+                total += u64::from(w.weight);
+                bounds.push((total, h));
+            }
+            if total == 0 {
+                return CompiledAction::Unsupported(
+                    "weighted_clusters with zero total weight".into(),
+                );
+            }
+            CompiledAction::Weighted {
+                bounds: bounds.into(),
+                total,
+            }
+        }
+        RouteAction::Unsupported(reason) => CompiledAction::Unsupported(reason.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use http::{HeaderMap, Method};
+
+use super::*;
+use crate::model::{
+    ClusterDiscovery, ClusterWeight, Endpoint, HealthStatus, LbPolicy, Locality, LocalityEndpoints,
+    PathMatch, Route, RouteMatch, RouteSource, VirtualHost,
+};
+
+#[derive(Default)]
+struct Lookup {
+    routes: HashMap<String, Arc<RouteConfiguration>>,
+    clusters: HashMap<String, Arc<Cluster>>,
+    endpoints: HashMap<String, Arc<ClusterLoadAssignment>>,
+}
+
+impl ResourceLookup for Lookup {
+    fn route_config(&self, n: &str) -> Option<Arc<RouteConfiguration>> {
+        self.routes.get(n).cloned()
+    }
+    fn cluster(&self, n: &str) -> Option<Arc<Cluster>> {
+        self.clusters.get(n).cloned()
+    }
+    fn endpoints(&self, n: &str) -> Option<Arc<ClusterLoadAssignment>> {
+        self.endpoints.get(n).cloned()
+    }
+}
+
+fn route(name: &str, prefix: &str, action: RouteAction) -> Route {
+    Route {
+        name: name.into(),
+        matcher: RouteMatch {
+            path: PathMatch::Prefix(prefix.into()),
+            case_sensitive: true,
+            headers: Arc::new([]),
+            query_params: Arc::new([]),
+            fraction_per_million: None,
+        },
+        action,
+    }
+}
+
+fn world() -> (Arc<Listener>, Lookup) {
+    let listener = Arc::new(Listener {
+        name: "svc:80".into(),
+        route_source: RouteSource::Rds("rc".into()),
+        http_filters: Arc::new([]),
+    });
+    let mut l = Lookup::default();
+    l.routes.insert(
+        "rc".into(),
+        Arc::new(RouteConfiguration {
+            name: "rc".into(),
+            virtual_hosts: Arc::new([VirtualHost {
+                name: "vh".into(),
+                domains: Arc::new(["svc".into(), "svc:80".into()]),
+                routes: Arc::new([
+                    route(
+                        "redirect",
+                        "/old",
+                        RouteAction::Unsupported("redirect".into()),
+                    ),
+                    route("api", "/api", RouteAction::Cluster("a".into())),
+                    route(
+                        "split",
+                        "/",
+                        RouteAction::WeightedClusters(Arc::new([
+                            ClusterWeight {
+                                name: "a".into(),
+                                weight: 90,
+                            },
+                            ClusterWeight {
+                                name: "b".into(),
+                                weight: 10,
+                            },
+                        ])),
+                    ),
+                ]),
+            }]),
+        }),
+    );
+    for (name, port) in [("a", 1), ("b", 2)] {
+        l.clusters.insert(
+            name.into(),
+            Arc::new(Cluster {
+                name: name.into(),
+                discovery: ClusterDiscovery::Eds {
+                    service_name: name.into(),
+                },
+                lb_policy: LbPolicy::RoundRobin,
+                connect_timeout: Duration::from_secs(5),
+            }),
+        );
+        l.endpoints.insert(
+            name.into(),
+            Arc::new(ClusterLoadAssignment {
+                cluster_name: name.into(),
+                localities: Arc::new([LocalityEndpoints {
+                    locality: Locality::default(),
+                    weight: Some(1),
+                    priority: 0,
+                    endpoints: Arc::new([Endpoint {
+                        address: ([127, 0, 0, 1], port).into(),
+                        health: HealthStatus::Healthy,
+                        weight: 1,
+                    }]),
+                }]),
+            }),
+        );
+    }
+    (listener, l)
+}
+
+fn req<'a>(authority: &'a str, path: &'a str, headers: &'a HeaderMap) -> RequestView<'a> {
+    RequestView {
+        authority,
+        path_and_query: path,
+        method: &Method::GET,
+        scheme: Some("http"),
+        headers,
+    }
+}
+
+#[test]
+fn routes_first_match_and_splits_by_weight() {
+    let (listener, lookup) = world();
+    let snap = Snapshot::build("svc:80".into(), listener, &lookup, None).unwrap();
+    let h = HeaderMap::new();
+    let d = snap.route(&req("svc:80", "/api/x", &h)).unwrap();
+    assert_eq!(&**d.route.name(), "api");
+    assert_eq!(d.cluster.name(), "a");
+
+    // 90/10 split over 10,000 draws: the count of `b` is Binomial(10000, 0.1), sd = 30;
+    // ±200 is more than 6 sd, so this cannot flake in practice.
+    let b = (0..10_000)
+        .filter(|_| snap.route(&req("svc", "/x", &h)).unwrap().cluster.name() == "b")
+        .count();
+    assert!((800..=1200).contains(&b), "b got {b} of 10000");
+}
+
+#[test]
+fn explains_no_vhost_no_route_and_unsupported() {
+    let (listener, lookup) = world();
+    let snap = Snapshot::build("svc:80".into(), listener, &lookup, None).unwrap();
+    let h = HeaderMap::new();
+    assert!(matches!(
+        snap.route(&req("other:80", "/", &h)),
+        Err(RouteError::NoVirtualHost { .. })
+    ));
+    assert!(matches!(
+        snap.route(&req("svc", "/old/x", &h)),
+        Err(RouteError::UnsupportedAction { route, .. }) if &*route == "redirect"
+    ));
+    let (listener, mut lookup) = world();
+    let rc = lookup.routes.get_mut("rc").unwrap();
+    let mut vh = rc.virtual_hosts[0].clone();
+    vh.routes = Arc::new([route("api", "/api", RouteAction::Cluster("a".into()))]);
+    *rc = Arc::new(RouteConfiguration {
+        name: "rc".into(),
+        virtual_hosts: Arc::new([vh]),
+    });
+    let snap = Snapshot::build("svc:80".into(), listener, &lookup, None).unwrap();
+    let err = snap.route(&req("svc", "/nothing", &h)).unwrap_err();
+    assert!(matches!(&err, RouteError::NoRoute { virtual_host, .. } if &**virtual_host == "vh"));
+    assert!(err.to_string().contains("/nothing"));
+}
+
+#[test]
+fn build_reports_what_is_missing() {
+    let (listener, mut lookup) = world();
+    lookup.endpoints.remove("b");
+    let missing = Snapshot::build("svc:80".into(), listener.clone(), &lookup, None).unwrap_err();
+    assert_eq!(
+        missing.0,
+        vec![(ResourceType::ClusterLoadAssignment, Arc::from("b"))]
+    );
+    lookup.routes.clear();
+    let missing = Snapshot::build("svc:80".into(), listener, &lookup, None).unwrap_err();
+    assert_eq!(
+        missing.0,
+        vec![(ResourceType::RouteConfiguration, Arc::from("rc"))]
+    );
+}
+
+#[test]
+fn unchanged_clusters_are_shared_across_rebuilds() {
+    let (listener, mut lookup) = world();
+    let first = Snapshot::build("svc:80".into(), listener.clone(), &lookup, None).unwrap();
+    let cla = lookup.endpoints.get("b").unwrap().as_ref().clone();
+    lookup.endpoints.insert(
+        "b".into(),
+        Arc::new(ClusterLoadAssignment {
+            localities: Arc::new([]),
+            ..cla
+        }),
+    );
+    let second = Snapshot::build("svc:80".into(), listener, &lookup, Some(&first)).unwrap();
+    assert!(Arc::ptr_eq(&first.clusters()["a"], &second.clusters()["a"]));
+    assert!(!Arc::ptr_eq(
+        &first.clusters()["b"],
+        &second.clusters()["b"]
+    ));
+    assert!(second.clusters()["b"].pick().is_none());
+}
