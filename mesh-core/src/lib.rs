@@ -8,3 +8,4 @@ pub mod bootstrap;
 pub mod cache;
 pub mod model;
 pub mod snapshot;
+pub mod mesh;

@@ -1,0 +1,39 @@
+use std::time::Duration;
+
+use mesh_core::mesh::Mesh;
+use tower::Layer;
+
+use super::MeshService;
+
+/// Routes requests through the mesh. Configuration only: the mesh handle and how long the first
+/// request to a new target may wait for it to warm (default 20 s — longer than the 15 s
+/// does-not-exist timer, so a missing listener is reported as such rather than as a timeout).
+#[derive(Clone, Debug)]
+pub struct MeshLayer {
+    mesh: Mesh,
+    ready_timeout: Duration,
+}
+
+impl MeshLayer {
+    /// A layer over `mesh`.
+    pub fn new(mesh: Mesh) -> Self {
+        MeshLayer {
+            mesh,
+            ready_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// Sets how long the first request to a new target waits for the target to warm.
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+}
+
+impl<S> Layer<S> for MeshLayer {
+    type Service = MeshService<S>;
+
+    fn layer(&self, inner: S) -> MeshService<S> {
+        MeshService::new(self.mesh.clone(), inner, self.ready_timeout)
+    }
+}

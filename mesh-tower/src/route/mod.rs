@@ -1,0 +1,236 @@
+//! Request routing: authority → target snapshot → virtual host → route → cluster → endpoint.
+//!
+//! The fast path (target already warm) loads the target's `Arc<Snapshot>` from an `ArcSwap`,
+//! walks the precompiled matchers and picks an endpoint with atomics: no lock, no await, no
+//! config parsing. The first request to a new authority subscribes the target and waits (up to
+//! the layer's `ready_timeout`) for it to warm; later requests take the fast path.
+//!
+//! The target name is the request authority exactly as written (`reviews:9080`), as gRPC uses
+//! the `xds:///` target authority as the listener name (gRFC A27). The request is forwarded with
+//! its URI rewritten to the endpoint (`http://10.0.0.7:9080/path`) and a `Host` header carrying
+//! the original authority, so pooling is per endpoint and the backend still sees the logical
+//! host. The decision travels on as a [`RouteInfo`] request extension for inner layers.
+
+mod future;
+mod layer;
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{
+    header::HOST,
+    uri::{Authority, Scheme},
+    HeaderValue, Request, Response, Uri,
+};
+use mesh_core::{
+    mesh::{Mesh, Target},
+    snapshot::{PickedEndpoint, RequestView, RouteError, Snapshot},
+};
+use tower::Service;
+
+pub use future::ResponseFuture;
+pub use layer::MeshLayer;
+
+use crate::{error::BoxError, MeshError, MeshErrorKind};
+
+/// The routing decision, attached to the forwarded request's extensions.
+#[derive(Clone, Debug)]
+pub struct RouteInfo {
+    /// The target (listener) name.
+    pub target: Arc<str>,
+    /// The route that matched.
+    pub route: Arc<str>,
+    /// The cluster picked.
+    pub cluster: Arc<str>,
+    /// The endpoint picked.
+    pub endpoint: std::net::SocketAddr,
+}
+
+/// The service [`MeshLayer`] produces.
+#[derive(Clone, Debug)]
+pub struct MeshService<S> {
+    mesh: Mesh,
+    inner: S,
+    ready_timeout: Duration,
+}
+
+impl<S> MeshService<S> {
+    /// Wraps `inner`, which receives requests addressed to the picked endpoint.
+    pub fn new(mesh: Mesh, inner: S, ready_timeout: Duration) -> Self {
+        MeshService {
+            mesh,
+            inner,
+            ready_timeout,
+        }
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for MeshService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<RB>;
+    type Error = MeshError;
+    type Future = ResponseFuture<S::Future, RB>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), MeshError>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| MeshError::new(MeshErrorKind::Upstream).detail(e))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let Some(authority) = authority_of(&req) else {
+            return ResponseFuture::failed(MeshError::new(MeshErrorKind::MissingAuthority));
+        };
+        // Fast path: the target is known and warm.
+        if let Some(target) = self.mesh.lookup(authority.as_str()) {
+            if let Some(snapshot) = &*target.snapshot() {
+                return match dispatch(snapshot, req, &authority) {
+                    Ok((req, picked, info)) => {
+                        ResponseFuture::sent(self.inner.call(req), picked, info, authority)
+                    }
+                    Err(e) => ResponseFuture::failed(e),
+                };
+            }
+        }
+        // Slow path, once per target: subscribe and wait for it to warm. Take the service that
+        // was polled ready and leave a fresh clone behind (tower's usual clone-and-swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mesh = self.mesh.clone();
+        let timeout = self.ready_timeout;
+        ResponseFuture::waiting(Box::pin(async move {
+            let target = mesh.target(authority.as_str());
+            let snapshot =
+                wait_ready(&target, timeout, authority.as_str(), req.uri().path()).await?;
+            let (req, picked, info) = dispatch(&snapshot, req, &authority)?;
+            let endpoint = info.endpoint;
+            let result = inner.call(req).await;
+            drop(picked);
+            result.map_err(|e| upstream_error(e.into(), &info, endpoint, &authority))
+        }))
+    }
+}
+
+async fn wait_ready(
+    target: &Target,
+    timeout: Duration,
+    authority: &str,
+    path: &str,
+) -> Result<Arc<Snapshot>, MeshError> {
+    match tokio::time::timeout(timeout, target.ready()).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(MeshError::new(MeshErrorKind::NoTarget)
+            .at(authority, path)
+            .detail(e)),
+        Err(_) => Err(MeshError::new(MeshErrorKind::NoTarget)
+            .at(authority, path)
+            .detail(format!(
+                "target `{}` not ready after {timeout:?}",
+                target.name()
+            ))),
+    }
+}
+
+/// Routes, picks, and rewrites the request for the picked endpoint.
+fn dispatch<B>(
+    snapshot: &Snapshot,
+    mut req: Request<B>,
+    authority: &Authority,
+) -> Result<(Request<B>, PickedEndpoint, RouteInfo), MeshError> {
+    let host = authority.as_str();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let view = RequestView {
+        authority: host,
+        path_and_query,
+        method: req.method(),
+        scheme: req.uri().scheme_str(),
+        headers: req.headers(),
+    };
+    let decision = snapshot.route(&view).map_err(|e| {
+        let kind = match e {
+            RouteError::UnsupportedAction { .. } => MeshErrorKind::UnsupportedRoute,
+            _ => MeshErrorKind::NoRoute,
+        };
+        let route = match &e {
+            RouteError::UnsupportedAction { route, .. } => Some(route.clone()),
+            _ => None,
+        };
+        let err = MeshError::new(kind).at(host, path_and_query);
+        match route {
+            Some(r) => err.route(&r).detail(e),
+            None => err.detail(e),
+        }
+    })?;
+    let cluster = decision.cluster;
+    let Some(picked) = cluster.pick() else {
+        let b = cluster.balancer();
+        return Err(MeshError::new(MeshErrorKind::NoHealthyEndpoint)
+            .at(host, path_and_query)
+            .route(decision.route.name())
+            .cluster(&cluster.cluster.name)
+            .detail(format!("0 of {} endpoints routable", b.total_endpoints())));
+    };
+    let info = RouteInfo {
+        target: snapshot.target().clone(),
+        route: decision.route.name().clone(),
+        cluster: cluster.cluster.name.clone(),
+        endpoint: picked.address(),
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(picked.authority().clone());
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    if !req.headers().contains_key(HOST) {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            req.headers_mut().insert(HOST, v);
+        }
+    }
+    req.extensions_mut().insert(info.clone());
+    Ok((req, picked, info))
+}
+
+pub(crate) fn upstream_error(
+    e: BoxError,
+    info: &RouteInfo,
+    endpoint: std::net::SocketAddr,
+    authority: &Authority,
+) -> MeshError {
+    let connect = e
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(|e| e.is_connect());
+    let kind = if connect {
+        MeshErrorKind::Connect
+    } else {
+        MeshErrorKind::Upstream
+    };
+    MeshError::new(kind)
+        .at(authority.as_str(), "")
+        .route(&info.route)
+        .cluster(&info.cluster)
+        .endpoint(endpoint)
+        .detail(e)
+}
+
+/// The request's authority: from the absolute URI, else the `Host` header.
+fn authority_of<B>(req: &Request<B>) -> Option<Authority> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.clone());
+    }
+    let host = req.headers().get(HOST)?.to_str().ok()?;
+    Authority::try_from(host).ok()
+}
