@@ -16,27 +16,22 @@ type Waiting<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, MeshError>> 
 pin_project! {
     /// Response future of [`super::MeshService`].
     #[project = Proj]
+    #[allow(missing_docs)]
     pub enum ResponseFuture<F, RB> {
         /// Sent on the fast path: the inner future, and the endpoint held until it completes.
         Sent {
-            /// The inner service's future.
             #[pin]
             fut: F,
-            /// The endpoint, counted outstanding until the response arrives.
             picked: Option<PickedEndpoint>,
-            /// The routing decision, for errors.
             info: RouteInfo,
-            /// The request authority, for errors.
             authority: Authority,
         },
         /// The first request to a target, waiting for it to warm.
         Waiting {
-            /// Warm-up, routing and the call, boxed (once per target).
             fut: Waiting<RB>,
         },
         /// Failed before anything was sent.
         Failed {
-            /// The error, taken when polled.
             error: Option<MeshError>,
         },
     }
