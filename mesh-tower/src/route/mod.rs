@@ -234,3 +234,6 @@ fn authority_of<B>(req: &Request<B>) -> Option<Authority> {
     let host = req.headers().get(HOST)?.to_str().ok()?;
     Authority::try_from(host).ok()
 }
+
+#[cfg(test)]
+mod tests;
