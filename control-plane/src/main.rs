@@ -1,1 +1,2 @@
+//! `mesh-control-plane` binary (placeholder until the server lands).
 fn main() {}

@@ -1,0 +1,173 @@
+//! Clusters and load assignments: istiod `grpcgen/cds.go` (`outbound|port|subset|host` EDS
+//! clusters over ADS, one per DestinationRule subset) and the EDS it serves for them.
+//!
+//! LEAST_REQUEST follows istio/istio#58052 and gRFC A48/A52: `lb_policy: LEAST_REQUEST` for old
+//! clients plus `load_balancing_policy` = [least_request (choice_count 2), round_robin] — newer
+//! clients take the first policy they support, so the round-robin fallback keeps them working.
+
+use std::collections::HashSet;
+
+use envoy_types::pb::envoy::config::cluster::v3::{
+    cluster::{
+        ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
+        LeastRequestLbConfig,
+    },
+    load_balancing_policy::Policy,
+    Cluster, LoadBalancingPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, socket_address::PortSpecifier, socket_address::Protocol, Address, HealthStatus,
+    Locality, SocketAddress, TypedExtensionConfig,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+use super::{ads_config_source, to_any};
+use crate::registry::{Registry, Service};
+use crate::source::model::{DestinationRule, Labels, LoadBalancer, MeshConfig, ServicePort};
+
+/// `outbound|port|subset|host` — istio's cluster (and EDS service) name.
+pub fn cluster_name(port: u32, subset: &str, host: &str) -> String {
+    format!("outbound|{port}|{subset}|{host}")
+}
+
+/// The DestinationRule for `host`: the first by `namespace/name` whose host resolves to it.
+pub(crate) fn destination_rule_for<'c>(
+    config: &'c MeshConfig,
+    registry: &Registry,
+    host: &str,
+) -> Option<&'c DestinationRule> {
+    config
+        .destination_rules
+        .iter()
+        .filter(|dr| registry.resolve(&dr.host, &dr.meta.namespace) == host)
+        .min_by(|a, b| (&a.meta.namespace, &a.meta.name).cmp(&(&b.meta.namespace, &b.meta.name)))
+}
+
+/// The default cluster and one per subset for `svc`'s `port`, each with its load assignment.
+pub(crate) fn clusters(
+    svc: &Service,
+    port: &ServicePort,
+    dr: Option<&DestinationRule>,
+) -> Vec<(Cluster, ClusterLoadAssignment)> {
+    let default_lb = dr.and_then(|d| d.load_balancer).unwrap_or_default();
+    let empty = Labels::new();
+    let mut out = vec![build(svc, port, "", &empty, default_lb)];
+    for subset in dr.map(|d| d.subsets.as_slice()).unwrap_or_default() {
+        let lb = subset.load_balancer.unwrap_or(default_lb);
+        out.push(build(svc, port, &subset.name, &subset.labels, lb));
+    }
+    out
+}
+
+fn build(
+    svc: &Service,
+    port: &ServicePort,
+    subset: &str,
+    labels: &Labels,
+    lb: LoadBalancer,
+) -> (Cluster, ClusterLoadAssignment) {
+    let name = cluster_name(port.number, subset, &svc.host);
+    (
+        cluster(&name, lb),
+        load_assignment(&name, svc, port, labels),
+    )
+}
+
+fn typed_policy<T: prost::Name>(name: &str, config: &T) -> Policy {
+    Policy {
+        typed_extension_config: Some(TypedExtensionConfig {
+            name: name.to_string(),
+            typed_config: Some(to_any(config)),
+        }),
+    }
+}
+
+fn cluster(name: &str, lb: LoadBalancer) -> Cluster {
+    let mut c = Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ads_config_source()),
+            service_name: name.to_string(),
+        }),
+        lb_policy: LbPolicy::RoundRobin as i32,
+        ..Default::default()
+    };
+    if lb == LoadBalancer::LeastRequest {
+        let choice_count = Some(UInt32Value { value: 2 });
+        c.lb_policy = LbPolicy::LeastRequest as i32;
+        c.lb_config = Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+            choice_count,
+            ..Default::default()
+        }));
+        c.load_balancing_policy = Some(LoadBalancingPolicy {
+            policies: vec![
+                typed_policy(
+                    "envoy.load_balancing_policies.least_request",
+                    &LeastRequest {
+                        choice_count,
+                        ..Default::default()
+                    },
+                ),
+                typed_policy(
+                    "envoy.load_balancing_policies.round_robin",
+                    &RoundRobin::default(),
+                ),
+            ],
+        });
+    }
+    c
+}
+
+fn load_assignment(
+    name: &str,
+    svc: &Service,
+    port: &ServicePort,
+    labels: &Labels,
+) -> ClusterLoadAssignment {
+    let mut seen = HashSet::new();
+    let lb_endpoints: Vec<LbEndpoint> = svc
+        .endpoints
+        .iter()
+        .filter(|e| e.matches(labels))
+        .map(|e| (e.address.clone(), e.port_for(port)))
+        // gRPC NACKs a cluster with a duplicate endpoint address (gRFC A27 / grpc-go EDS).
+        .filter(|key| seen.insert(key.clone()))
+        .map(|(address, port_value)| LbEndpoint {
+            host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        protocol: Protocol::Tcp as i32,
+                        address,
+                        port_specifier: Some(PortSpecifier::PortValue(port_value)),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            health_status: HealthStatus::Healthy as i32,
+            ..Default::default()
+        })
+        .collect();
+    let endpoints = if lb_endpoints.is_empty() {
+        Vec::new()
+    } else {
+        vec![LocalityLbEndpoints {
+            locality: Some(Locality::default()),
+            lb_endpoints,
+            load_balancing_weight: Some(UInt32Value { value: 1 }),
+            priority: 0,
+            ..Default::default()
+        }]
+    };
+    ClusterLoadAssignment {
+        cluster_name: name.to_string(),
+        endpoints,
+        ..Default::default()
+    }
+}
