@@ -9,3 +9,4 @@ pub mod cache;
 pub mod model;
 pub mod snapshot;
 pub mod mesh;
+pub mod source;
