@@ -65,7 +65,7 @@ pub struct CacheState {
 }
 
 /// Access to the map for one resource type inside [`CacheState`].
-pub trait Cached: XdsResource {
+pub trait Cached: XdsResource + PartialEq {
     /// The map holding this type.
     fn map(state: &CacheState) -> &BTreeMap<Arc<str>, Entry<Self>>;
     /// The map holding this type, mutably.

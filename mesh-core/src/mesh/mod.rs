@@ -263,7 +263,9 @@ async fn resolve(mesh: std::sync::Weak<MeshInner>, target: Target) {
             }
         }
         held.retain(|k, _| wanted.contains(k));
-        publish(&target, state);
+        if let Some(state) = state {
+            publish(&target, state);
+        }
         if changes.changed().await.is_err() || mesh.strong_count() == 0 {
             return;
         }
@@ -290,7 +292,7 @@ fn publish(target: &Target, state: TargetState) {
 fn evaluate(
     cache: &ResourceCache,
     target: &Target,
-) -> (HashSet<(ResourceType, Arc<str>)>, TargetState) {
+) -> (HashSet<(ResourceType, Arc<str>)>, Option<TargetState>) {
     let name = target.name().clone();
     let mut wanted = HashSet::new();
     wanted.insert((ResourceType::Listener, name.clone()));
@@ -306,7 +308,7 @@ fn evaluate(
             }),
             _ => TargetState::Waiting(Missing(vec![(ResourceType::Listener, name)])),
         };
-        return (wanted, state);
+        return (wanted, Some(state));
     };
     let lookup = CacheLookup(cache);
     if let Some(rds) = listener.rds_name() {
@@ -324,12 +326,14 @@ fn evaluate(
     }
     let previous = target.inner.snapshot.load_full();
     let state = match Snapshot::build(name.clone(), listener, &lookup, previous.as_deref()) {
+        // Nothing this target depends on changed: keep the published snapshot as is.
+        Ok(s) if previous.as_deref().is_some_and(|p| p.same_as(&s)) => return (wanted, None),
         Ok(s) => TargetState::Ready(Arc::new(s)),
         Err(missing) => blocking_failure(cache, &name, &missing)
             .map(TargetState::Failed)
             .unwrap_or(TargetState::Waiting(missing)),
     };
-    (wanted, state)
+    (wanted, Some(state))
 }
 
 /// A missing dependency that will not arrive without a config change (does not exist, or

@@ -268,6 +268,18 @@ impl Snapshot {
         })
     }
 
+    /// Whether `other` was built from the same listener, routes and cluster states, so that
+    /// publishing it would change nothing.
+    pub fn same_as(&self, other: &Snapshot) -> bool {
+        self.listener == other.listener
+            && self.route_config == other.route_config
+            && self.clusters.len() == other.clusters.len()
+            && self
+                .clusters
+                .iter()
+                .all(|(name, c)| other.clusters.get(name).is_some_and(|o| Arc::ptr_eq(c, o)))
+    }
+
     /// The target this snapshot serves.
     pub fn target(&self) -> &Arc<str> {
         &self.target
