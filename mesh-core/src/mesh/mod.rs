@@ -288,7 +288,8 @@ fn publish(target: &Target, state: TargetState) {
     t.state.send_replace(state);
 }
 
-/// Works out the dependency set and, if complete, the new snapshot.
+/// Works out the dependency set and, if complete, the new snapshot; the state is `None`
+/// when nothing this target depends on changed.
 fn evaluate(
     cache: &ResourceCache,
     target: &Target,
