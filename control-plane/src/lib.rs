@@ -5,8 +5,8 @@
 //!
 //! The pipeline is one-way (ARCHITECTURE.md "control-plane"):
 //! [`source`] (YAML files, hot reload) → [`registry`] (services and endpoints) → [`translate`]
-//! (Istio model → xDS protos) → [`cache`] (versioned snapshots) → `ads` (the ADS server) and
-//! `admin` (HTTP status), tied together by [`ControlPlane`].
+//! (Istio model → xDS protos) → [`cache`] (versioned snapshots) → [`ads`] (the ADS server) and
+//! the admin HTTP server (`/ready`, `/healthz`, `/debug/config`), tied together by [`ControlPlane`].
 //!
 //! Translation is usable in-process without a network:
 //!
@@ -27,10 +27,19 @@
 //! assert!(xds.listener("greeter:50051").is_some());
 //! ```
 
+mod admin;
+pub mod ads;
 pub mod cache;
+mod control_plane;
 pub mod registry;
 pub mod source;
 pub mod translate;
 
+pub use ads::status::{ClientStatus, NackRecord, NodeInfo, TypeStatus};
+pub use control_plane::{
+    ConfigStatus, ControlPlane, ControlPlaneBuilder, ControlPlaneHandle, StartError, DEFAULT_ADMIN,
+    DEFAULT_LISTEN,
+};
+pub use source::watch::WatchOptions;
 pub use source::{load_dir, load_sources, load_str, ConfigError, MeshConfig, Warning};
 pub use translate::{translate, ResourceType, XdsResources};

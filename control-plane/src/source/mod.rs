@@ -20,7 +20,6 @@
 pub mod model;
 mod parse;
 mod validate;
-#[allow(dead_code)] // wired into the control plane in the next commit
 pub mod watch;
 mod yaml;
 

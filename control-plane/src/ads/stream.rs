@@ -1,0 +1,243 @@
+//! State-of-the-world ADS, one stream: the per-type protocol state machine (Envoy
+//! `xds_protocol` "ACK/NACK and resource type instance version", "when to send an update",
+//! "resource hints"; gRFC A27), kept free of I/O so it can be tested directly.
+//!
+//! Per resource type it tracks the subscribed names (wildcard for LDS/CDS when the client never
+//! named anything, or named `*`), the last nonce sent, and the version of each resource sent:
+//! - a request whose `response_nonce` is not the last nonce sent is **stale** and ignored;
+//! - `error_detail` set ⇒ NACK (recorded with its message), otherwise ⇒ ACK of `version_info`;
+//! - a new subscription (first request of a type, a newly named resource, wildcard turned on) is
+//!   answered at once, re-sending newly named resources even if sent before;
+//! - LDS/CDS responses carry every subscribed resource, and are sent only when that set or a
+//!   version in it changed (a resource that disappears is thereby deleted);
+//! - RDS/EDS responses carry only the subscribed resources whose version changed (or that were
+//!   just named); absent names are simply not sent.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use envoy_types::pb::envoy::config::core::v3::ControlPlane as ControlPlaneId;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use super::status::{ClientHandle, NackRecord, NodeInfo};
+use crate::cache::{set_version, Snapshot};
+use crate::translate::ResourceType;
+
+/// Identifier sent in `DiscoveryResponse.control_plane`.
+pub(crate) const CONTROL_PLANE_ID: &str = "mesh-control-plane";
+
+#[derive(Debug, Default)]
+struct TypeState {
+    names: BTreeSet<String>,
+    wildcard: bool,
+    ever_named: bool,
+    /// Nonce of the last response sent on this stream for this type.
+    nonce: Option<String>,
+    /// `version_info` of the last response sent.
+    version: String,
+    /// Name → version of what the client was last sent (LDS/CDS: exactly the last full set).
+    sent: BTreeMap<String, String>,
+}
+
+/// Protocol state of one ADS stream.
+#[derive(Debug)]
+pub(crate) struct StreamState {
+    stream_id: u64,
+    next_nonce: u64,
+    node_seen: bool,
+    types: HashMap<ResourceType, TypeState>,
+}
+
+impl StreamState {
+    pub fn new(stream_id: u64) -> Self {
+        StreamState {
+            stream_id,
+            next_nonce: 0,
+            node_seen: false,
+            types: HashMap::new(),
+        }
+    }
+
+    /// Handles one request; returns the response to send, if any.
+    pub fn on_request(
+        &mut self,
+        req: &DiscoveryRequest,
+        snap: &Snapshot,
+        client: &ClientHandle,
+    ) -> Option<DiscoveryResponse> {
+        if !self.node_seen {
+            if let Some(node) = &req.node {
+                self.node_seen = true;
+                let info = NodeInfo::from_node(node);
+                tracing::info!(
+                    stream = self.stream_id,
+                    node = %info.id,
+                    user_agent = %info.user_agent_name,
+                    "ads client connected"
+                );
+                client.update(|c| c.node = info);
+            }
+        }
+        let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
+            tracing::debug!(stream = self.stream_id, type_url = %req.type_url, "unsupported type");
+            return None;
+        };
+        let st = self.types.entry(ty).or_default();
+        if let Some(nonce) = &st.nonce {
+            if !req.response_nonce.is_empty() && &req.response_nonce != nonce {
+                tracing::debug!(stream = self.stream_id, ty = ty.short_name(), "stale nonce");
+                return None;
+            }
+            if &req.response_nonce == nonce {
+                match &req.error_detail {
+                    Some(err) => {
+                        tracing::warn!(
+                            stream = self.stream_id,
+                            ty = ty.short_name(),
+                            version = %st.version,
+                            error = %err.message,
+                            "nack"
+                        );
+                        let record = NackRecord {
+                            accepted_version: req.version_info.clone(),
+                            rejected_version: st.version.clone(),
+                            nonce: nonce.clone(),
+                            code: err.code,
+                            message: err.message.clone(),
+                            at: tokio::time::Instant::now(),
+                        };
+                        client.update_type(ty, |t| {
+                            t.nack = Some(record);
+                            t.nacks += 1;
+                        });
+                    }
+                    None => {
+                        let v = req.version_info.clone();
+                        client.update_type(ty, |t| {
+                            t.acked_version = Some(v);
+                            t.nack = None;
+                        });
+                    }
+                }
+            }
+        }
+
+        // Subscriptions (Envoy xds_protocol "how the client specifies what resources to return").
+        let explicit_wildcard = req.resource_names.iter().any(|n| n == "*");
+        let wildcard = ty.is_full_state()
+            && (explicit_wildcard || (req.resource_names.is_empty() && !st.ever_named));
+        st.ever_named |= !req.resource_names.is_empty();
+        let names: BTreeSet<String> = req
+            .resource_names
+            .iter()
+            .filter(|n| n.as_str() != "*")
+            .cloned()
+            .collect();
+        let mut added: BTreeSet<String> = names.difference(&st.names).cloned().collect();
+        let first = st.nonce.is_none();
+        let wildcard_on = wildcard && !st.wildcard;
+        if wildcard_on {
+            added.extend(snap.wildcard_names(ty).iter().cloned());
+        }
+        st.names = names;
+        st.wildcard = wildcard;
+        let (subscribed, wc) = (st.names.iter().cloned().collect(), st.wildcard);
+        client.update_type(ty, |t| {
+            t.subscribed = subscribed;
+            t.wildcard = wc;
+        });
+        self.respond(ty, snap, &added, first || wildcard_on, client)
+    }
+
+    /// The responses a new snapshot calls for, in make-before-break order.
+    pub fn on_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        client: &ClientHandle,
+    ) -> Vec<DiscoveryResponse> {
+        ResourceType::PUSH_ORDER
+            .into_iter()
+            .filter_map(|ty| self.respond(ty, snap, &BTreeSet::new(), false, client))
+            .collect()
+    }
+
+    fn respond(
+        &mut self,
+        ty: ResourceType,
+        snap: &Snapshot,
+        added: &BTreeSet<String>,
+        force: bool,
+        client: &ClientHandle,
+    ) -> Option<DiscoveryResponse> {
+        let st = self.types.get_mut(&ty)?;
+        let mut wanted: BTreeSet<&str> = st.names.iter().map(String::as_str).collect();
+        if st.wildcard {
+            wanted.extend(snap.wildcard_names(ty).iter().map(String::as_str));
+        }
+        let desired: Vec<(&str, &crate::cache::Entry)> = wanted
+            .into_iter()
+            .filter_map(|n| snap.get(ty, n).map(|e| (n, e)))
+            .collect();
+
+        let to_send: Vec<(&str, &crate::cache::Entry)> = if ty.is_full_state() {
+            let unchanged = desired.len() == st.sent.len()
+                && desired
+                    .iter()
+                    .all(|(n, e)| st.sent.get(*n) == Some(&e.version));
+            if unchanged && !force && added.is_empty() {
+                return None;
+            }
+            st.sent = desired
+                .iter()
+                .map(|(n, e)| (n.to_string(), e.version.clone()))
+                .collect();
+            desired
+        } else {
+            // Forget what is no longer subscribed or no longer exists, so it is sent again if it
+            // comes back.
+            let present: BTreeSet<&str> = desired.iter().map(|(n, _)| *n).collect();
+            st.sent.retain(|n, _| present.contains(n.as_str()));
+            let changed: Vec<_> = desired
+                .into_iter()
+                .filter(|(n, e)| added.contains(*n) || st.sent.get(*n) != Some(&e.version))
+                .collect();
+            if changed.is_empty() {
+                return None;
+            }
+            for (n, e) in &changed {
+                st.sent.insert(n.to_string(), e.version.clone());
+            }
+            changed
+        };
+
+        self.next_nonce += 1;
+        let nonce = format!("{}-{}", self.stream_id, self.next_nonce);
+        let version = set_version(st.sent.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        st.nonce = Some(nonce.clone());
+        st.version = version.clone();
+        let resources: Vec<_> = to_send.iter().map(|(_, e)| e.any.clone()).collect();
+        tracing::debug!(
+            stream = self.stream_id,
+            ty = ty.short_name(),
+            %version,
+            %nonce,
+            count = resources.len(),
+            "send"
+        );
+        let (v, n) = (version.clone(), nonce.clone());
+        client.update_type(ty, |t| {
+            t.sent_version = Some(v);
+            t.sent_nonce = Some(n);
+            t.responses += 1;
+        });
+        Some(DiscoveryResponse {
+            version_info: version,
+            resources,
+            type_url: ty.type_url().to_string(),
+            nonce,
+            control_plane: Some(ControlPlaneId {
+                identifier: CONTROL_PLANE_ID.to_string(),
+            }),
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,381 @@
+//! [`ControlPlane`]: config source + ADS server + admin server in one process, with a handle for
+//! tests (in-process config replacement, client ACK/NACK records, graceful shutdown).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
+
+use crate::ads::status::{ClientRegistry, ClientStatus};
+use crate::ads::AdsService;
+use crate::cache::Snapshot;
+use crate::source::watch::{self as dirwatch, LoadResult, WatchOptions};
+use crate::source::{load_str, ConfigError, MeshConfig, Warning};
+use crate::translate::{translate, XdsResources};
+
+/// How long graceful shutdown waits for connections to drain before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Default ADS listen address (istiod's plaintext xDS port).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:15010";
+/// Default admin listen address (istiod's monitoring port).
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:15014";
+
+/// Why the control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("bind {what} on {addr}: {source}")]
+    Bind {
+        /// `ads` or `admin`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Entry point: `ControlPlane::builder()`.
+#[derive(Debug)]
+pub struct ControlPlane;
+
+impl ControlPlane {
+    /// A builder with the defaults (`127.0.0.1:15010`, admin on `127.0.0.1:15014`, no config).
+    pub fn builder() -> ControlPlaneBuilder {
+        ControlPlaneBuilder::default()
+    }
+}
+
+/// Configures and starts a [`ControlPlane`].
+#[derive(Debug, Clone)]
+pub struct ControlPlaneBuilder {
+    config_dir: Option<PathBuf>,
+    config: Option<MeshConfig>,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+    watch: WatchOptions,
+}
+
+impl Default for ControlPlaneBuilder {
+    fn default() -> Self {
+        ControlPlaneBuilder {
+            config_dir: None,
+            config: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 15010)),
+            admin: Some(SocketAddr::from(([127, 0, 0, 1], 15014))),
+            watch: WatchOptions::default(),
+        }
+    }
+}
+
+impl ControlPlaneBuilder {
+    /// Reads (and hot-reloads) Istio YAML from `dir`.
+    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config_dir = Some(dir.into());
+        self
+    }
+
+    /// Serves `config` (in-memory; combine with [`ControlPlaneHandle::set_config`] in tests).
+    pub fn config(mut self, config: MeshConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// ADS listen address (`127.0.0.1:0` picks a free port).
+    pub fn listen_addr(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// Admin HTTP listen address (`127.0.0.1:0` picks a free port).
+    pub fn admin_addr(mut self, addr: SocketAddr) -> Self {
+        self.admin = Some(addr);
+        self
+    }
+
+    /// Runs without the admin HTTP server.
+    pub fn without_admin(mut self) -> Self {
+        self.admin = None;
+        self
+    }
+
+    /// Debounce and poll interval of the config directory watcher.
+    pub fn watch_options(mut self, options: WatchOptions) -> Self {
+        self.watch = options;
+        self
+    }
+
+    /// Loads the initial configuration (a bad one is recorded, not fatal: the control plane
+    /// serves nothing and reports not-ready until a good one arrives), binds both listeners and
+    /// starts serving.
+    pub async fn start(self) -> Result<ControlPlaneHandle, StartError> {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new());
+
+        let mut fingerprint = None;
+        if let Some(config) = self.config {
+            shared.apply(Ok((config, Vec::new())));
+        } else if let Some(dir) = &self.config_dir {
+            let (fp, result) = dirwatch::read_and_load(dir.clone()).await;
+            fingerprint = fp;
+            shared.apply(result);
+        }
+
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { what, addr, source })
+        };
+        let ads_listener = bind("ads", self.listen).await?;
+        let ads_addr = local_addr(&ads_listener, "ads", self.listen)?;
+        let admin_listener = match self.admin {
+            Some(addr) => Some(bind("admin", addr).await?),
+            None => None,
+        };
+        let admin_addr = match (&admin_listener, self.admin) {
+            (Some(l), Some(addr)) => Some(local_addr(l, "admin", addr)?),
+            _ => None,
+        };
+
+        let mut tasks = Vec::new();
+        let service = AdsService::new(
+            shared.snapshots.subscribe(),
+            shared.clients.clone(),
+            shutdown_rx.clone(),
+        );
+        let incoming = TcpListenerStream::new(ads_listener).map(|s| {
+            if let Ok(s) = &s {
+                let _ = s.set_nodelay(true);
+            }
+            s
+        });
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .add_service(
+                    AggregatedDiscoveryServiceServer::new(service)
+                        .max_decoding_message_size(64 << 20)
+                        .max_encoding_message_size(64 << 20),
+                )
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %e, "ads server failed");
+            }
+        }));
+        if let Some(listener) = admin_listener {
+            tasks.push(tokio::spawn(crate::admin::serve(
+                listener,
+                shared.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        if let Some(dir) = self.config_dir.clone() {
+            let sh = shared.clone();
+            tasks.push(dirwatch::spawn(
+                dir,
+                self.watch.clone(),
+                fingerprint,
+                shutdown_rx.clone(),
+                move |r| sh.apply(r),
+            ));
+        }
+        tracing::info!(%ads_addr, admin = ?admin_addr, "control plane started");
+        Ok(ControlPlaneHandle {
+            shared,
+            ads_addr,
+            admin_addr,
+            config_dir: self.config_dir,
+            shutdown: shutdown_tx,
+            tasks,
+        })
+    }
+}
+
+fn local_addr(
+    l: &TcpListener,
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    l.local_addr()
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// The state of the configuration: what is served and what went wrong last.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigStatus {
+    /// True once a configuration loaded successfully.
+    pub ready: bool,
+    /// Number of successful loads.
+    pub generation: u64,
+    /// The configuration being served.
+    pub config: Option<Arc<MeshConfig>>,
+    /// Warnings of the configuration being served.
+    pub warnings: Vec<Warning>,
+    /// The last rejected load (cleared by the next successful one) and when it happened.
+    pub last_error: Option<(ConfigError, Instant)>,
+}
+
+/// State shared by the ADS server, the admin server and the handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub snapshots: watch::Sender<Arc<Snapshot>>,
+    pub clients: ClientRegistry,
+    status: Mutex<ConfigStatus>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        let (snapshots, _) = watch::channel(Arc::new(Snapshot::default()));
+        Shared {
+            snapshots,
+            clients: ClientRegistry::default(),
+            status: Mutex::new(ConfigStatus::default()),
+        }
+    }
+
+    pub fn status(&self) -> MutexGuard<'_, ConfigStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes a good load; records a bad one and keeps serving the previous snapshot.
+    pub fn apply(&self, result: LoadResult) {
+        match result {
+            Ok((config, warnings)) => {
+                for w in &warnings {
+                    tracing::warn!("{w}");
+                }
+                let snapshot = Arc::new(Snapshot::build(translate(&config)));
+                {
+                    let mut st = self.status();
+                    st.ready = true;
+                    st.generation += 1;
+                    st.config = Some(Arc::new(config));
+                    st.warnings = warnings;
+                    st.last_error = None;
+                }
+                self.snapshots.send_replace(snapshot);
+                tracing::info!("configuration applied");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "configuration rejected; keeping the previous one");
+                self.status().last_error = Some((e, Instant::now()));
+            }
+        }
+    }
+}
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct ControlPlaneHandle {
+    shared: Arc<Shared>,
+    ads_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    config_dir: Option<PathBuf>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ControlPlaneHandle {
+    /// The bound ADS (gRPC) address.
+    pub fn ads_addr(&self) -> SocketAddr {
+        self.ads_addr
+    }
+
+    /// The bound admin HTTP address, if the admin server runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Replaces the configuration in-process; every stream is pushed what changed.
+    pub fn set_config(&self, config: MeshConfig) {
+        self.shared.apply(Ok((config, Vec::new())));
+    }
+
+    /// Parses `yaml` (named `name` in messages) and serves it; on error the previous
+    /// configuration keeps serving and the error is recorded for `/debug/config`.
+    pub fn load_yaml(&self, name: &str, yaml: &str) -> Result<Vec<Warning>, ConfigError> {
+        let result = load_str(name, yaml);
+        let out = result
+            .as_ref()
+            .map(|(_, w)| w.clone())
+            .map_err(Clone::clone);
+        self.shared.apply(result);
+        out
+    }
+
+    /// Re-reads the config directory now (the watcher does this on its own on change).
+    pub async fn reload(&self) -> Result<Vec<Warning>, ConfigError> {
+        let Some(dir) = &self.config_dir else {
+            return Ok(Vec::new());
+        };
+        let (_, result) = dirwatch::read_and_load(dir.clone()).await;
+        let out = result
+            .as_ref()
+            .map(|(_, w)| w.clone())
+            .map_err(Clone::clone);
+        self.shared.apply(result);
+        out
+    }
+
+    /// True once a configuration loaded successfully.
+    pub fn is_ready(&self) -> bool {
+        self.shared.status().ready
+    }
+
+    /// Current configuration state (served config, warnings, last error).
+    pub fn config_status(&self) -> ConfigStatus {
+        self.shared.status().clone()
+    }
+
+    /// The translated resources being served.
+    pub fn resources(&self) -> Arc<XdsResources> {
+        self.shared.snapshots.borrow().resources().clone()
+    }
+
+    /// The snapshot being served (resources with their versions).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshots.borrow().clone()
+    }
+
+    /// Every ADS stream's record: node, subscriptions, ACKs and NACKs (connected first).
+    pub fn client_status(&self) -> Vec<ClientStatus> {
+        self.shared.clients.snapshot()
+    }
+
+    /// Stops accepting, ends every ADS stream (clients see `UNAVAILABLE`), waits up to 5 s for
+    /// connections to drain, then closes what is left. The ports are free when this returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        for task in &mut self.tasks {
+            if tokio::time::timeout_at(deadline, &mut *task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+        self.tasks.clear();
+        tracing::info!("control plane stopped");
+    }
+}
+
+impl Drop for ControlPlaneHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
