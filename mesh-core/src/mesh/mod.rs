@@ -13,6 +13,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+mod sources;
+
+pub use sources::MeshError;
+
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
 
