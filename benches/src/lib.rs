@@ -1,1 +1,132 @@
-//! Shared helpers for the benchmarks.
+//! Builders of synthetic configs for the benchmarks: route tables, clusters and endpoint sets
+//! of a chosen size, as validated model values (no control plane, no network).
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use mesh_core::{
+    cache::ResourceCache,
+    model::{
+        Cluster, ClusterDiscovery, ClusterLoadAssignment, ClusterWeight, Endpoint, HeaderMatch,
+        HeaderMatcher, HealthStatus, LbPolicy, Listener, Locality, LocalityEndpoints, PathMatch,
+        Route, RouteAction, RouteConfiguration, RouteMatch, RouteSource, StringMatcher,
+        VirtualHost,
+    },
+};
+
+/// The target name every synthetic config uses.
+pub const TARGET: &str = "bench.svc:80";
+
+fn route(i: usize, cluster: &str) -> Route {
+    Route {
+        name: format!("route-{i}").into(),
+        matcher: RouteMatch {
+            path: PathMatch::Prefix(format!("/svc{i}/").into()),
+            case_sensitive: true,
+            headers: Arc::new([HeaderMatcher {
+                name: "x-tenant".into(),
+                matcher: HeaderMatch::String(StringMatcher::Exact {
+                    value: format!("t{i}").into(),
+                    ignore_case: false,
+                }),
+                invert: false,
+                treat_missing_as_empty: false,
+            }]),
+            query_params: Arc::new([]),
+            fraction_per_million: None,
+        },
+        action: RouteAction::Cluster(cluster.into()),
+    }
+}
+
+/// A route configuration with `routes` header-and-prefix routes to `c0`, then a catch-all
+/// splitting 90/10 between `c0` and `c1`.
+pub fn route_config(routes: usize) -> RouteConfiguration {
+    let mut rs: Vec<Route> = (0..routes).map(|i| route(i, "c0")).collect();
+    rs.push(Route {
+        name: "default".into(),
+        matcher: RouteMatch {
+            path: PathMatch::Prefix("/".into()),
+            case_sensitive: true,
+            headers: Arc::new([]),
+            query_params: Arc::new([]),
+            fraction_per_million: None,
+        },
+        action: RouteAction::WeightedClusters(Arc::new([
+            ClusterWeight {
+                name: "c0".into(),
+                weight: 90,
+            },
+            ClusterWeight {
+                name: "c1".into(),
+                weight: 10,
+            },
+        ])),
+    });
+    RouteConfiguration {
+        name: "rc".into(),
+        virtual_hosts: Arc::new([VirtualHost {
+            name: "vh".into(),
+            domains: Arc::new(["bench.svc".into(), TARGET.into()]),
+            routes: rs.into(),
+        }]),
+    }
+}
+
+/// An EDS cluster.
+pub fn cluster(name: &str, lb_policy: LbPolicy) -> Cluster {
+    Cluster {
+        name: name.into(),
+        discovery: ClusterDiscovery::Eds {
+            service_name: name.into(),
+        },
+        lb_policy,
+        connect_timeout: Duration::from_secs(5),
+    }
+}
+
+/// A load assignment with the given endpoint addresses, one locality.
+pub fn assignment(name: &str, addrs: &[SocketAddr]) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.into(),
+        localities: Arc::new([LocalityEndpoints {
+            locality: Locality::default(),
+            weight: Some(1),
+            priority: 0,
+            endpoints: addrs
+                .iter()
+                .map(|a| Endpoint {
+                    address: *a,
+                    health: HealthStatus::Healthy,
+                    weight: 1,
+                })
+                .collect(),
+        }]),
+    }
+}
+
+/// `n` distinct loopback addresses.
+pub fn addrs(n: usize) -> Vec<SocketAddr> {
+    (0..n)
+        .map(|i| SocketAddr::from(([127, 0, (i / 250) as u8, (i % 250) as u8 + 1], 8080)))
+        .collect()
+}
+
+/// A cache holding the listener [`TARGET`] with an inline [`route_config`] of `routes` routes,
+/// and clusters `c0`, `c1` over the given endpoint addresses.
+pub fn cache(routes: usize, endpoints: &[SocketAddr], lb_policy: LbPolicy) -> ResourceCache {
+    let cache = ResourceCache::new();
+    cache.accept(
+        TARGET,
+        Listener {
+            name: TARGET.into(),
+            route_source: RouteSource::Inline(Arc::new(route_config(routes))),
+            http_filters: Arc::new([]),
+        },
+        "1",
+    );
+    for c in ["c0", "c1"] {
+        cache.accept(c, cluster(c, lb_policy), "1");
+        cache.accept(c, assignment(c, endpoints), "1");
+    }
+    cache
+}

@@ -1,0 +1,177 @@
+//! End to end, same run: a hyper client calling a hyper server directly vs the same client
+//! behind `MeshLayer`, 1 KB POST bodies on loopback. Prints p50/p99 latency (sequential
+//! requests) and throughput (concurrent requests), and the mesh/direct ratios.
+//!
+//! Run: `cargo bench -p benches --bench end_to_end`
+//! (`E2E_REQUESTS`, `E2E_SECONDS`, `E2E_CONCURRENCY` override the defaults.)
+//!
+//! Direct and mesh runs are interleaved in rounds so that machine noise hits both alike.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use mesh_core::{mesh::Mesh, model::LbPolicy};
+use tower::{Service, ServiceExt};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn one<S>(svc: &mut S, uri: &str, body: &Bytes) -> Result<()>
+where
+    S: Service<Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>>,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    let req = Request::post(uri).body(Full::new(body.clone()))?;
+    let resp = svc.ready().await?.call(req).await?;
+    anyhow::ensure!(resp.status().is_success(), "status {}", resp.status());
+    resp.into_body().collect().await?;
+    Ok(())
+}
+
+async fn latencies<S>(
+    svc: &mut S,
+    uri: &str,
+    body: &Bytes,
+    n: u64,
+    out: &mut Vec<Duration>,
+) -> Result<()>
+where
+    S: Service<Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>>,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    for _ in 0..n {
+        let t = Instant::now();
+        one(svc, uri, body).await?;
+        out.push(t.elapsed());
+    }
+    Ok(())
+}
+
+async fn throughput<S>(
+    svc: S,
+    uri: &'static str,
+    body: Bytes,
+    concurrency: u64,
+    secs: u64,
+) -> Result<f64>
+where
+    S: Service<Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>>
+        + Clone
+        + Send
+        + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+    S::Future: Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (mut svc, body, stop, done) = (svc.clone(), body.clone(), stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                one(&mut svc, uri, &body).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; a filter argument that is not ours means another bench.
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with("--") && a != "end_to_end")
+    {
+        return Ok(());
+    }
+    let requests = env("E2E_REQUESTS", 20_000);
+    let secs = env("E2E_SECONDS", 3);
+    let concurrency = env("E2E_CONCURRENCY", 32);
+    let backend = examples::Backend::start("v1").await?;
+    let body = Bytes::from(vec![b'x'; 1024]);
+
+    let direct_uri: &'static str =
+        Box::leak(format!("http://{}/echo", backend.addr()).into_boxed_str());
+    let mesh_uri: &'static str = "http://bench.svc:80/echo";
+    let mut direct = mesh_tower::client::http1::<Full<Bytes>>();
+    let mesh = Mesh::from_cache(benches::cache(100, &[backend.addr()], LbPolicy::RoundRobin));
+    let mut meshed = tower::ServiceBuilder::new()
+        .layer(mesh_tower::MeshLayer::new(mesh))
+        .service(mesh_tower::client::http1::<Full<Bytes>>());
+
+    // Warm both: connections pooled, target subscribed and compiled.
+    for _ in 0..1000 {
+        one(&mut direct, direct_uri, &body).await?;
+        one(&mut meshed, mesh_uri, &body).await?;
+    }
+
+    let rounds = 10;
+    let (mut d, mut m) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        latencies(&mut direct, direct_uri, &body, requests / rounds, &mut d).await?;
+        latencies(&mut meshed, mesh_uri, &body, requests / rounds, &mut m).await?;
+    }
+    d.sort();
+    m.sort();
+
+    let (mut dt, mut mt) = (0.0, 0.0);
+    for _ in 0..2 {
+        dt += throughput(direct.clone(), direct_uri, body.clone(), concurrency, secs).await?;
+        mt += throughput(meshed.clone(), mesh_uri, body.clone(), concurrency, secs).await?;
+    }
+    let (dt, mt) = (dt / 2.0, mt / 2.0);
+
+    let us = |x: Duration| x.as_secs_f64() * 1e6;
+    println!("end_to_end: 1 KB POST over loopback, HTTP/1.1, {requests} sequential requests each, route table of 101 routes");
+    println!(
+        "{:<10} {:>10} {:>10} {:>14}",
+        "", "p50 (µs)", "p99 (µs)", "req/s"
+    );
+    println!(
+        "{:<10} {:>10.1} {:>10.1} {:>14.0}",
+        "direct",
+        us(pct(&d, 0.5)),
+        us(pct(&d, 0.99)),
+        dt
+    );
+    println!(
+        "{:<10} {:>10.1} {:>10.1} {:>14.0}",
+        "mesh",
+        us(pct(&m, 0.5)),
+        us(pct(&m, 0.99)),
+        mt
+    );
+    println!(
+        "mesh - direct: p50 {:+.1} µs, p99 {:+.1} µs; throughput ratio {:.3} (concurrency {concurrency}, {secs} s x 2)",
+        us(pct(&m, 0.5)) - us(pct(&d, 0.5)),
+        us(pct(&m, 0.99)) - us(pct(&d, 0.99)),
+        mt / dt
+    );
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! Request-path micro benchmarks: route match on a 100-route table, endpoint pick over 100
+//! endpoints, and snapshot build for 1,000 clusters.
+//!
+//! Run: `cargo bench -p benches --bench routing`
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::{collections::HashMap, hint::black_box, sync::Arc};
+
+use benches::{addrs, assignment, cluster, route_config, TARGET};
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderValue, Method};
+use mesh_core::{
+    model::{
+        Cluster, ClusterLoadAssignment, ClusterWeight, LbPolicy, Listener, RouteAction,
+        RouteConfiguration, RouteSource,
+    },
+    snapshot::{RequestView, ResourceLookup, Snapshot},
+};
+
+#[derive(Default)]
+struct Lookup {
+    routes: HashMap<String, Arc<RouteConfiguration>>,
+    clusters: HashMap<String, Arc<Cluster>>,
+    endpoints: HashMap<String, Arc<ClusterLoadAssignment>>,
+}
+
+impl ResourceLookup for Lookup {
+    fn route_config(&self, n: &str) -> Option<Arc<RouteConfiguration>> {
+        self.routes.get(n).cloned()
+    }
+    fn cluster(&self, n: &str) -> Option<Arc<Cluster>> {
+        self.clusters.get(n).cloned()
+    }
+    fn endpoints(&self, n: &str) -> Option<Arc<ClusterLoadAssignment>> {
+        self.endpoints.get(n).cloned()
+    }
+}
+
+fn listener(rc: RouteConfiguration) -> Arc<Listener> {
+    Arc::new(Listener {
+        name: TARGET.into(),
+        route_source: RouteSource::Inline(Arc::new(rc)),
+        http_filters: Arc::new([]),
+    })
+}
+
+fn lookup_with(clusters: &[String], endpoints: usize, lb: LbPolicy) -> Lookup {
+    let eps = addrs(endpoints);
+    let mut l = Lookup::default();
+    for c in clusters {
+        l.clusters.insert(c.clone(), Arc::new(cluster(c, lb)));
+        l.endpoints.insert(c.clone(), Arc::new(assignment(c, &eps)));
+    }
+    l
+}
+
+fn route_match(c: &mut Criterion) {
+    let lookup = lookup_with(&["c0".into(), "c1".into()], 3, LbPolicy::RoundRobin);
+    let snap =
+        Snapshot::build(TARGET.into(), listener(route_config(100)), &lookup, None).expect("warm");
+    let mut headers = HeaderMap::new();
+    headers.insert("x-tenant", HeaderValue::from_static("t99"));
+    let mut g = c.benchmark_group("route_match_100_routes");
+    // The last header route: every earlier route's prefix is tested first.
+    g.bench_function("last_route", |b| {
+        b.iter(|| {
+            let req = RequestView {
+                authority: black_box(TARGET),
+                path_and_query: black_box("/svc99/items?id=7"),
+                method: &Method::GET,
+                scheme: Some("http"),
+                headers: &headers,
+            };
+            black_box(snap.route(&req).expect("routes").cluster.name().len())
+        })
+    });
+    // Falls through all 100 routes to the weighted catch-all.
+    g.bench_function("catch_all_weighted", |b| {
+        let empty = HeaderMap::new();
+        b.iter(|| {
+            let req = RequestView {
+                authority: black_box(TARGET),
+                path_and_query: black_box("/other"),
+                method: &Method::GET,
+                scheme: Some("http"),
+                headers: &empty,
+            };
+            black_box(snap.route(&req).expect("routes").cluster.name().len())
+        })
+    });
+    g.finish();
+}
+
+fn endpoint_pick(c: &mut Criterion) {
+    let mut g = c.benchmark_group("endpoint_pick_100_endpoints");
+    for (label, lb) in [
+        ("round_robin", LbPolicy::RoundRobin),
+        (
+            "least_request_p2c",
+            LbPolicy::LeastRequest { choice_count: 2 },
+        ),
+    ] {
+        let lookup = lookup_with(&["c0".into(), "c1".into()], 100, lb);
+        let snap =
+            Snapshot::build(TARGET.into(), listener(route_config(1)), &lookup, None).expect("warm");
+        let handle = snap.clusters()["c0"].clone();
+        g.bench_function(label, |b| {
+            b.iter(|| black_box(handle.pick().expect("endpoint").address()))
+        });
+    }
+    g.finish();
+}
+
+fn snapshot_build(c: &mut Criterion) {
+    let names: Vec<String> = (0..1000)
+        .map(|i| format!("outbound|80||svc-{i}.ns.svc.cluster.local"))
+        .collect();
+    let lookup = lookup_with(&names, 3, LbPolicy::RoundRobin);
+    let mut rc = route_config(0);
+    let mut vh = rc.virtual_hosts[0].clone();
+    let mut routes = vh.routes.to_vec();
+    routes[0].action = RouteAction::WeightedClusters(
+        names
+            .iter()
+            .map(|n| ClusterWeight {
+                name: n.as_str().into(),
+                weight: 1,
+            })
+            .collect(),
+    );
+    vh.routes = routes.into();
+    rc.virtual_hosts = Arc::new([vh]);
+    let l = listener(rc);
+    let mut g = c.benchmark_group("snapshot_build_1000_clusters");
+    g.bench_function("cold", |b| {
+        b.iter(|| {
+            black_box(
+                Snapshot::build(TARGET.into(), l.clone(), &lookup, None)
+                    .expect("warm")
+                    .clusters()
+                    .len(),
+            )
+        })
+    });
+    let prev = Snapshot::build(TARGET.into(), l.clone(), &lookup, None).expect("warm");
+    g.bench_function("incremental_unchanged", |b| {
+        b.iter(|| {
+            black_box(
+                Snapshot::build(TARGET.into(), l.clone(), &lookup, Some(&prev))
+                    .expect("warm")
+                    .clusters()
+                    .len(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, route_match, endpoint_pick, snapshot_build);
+criterion_main!(benches);
