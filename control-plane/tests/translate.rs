@@ -290,3 +290,19 @@ fn endpoints_filtered_by_subset_with_locality_weight_and_port_mapping() {
 fn translation_is_deterministic() {
     assert_eq!(reviews(), reviews());
 }
+
+#[test]
+fn readme_example_loads_without_warnings() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+    let len = readme[start..].find("```").expect("end of block");
+    let (config, warnings) = load_str("README.md", &readme[start..start + len]).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let xds = translate(&config);
+    assert!(xds.listener("greeter:50051").is_some());
+    assert_eq!(xds.clusters.len(), 3);
+    let eds = xds
+        .endpoint("outbound|50051|v2|greeter.default.svc.cluster.local")
+        .unwrap();
+    assert_eq!(addresses(eds), [("127.0.0.1".to_string(), 50062)]);
+}

@@ -241,3 +241,98 @@ impl StreamState {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ads::status::ClientRegistry;
+    use crate::translate::translate;
+    use envoy_types::pb::google::rpc::Status as RpcStatus;
+
+    const SE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: s }\nspec:\n  hosts: [a, b]\n  ports: [{ number: 80, name: http }]\n  endpoints: [{ address: 10.0.0.1 }]\n";
+
+    fn snap(yaml: &str) -> Snapshot {
+        Snapshot::build(translate(&crate::load_str("t", yaml).unwrap().0))
+    }
+
+    fn req(ty: ResourceType, names: &[&str], nonce: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: ty.type_url().into(),
+            resource_names: names.iter().map(|s| s.to_string()).collect(),
+            response_nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    fn names(r: &DiscoveryResponse) -> usize {
+        r.resources.len()
+    }
+
+    #[test]
+    fn wildcard_then_explicit_then_empty_unsubscribes() {
+        let registry = ClientRegistry::default();
+        let client = registry.open(1);
+        let s = snap(SE);
+        let mut st = StreamState::new(1);
+        // Legacy wildcard: empty names on the first request.
+        let r = st
+            .on_request(&req(ResourceType::Cluster, &[], ""), &s, &client)
+            .unwrap();
+        assert_eq!(names(&r), 2);
+        // ACK with the same (empty) names: still wildcard, nothing new to send.
+        assert!(st
+            .on_request(&req(ResourceType::Cluster, &[], &r.nonce), &s, &client)
+            .is_none());
+        // Listener: explicit names; once named, an empty list means "none".
+        let r = st
+            .on_request(&req(ResourceType::Listener, &["a:80"], ""), &s, &client)
+            .unwrap();
+        assert_eq!(names(&r), 1);
+        let r = st
+            .on_request(&req(ResourceType::Listener, &[], &r.nonce), &s, &client)
+            .unwrap();
+        assert_eq!(names(&r), 0, "empty LDS response deletes the listener");
+        // Explicit `*`.
+        let r = st
+            .on_request(&req(ResourceType::Listener, &["*"], &r.nonce), &s, &client)
+            .unwrap();
+        assert_eq!(names(&r), 2);
+    }
+
+    #[test]
+    fn eds_resends_on_resubscribe_and_only_changed_on_push() {
+        let registry = ClientRegistry::default();
+        let client = registry.open(1);
+        let s1 = snap(SE);
+        let (ca, cb) = ("outbound|80||a", "outbound|80||b");
+        let mut st = StreamState::new(1);
+        let r = st
+            .on_request(&req(ResourceType::Endpoint, &[ca, cb], ""), &s1, &client)
+            .unwrap();
+        assert_eq!(names(&r), 2);
+        // Unsubscribe b, then subscribe again: b is re-sent although unchanged.
+        let r2 = st.on_request(&req(ResourceType::Endpoint, &[ca], &r.nonce), &s1, &client);
+        assert!(r2.is_none());
+        let r3 = st
+            .on_request(
+                &req(ResourceType::Endpoint, &[ca, cb], &r.nonce),
+                &s1,
+                &client,
+            )
+            .unwrap();
+        assert_eq!(names(&r3), 1);
+        // Same snapshot again: nothing.
+        assert!(st.on_snapshot(&s1, &client).is_empty());
+        // NACK: recorded, nothing re-sent.
+        let mut nack = req(ResourceType::Endpoint, &[ca, cb], &r3.nonce);
+        nack.error_detail = Some(RpcStatus {
+            code: 3,
+            message: "bad".into(),
+            details: vec![],
+        });
+        assert!(st.on_request(&nack, &s1, &client).is_none());
+        let rec = registry.snapshot()[0].types[&ResourceType::Endpoint].clone();
+        assert_eq!(rec.nack.unwrap().message, "bad");
+        assert_eq!(rec.nacks, 1);
+    }
+}
