@@ -6,7 +6,8 @@
 
 pub mod bootstrap;
 pub mod cache;
+pub mod mesh;
 pub mod model;
 pub mod snapshot;
-pub mod mesh;
 pub mod source;
+pub mod xds;
