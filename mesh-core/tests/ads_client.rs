@@ -190,13 +190,16 @@ impl TestServer {
     }
 
     fn respond(&self, ty: ResourceType, version: &str, nonce: &str, resources: Vec<Any>) {
-        let response = DiscoveryResponse {
+        self.respond_raw(DiscoveryResponse {
             version_info: version.into(),
             resources,
             type_url: ty.type_url().into(),
             nonce: nonce.into(),
             ..Default::default()
-        };
+        });
+    }
+
+    fn respond_raw(&self, response: DiscoveryResponse) {
         let current = self.ads.current.lock().unwrap();
         current
             .as_ref()
@@ -715,4 +718,54 @@ async fn dropping_the_last_subscription_unsubscribes() {
         .await;
     assert!(r.resource_names.is_empty());
     assert!(cache.entry::<ClusterLoadAssignment>("y").is_none());
+}
+
+#[tokio::test]
+async fn does_not_exist_timer_waits_for_a_connection() {
+    let mut server = TestServer::start().await;
+    server.kill().await;
+    let (client, cache) = start_client(&server);
+    let _l = client.subscribe(ResourceType::Listener, "l:80");
+    wait_status(&client, |s| s.last_error.is_some()).await;
+
+    // A minute without a server: the request was never sent, so nothing is concluded (A57).
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    tokio::time::resume();
+    let entry = cache.entry::<Listener>("l:80").unwrap();
+    assert_eq!(entry.status, ResourceStatus::Requested);
+    assert!(!client.status().connected);
+
+    server.restart().await;
+    server.request_for(ResourceType::Listener, &["l:80"]).await;
+    server.respond(ResourceType::Listener, "1", "n1", vec![listener("l:80")]);
+    assert!(server.next_request().await.error_detail.is_none());
+    assert!(cache.get::<Listener>("l:80").is_some());
+}
+
+#[tokio::test]
+async fn unsolicited_types_are_ignored_and_unknown_types_nacked() {
+    let mut server = TestServer::start().await;
+    let (client, cache) = start_client(&server);
+    let _c = client.subscribe(ResourceType::Cluster, "c");
+    server.request_for(ResourceType::Cluster, &["c"]).await;
+
+    // LDS was never requested: no answer (an empty LDS request would mean wildcard).
+    server.respond(ResourceType::Listener, "1", "x1", vec![listener("l:80")]);
+    server.no_request_for(Duration::from_millis(300)).await;
+    assert!(cache.entry::<Listener>("l:80").is_none());
+
+    let unknown = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+    server.respond_raw(DiscoveryResponse {
+        version_info: "1".into(),
+        type_url: unknown.into(),
+        nonce: "u1".into(),
+        ..Default::default()
+    });
+    let nack = server.next_request().await;
+    assert_eq!(
+        (nack.type_url.as_str(), nack.response_nonce.as_str()),
+        (unknown, "u1")
+    );
+    assert!(nack.error_detail.is_some());
 }

@@ -382,6 +382,12 @@ impl Worker {
             return;
         };
 
+        if !out.sent_types.contains(&ty) {
+            // Nothing of this type was asked for on this stream. Answering would send an empty
+            // name list, which for LDS/CDS means "wildcard" (§3 row 10): ignore it instead.
+            debug!(%ty, "xds: ignoring unsolicited response");
+            return;
+        }
         let state = self.types.entry(ty).or_default();
         state.nonce.clone_from(&response.nonce);
         let outcome = resources::apply(ty, &response, &state.names, &self.cache);
