@@ -49,7 +49,9 @@ pub enum StartError {
 pub struct ControlPlane;
 
 impl ControlPlane {
-    /// A builder with the defaults (`127.0.0.1:15010`, admin on `127.0.0.1:15014`, no config).
+    /// A builder with test-friendly defaults: ADS on `127.0.0.1:0` (a free port, see
+    /// [`ControlPlaneHandle::ads_addr`]), no admin server, no config. The binary passes
+    /// [`DEFAULT_LISTEN`] / [`DEFAULT_ADMIN`] explicitly.
     pub fn builder() -> ControlPlaneBuilder {
         ControlPlaneBuilder::default()
     }
@@ -70,8 +72,8 @@ impl Default for ControlPlaneBuilder {
         ControlPlaneBuilder {
             config_dir: None,
             config: None,
-            listen: SocketAddr::from(([127, 0, 0, 1], 15010)),
-            admin: Some(SocketAddr::from(([127, 0, 0, 1], 15014))),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: None,
             watch: WatchOptions::default(),
         }
     }
@@ -188,6 +190,7 @@ impl ControlPlaneBuilder {
                 dir,
                 self.watch.clone(),
                 fingerprint,
+                shared.load_lock.clone(),
                 shutdown_rx.clone(),
                 move |r| sh.apply(r),
             ));
@@ -233,6 +236,8 @@ pub struct ConfigStatus {
 pub(crate) struct Shared {
     pub snapshots: watch::Sender<Arc<Snapshot>>,
     pub clients: ClientRegistry,
+    /// Serializes directory read-and-apply (watcher vs. manual reload).
+    pub load_lock: Arc<tokio::sync::Mutex<()>>,
     status: Mutex<ConfigStatus>,
 }
 
@@ -242,6 +247,7 @@ impl Shared {
         Shared {
             snapshots,
             clients: ClientRegistry::default(),
+            load_lock: Arc::default(),
             status: Mutex::new(ConfigStatus::default()),
         }
     }
@@ -321,6 +327,7 @@ impl ControlPlaneHandle {
         let Some(dir) = &self.config_dir else {
             return Ok(Vec::new());
         };
+        let _guard = self.shared.load_lock.lock().await;
         let (_, result) = dirwatch::read_and_load(dir.clone()).await;
         let out = result
             .as_ref()

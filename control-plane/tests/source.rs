@@ -139,3 +139,29 @@ fn load_dir_reads_yaml_files_in_order() {
     assert!(err.file().ends_with("c.yaml"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Never panics: every prefix of a real config, and every line dropped in turn, either loads
+/// (and translates) or is a typed error.
+#[test]
+fn truncated_and_mangled_inputs_never_panic() {
+    let text = include_str!("fixtures/reviews.yaml");
+    let mut boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    boundaries.push(text.len());
+    for &end in &boundaries {
+        if let Ok((config, _)) = load_str("t.yaml", &text[..end]) {
+            let _ = mesh_control_plane::translate(&config);
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    for skip in 0..lines.len() {
+        let mangled: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, l)| *l)
+            .collect();
+        if let Ok((config, _)) = load_str("t.yaml", &mangled.join("\n")) {
+            let _ = mesh_control_plane::translate(&config);
+        }
+    }
+}

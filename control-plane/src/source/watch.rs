@@ -63,10 +63,13 @@ pub(crate) async fn read_and_load(dir: PathBuf) -> (Option<String>, LoadResult) 
 
 /// Watches `dir` until `shutdown` becomes true, calling `on_load` whenever the directory's
 /// content differs from what was last seen. `initial` is the fingerprint already loaded (if any).
+/// Each read-and-apply holds `load_lock`, so loads triggered elsewhere (a manual reload) are
+/// applied in the order their reads happened.
 pub(crate) fn spawn(
     dir: PathBuf,
     options: WatchOptions,
     initial: Option<String>,
+    load_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     mut shutdown: watch::Receiver<bool>,
     on_load: impl Fn(LoadResult) + Send + 'static,
 ) -> JoinHandle<()> {
@@ -109,6 +112,7 @@ pub(crate) fn spawn(
                 }
                 _ = poll.tick() => {}
             }
+            let _guard = load_lock.lock().await;
             let (fingerprint, result) = read_and_load(dir.clone()).await;
             // Unreadable directories are keyed by their error, so one outage is reported once.
             let key = match (&fingerprint, &result) {
