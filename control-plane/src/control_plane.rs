@@ -310,6 +310,16 @@ impl ControlPlaneHandle {
         self.shared.apply(Ok((config, Vec::new())));
     }
 
+    /// Serves exactly these xDS resources, bypassing the Istio source: for embedding the server
+    /// behind another registry, and for tests that must serve chosen resources — invalid ones
+    /// included, to watch clients NACK them. The next config load replaces them.
+    pub fn set_resources(&self, resources: XdsResources) {
+        self.shared.status().ready = true;
+        self.shared
+            .snapshots
+            .send_replace(Arc::new(Snapshot::build(resources)));
+    }
+
     /// Parses `yaml` (named `name` in messages) and serves it; on error the previous
     /// configuration keeps serving and the error is recorded for `/debug/config`.
     pub fn load_yaml(&self, name: &str, yaml: &str) -> Result<Vec<Warning>, ConfigError> {

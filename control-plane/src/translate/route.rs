@@ -3,8 +3,10 @@
 //!
 //! Per gRFC A28 the first matching route wins, so order is preserved: VirtualServices by
 //! `namespace/name`, their `http[]` rules in order, one route per `match[]` entry; catch-all
-//! routes are moved to the end (stable), then the default route is appended when no catch-all
-//! exists. Note for gRPC clients (XDS-SEMANTICS.md 1a rows 6, 8): `queryParams` routes are ignored
+//! routes are moved to the end (stable). A service no VirtualService routes gets istiod's
+//! `default` route (`prefix: /` to the service's cluster); with a VirtualService, requests that
+//! none of its rules match get no route (Envoy answers 404 "NR"; the mesh a `no_route` error),
+//! exactly as with istiod. Note for gRPC clients (XDS-SEMANTICS.md 1a rows 6, 8): `queryParams` routes are ignored
 //! by gRPC, and header matchers only see application metadata.
 
 use envoy_types::pb::envoy::config::route::v3::{
@@ -81,10 +83,9 @@ pub(crate) fn route_configuration(
     }
     // istio SortVHostRoutes: catch-all routes last, relative order kept.
     let (mut ordered, catch_all): (Vec<_>, Vec<_>) = routes.into_iter().partition(|(_, c)| !*c);
-    let has_catch_all = !catch_all.is_empty();
     ordered.extend(catch_all);
     let mut routes: Vec<Route> = ordered.into_iter().map(|(r, _)| r).collect();
-    if !has_catch_all {
+    if vss.is_empty() {
         routes.push(default_route(&cluster_name(port.number, "", &svc.host)));
     }
     RouteConfiguration {
