@@ -165,7 +165,7 @@ fn routes_keep_order_with_catch_all_last_and_weights() {
 }
 
 #[test]
-fn default_route_is_last_without_virtual_service() {
+fn default_route_only_without_virtual_service() {
     let yaml = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -204,18 +204,14 @@ spec:
         cluster_of(&vh.routes[0]),
         &ClusterSpecifier::Cluster("outbound|50051||greeter".into())
     );
-    // A VS without a catch-all: its routes, then the default route last. The destination port
-    // defaults to the destination service's port.
+    // A VS without a catch-all: its routes only, no default route (istiod): a request none of
+    // them matches gets no route. The destination port defaults to the destination's port.
     let vh = &xds.route("other:80").unwrap().virtual_hosts[0];
     let names: Vec<&str> = vh.routes.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["", "default"]);
+    assert_eq!(names, [""]);
     assert_eq!(
         cluster_of(&vh.routes[0]),
         &ClusterSpecifier::Cluster("outbound|50051||greeter".into())
-    );
-    assert_eq!(
-        cluster_of(&vh.routes[1]),
-        &ClusterSpecifier::Cluster("outbound|80||other".into())
     );
 }
 
