@@ -23,16 +23,12 @@ pub struct RequestView<'a> {
     pub headers: &'a HeaderMap,
 }
 
-impl RequestView<'_> {
-    fn path(&self) -> &str {
-        match self.path_and_query.find('?') {
-            Some(i) => &self.path_and_query[..i],
-            None => self.path_and_query,
-        }
-    }
-
-    fn query(&self) -> Option<&str> {
-        self.path_and_query.split_once('?').map(|(_, q)| q)
+impl<'a> RequestView<'a> {
+    /// `(path, query)`: split once per request, not once per route.
+    pub(crate) fn split_path(&self) -> (&'a str, &'a str) {
+        self.path_and_query
+            .split_once('?')
+            .unwrap_or((self.path_and_query, ""))
     }
 }
 
@@ -91,17 +87,22 @@ impl CompiledMatch {
         }
     }
 
-    /// Whether the request matches. `draw` yields a uniform number in `[0, 1_000_000)` and is
-    /// called only if the route has a runtime fraction.
-    pub(crate) fn matches(&self, req: &RequestView<'_>, draw: impl FnOnce() -> u32) -> bool {
-        if !self.path_matches(req.path()) {
+    /// Whether the request matches. `path` and `query` come from [`RequestView::split_path`];
+    /// `draw` yields a uniform number in `[0, 1_000_000)` and is called only if the route has a
+    /// runtime fraction.
+    pub(crate) fn matches(
+        &self,
+        req: &RequestView<'_>,
+        (path, query): (&str, &str),
+        draw: impl FnOnce() -> u32,
+    ) -> bool {
+        if !self.path_matches(path) {
             return false;
         }
         if !self.headers.iter().all(|h| header_matches(h, req)) {
             return false;
         }
         if !self.query.is_empty() {
-            let query = req.query().unwrap_or("");
             if !self.query.iter().all(|q| query_matches(q, query)) {
                 return false;
             }
@@ -297,7 +298,7 @@ mod tests {
             scheme: Some("http"),
             headers: &map,
         };
-        m.matches(&req, || 0)
+        m.matches(&req, req.split_path(), || 0)
     }
 
     #[test]
@@ -407,8 +408,8 @@ mod tests {
             scheme: None,
             headers: &map,
         };
-        assert!(f.matches(&req, || 249_999));
-        assert!(!f.matches(&req, || 250_000));
+        assert!(f.matches(&req, req.split_path(), || 249_999));
+        assert!(!f.matches(&req, req.split_path(), || 250_000));
     }
 
     #[test]

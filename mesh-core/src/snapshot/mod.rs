@@ -145,6 +145,7 @@ pub enum RouteError {
 #[derive(Debug)]
 pub struct Snapshot {
     target: Arc<str>,
+    host_header: Option<http::HeaderValue>,
     listener: Arc<Listener>,
     route_config: Arc<RouteConfiguration>,
     domains: DomainIndex,
@@ -258,8 +259,10 @@ impl Snapshot {
             })
             .collect();
         let domains = DomainIndex::new(route_config.virtual_hosts.iter().map(|vh| &*vh.domains));
+        let host_header = http::HeaderValue::from_str(&target).ok();
         Ok(Snapshot {
             target,
+            host_header,
             listener,
             route_config,
             domains,
@@ -278,6 +281,12 @@ impl Snapshot {
                 .clusters
                 .iter()
                 .all(|(name, c)| other.clusters.get(name).is_some_and(|o| Arc::ptr_eq(c, o)))
+    }
+
+    /// The target name as a `Host` header value, built once (requests addressed by the target
+    /// name reuse it instead of allocating one each).
+    pub fn host_header(&self) -> Option<&http::HeaderValue> {
+        self.host_header.as_ref()
     }
 
     /// The target this snapshot serves.
@@ -311,10 +320,14 @@ impl Snapshot {
                 authority: req.authority.to_owned(),
             })?;
         let vh = &self.vhosts[vi];
+        let parts = req.split_path();
         let route = vh
             .routes
             .iter()
-            .find(|r| r.matcher.matches(req, || rand::random_range(0..1_000_000)))
+            .find(|r| {
+                r.matcher
+                    .matches(req, parts, || rand::random_range(0..1_000_000))
+            })
             .ok_or_else(|| RouteError::NoRoute {
                 target: self.target.clone(),
                 virtual_host: vh.name.clone(),

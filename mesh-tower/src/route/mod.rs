@@ -196,7 +196,11 @@ fn dispatch<B>(
     }
     *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
     if !req.headers().contains_key(HOST) {
-        if let Ok(v) = HeaderValue::from_str(host) {
+        let value = match snapshot.host_header() {
+            Some(v) if host == &**snapshot.target() => Some(v.clone()),
+            _ => HeaderValue::from_str(host).ok(),
+        };
+        if let Some(v) = value {
             req.headers_mut().insert(HOST, v);
         }
     }
