@@ -102,10 +102,8 @@ impl CompiledMatch {
         if !self.headers.iter().all(|h| header_matches(h, req)) {
             return false;
         }
-        if !self.query.is_empty() {
-            if !self.query.iter().all(|q| query_matches(q, query)) {
-                return false;
-            }
+        if !self.query.iter().all(|q| query_matches(q, query)) {
+            return false;
         }
         match self.fraction_per_million {
             None => true,
