@@ -60,13 +60,14 @@ where
     Ok(())
 }
 
+/// Requests per second, and process CPU µs (client + server) per request.
 async fn throughput<S>(
     svc: S,
     uri: &'static str,
     body: Bytes,
     concurrency: u64,
     secs: u64,
-) -> Result<f64>
+) -> Result<(f64, f64)>
 where
     S: Service<Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>>
         + Clone
@@ -75,6 +76,7 @@ where
     S::Error: std::error::Error + Send + Sync + 'static,
     S::Future: Send,
 {
+    let cpu_start = cpu_time();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -94,7 +96,23 @@ where
     for t in tasks {
         t.await??;
     }
-    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+    let n = done.load(Ordering::Relaxed) as f64;
+    let cpu_per_req = match (cpu_start, cpu_time()) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64() * 1e6 / n,
+        _ => f64::NAN,
+    };
+    Ok((n / start.elapsed().as_secs_f64(), cpu_per_req))
+}
+
+/// This process's CPU time so far (user + system), from `/proc/self/stat` (Linux; clock ticks
+/// at the usual 100 Hz). `None` elsewhere.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the `(comm)`; utime and stime are fields 14 and 15 of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -144,12 +162,17 @@ async fn main() -> Result<()> {
     // 2-core box) dwarfs the mesh's cost, so report every round's ratio and their median.
     let rounds = env("E2E_ROUNDS", 5) as usize;
     let (mut dts, mut mts, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut dcpu, mut mcpu) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let dt = throughput(direct.clone(), direct_uri, body.clone(), concurrency, secs).await?;
-        let mt = throughput(meshed.clone(), mesh_uri, body.clone(), concurrency, secs).await?;
+        let (dt, dc) =
+            throughput(direct.clone(), direct_uri, body.clone(), concurrency, secs).await?;
+        let (mt, mc) =
+            throughput(meshed.clone(), mesh_uri, body.clone(), concurrency, secs).await?;
         dts.push(dt);
         mts.push(mt);
         ratios.push(mt / dt);
+        dcpu.push(dc);
+        mcpu.push(mc);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -157,32 +180,33 @@ async fn main() -> Result<()> {
     };
     let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
     let (dt, mt, ratio) = (median(&mut dts), median(&mut mts), median(&mut ratios));
+    let (dc, mc) = (median(&mut dcpu), median(&mut mcpu));
 
     let us = |x: Duration| x.as_secs_f64() * 1e6;
     println!("end_to_end: 1 KB POST over loopback, HTTP/1.1, {requests} sequential requests each, route table of 101 routes");
+    let row = |name: &str, lat: &[Duration], rps: f64, cpu: f64| {
+        println!(
+            "{name:<10} {:>10.1} {:>10.1} {rps:>16.0} {cpu:>18.2}",
+            us(pct(lat, 0.5)),
+            us(pct(lat, 0.99))
+        )
+    };
     println!(
-        "{:<10} {:>10} {:>10} {:>14}",
-        "", "p50 (µs)", "p99 (µs)", "req/s (median)"
+        "{:<10} {:>10} {:>10} {:>16} {:>18}",
+        "", "p50 (µs)", "p99 (µs)", "req/s (median)", "CPU µs/req (med)"
     );
-    println!(
-        "{:<10} {:>10.1} {:>10.1} {:>14.0}",
-        "direct",
-        us(pct(&d, 0.5)),
-        us(pct(&d, 0.99)),
-        dt
-    );
-    println!(
-        "{:<10} {:>10.1} {:>10.1} {:>14.0}",
-        "mesh",
-        us(pct(&m, 0.5)),
-        us(pct(&m, 0.99)),
-        mt
-    );
+    row("direct", &d, dt, dc);
+    row("mesh", &m, mt, mc);
     println!(
         "mesh - direct: p50 {:+.1} µs, p99 {:+.1} µs; throughput ratio median {ratio:.3} over {rounds} rounds [{}] (concurrency {concurrency}, {secs} s each)",
         us(pct(&m, 0.5)) - us(pct(&d, 0.5)),
         us(pct(&m, 0.99)) - us(pct(&d, 0.99)),
         per_round.join(", ")
+    );
+    println!(
+        "CPU per request (client + server, whole process): mesh {:+.2} µs ({:.3} of direct's efficiency)",
+        mc - dc,
+        dc / mc
     );
     Ok(())
 }

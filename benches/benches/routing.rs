@@ -158,5 +158,62 @@ fn snapshot_build(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, route_match, endpoint_pick, snapshot_build);
+/// The whole `MeshService::call` fast path (lookup, route over 101 routes, pick, URI rewrite,
+/// `Host`, extension) over a no-op inner service, against the no-op service alone: the CPU the
+/// mesh adds per request, free of network noise.
+fn layer_overhead(c: &mut Criterion) {
+    use tower::{Service, ServiceExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let noop = tower::service_fn(|_req: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    });
+    let mesh =
+        mesh_core::mesh::Mesh::from_cache(benches::cache(100, &addrs(3), LbPolicy::RoundRobin));
+    let mut meshed = tower::Layer::layer(&mesh_tower::MeshLayer::new(mesh), noop);
+    rt.block_on(async {
+        // Warm: subscribe and compile the target.
+        let req = http::Request::get("http://bench.svc:80/")
+            .body(())
+            .expect("request");
+        meshed
+            .ready()
+            .await
+            .expect("ready")
+            .call(req)
+            .await
+            .expect("routed");
+    });
+    let mut direct = noop;
+    let mut g = c.benchmark_group("layer_overhead");
+    g.bench_function("noop_service", |b| {
+        b.to_async(&rt).iter(|| {
+            let req = http::Request::get("http://127.0.0.1:8080/echo")
+                .body(())
+                .expect("request");
+            let fut = direct.call(req);
+            async move { black_box(fut.await.expect("ok")) }
+        })
+    });
+    g.bench_function("mesh_layer_then_noop", |b| {
+        b.to_async(&rt).iter(|| {
+            let req = http::Request::get("http://bench.svc:80/echo")
+                .body(())
+                .expect("request");
+            let fut = meshed.call(req);
+            async move { black_box(fut.await.expect("routed")) }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    route_match,
+    endpoint_pick,
+    snapshot_build,
+    layer_overhead
+);
 criterion_main!(benches);

@@ -9,6 +9,7 @@
 pub mod balancer;
 mod domain;
 mod matcher;
+mod route_index;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -20,6 +21,7 @@ use crate::model::{
 };
 use domain::DomainIndex;
 use matcher::CompiledMatch;
+use route_index::RouteIndex;
 
 /// A cluster as the request path sees it: its config and its balancer over current endpoints.
 #[derive(Debug)]
@@ -97,6 +99,7 @@ enum CompiledAction {
 struct CompiledVhost {
     name: Arc<str>,
     routes: Box<[CompiledRoute]>,
+    index: RouteIndex,
 }
 
 /// The routing result for one request.
@@ -256,6 +259,7 @@ impl Snapshot {
                         action: compile_action(&r.action, &clusters),
                     })
                     .collect(),
+                index: RouteIndex::new(vh.routes.iter().map(|r| &r.matcher)),
             })
             .collect();
         let domains = DomainIndex::new(route_config.virtual_hosts.iter().map(|vh| &*vh.domains));
@@ -322,12 +326,12 @@ impl Snapshot {
         let vh = &self.vhosts[vi];
         let parts = req.split_path();
         let route = vh
-            .routes
-            .iter()
-            .find(|r| {
-                r.matcher
-                    .matches(req, parts, || rand::random_range(0..1_000_000))
+            .index
+            .find(parts.0, |i| {
+                let draw = || rand::random_range(0..1_000_000);
+                vh.routes[i].matcher.matches(req, parts, draw)
             })
+            .map(|i| &vh.routes[i])
             .ok_or_else(|| RouteError::NoRoute {
                 target: self.target.clone(),
                 virtual_host: vh.name.clone(),
