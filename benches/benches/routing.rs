@@ -6,37 +6,16 @@
 // criterion_group! generates an undocumented public function.
 #![allow(missing_docs)]
 
-use std::{collections::HashMap, hint::black_box, sync::Arc};
+use std::{hint::black_box, sync::Arc};
 
 use benches::{addrs, assignment, cluster, route_config, TARGET};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
 use mesh_core::{
-    model::{
-        Cluster, ClusterLoadAssignment, ClusterWeight, LbPolicy, Listener, RouteAction,
-        RouteConfiguration, RouteSource,
-    },
-    snapshot::{RequestView, ResourceLookup, Snapshot},
+    cache::ResourceCache,
+    model::{ClusterWeight, LbPolicy, Listener, RouteAction, RouteConfiguration, RouteSource},
+    snapshot::{RequestView, Snapshot},
 };
-
-#[derive(Default)]
-struct Lookup {
-    routes: HashMap<String, Arc<RouteConfiguration>>,
-    clusters: HashMap<String, Arc<Cluster>>,
-    endpoints: HashMap<String, Arc<ClusterLoadAssignment>>,
-}
-
-impl ResourceLookup for Lookup {
-    fn route_config(&self, n: &str) -> Option<Arc<RouteConfiguration>> {
-        self.routes.get(n).cloned()
-    }
-    fn cluster(&self, n: &str) -> Option<Arc<Cluster>> {
-        self.clusters.get(n).cloned()
-    }
-    fn endpoints(&self, n: &str) -> Option<Arc<ClusterLoadAssignment>> {
-        self.endpoints.get(n).cloned()
-    }
-}
 
 fn listener(rc: RouteConfiguration) -> Arc<Listener> {
     Arc::new(Listener {
@@ -46,14 +25,14 @@ fn listener(rc: RouteConfiguration) -> Arc<Listener> {
     })
 }
 
-fn lookup_with(clusters: &[String], endpoints: usize, lb: LbPolicy) -> Lookup {
+fn lookup_with(clusters: &[String], endpoints: usize, lb: LbPolicy) -> ResourceCache {
     let eps = addrs(endpoints);
-    let mut l = Lookup::default();
+    let cache = ResourceCache::new();
     for c in clusters {
-        l.clusters.insert(c.clone(), Arc::new(cluster(c, lb)));
-        l.endpoints.insert(c.clone(), Arc::new(assignment(c, &eps)));
+        cache.accept(c, cluster(c, lb), "1");
+        cache.accept(c, assignment(c, &eps), "1");
     }
-    l
+    cache
 }
 
 fn route_match(c: &mut Criterion) {

@@ -315,13 +315,12 @@ fn evaluate(
         };
         return (wanted, Some(state));
     };
-    let lookup = CacheLookup(cache);
     if let Some(rds) = listener.rds_name() {
         wanted.insert((ResourceType::RouteConfiguration, rds.into()));
     }
-    if let Ok(rc) = Snapshot::route_config_of(&listener, &lookup) {
+    if let Ok(rc) = Snapshot::route_config_of(&listener, cache) {
         for c in Snapshot::cluster_names(&rc) {
-            if let Some(cluster) = lookup.cluster(&c) {
+            if let Some(cluster) = ResourceLookup::cluster(cache, &c) {
                 if let Some(eds) = cluster.eds_service_name() {
                     wanted.insert((ResourceType::ClusterLoadAssignment, eds.into()));
                 }
@@ -330,7 +329,7 @@ fn evaluate(
         }
     }
     let previous = target.inner.snapshot.load_full();
-    let state = match Snapshot::build(name.clone(), listener, &lookup, previous.as_deref()) {
+    let state = match Snapshot::build(name.clone(), listener, cache, previous.as_deref()) {
         // Nothing this target depends on changed: keep the published snapshot as is.
         Ok(s) if previous.as_deref().is_some_and(|p| p.same_as(&s)) => return (wanted, None),
         Ok(s) => TargetState::Ready(Arc::new(s)),
@@ -371,18 +370,4 @@ fn blocking_failure(
             why,
         })
     })
-}
-
-struct CacheLookup<'a>(&'a ResourceCache);
-
-impl ResourceLookup for CacheLookup<'_> {
-    fn route_config(&self, name: &str) -> Option<Arc<RouteConfiguration>> {
-        self.0.get(name)
-    }
-    fn cluster(&self, name: &str) -> Option<Arc<Cluster>> {
-        self.0.get(name)
-    }
-    fn endpoints(&self, name: &str) -> Option<Arc<ClusterLoadAssignment>> {
-        self.0.get(name)
-    }
 }

@@ -170,6 +170,19 @@ pub trait ResourceLookup {
     fn endpoints(&self, name: &str) -> Option<Arc<ClusterLoadAssignment>>;
 }
 
+/// The cache is the usual lookup: what the config source delivered.
+impl ResourceLookup for crate::cache::ResourceCache {
+    fn route_config(&self, name: &str) -> Option<Arc<RouteConfiguration>> {
+        self.get(name)
+    }
+    fn cluster(&self, name: &str) -> Option<Arc<Cluster>> {
+        self.get(name)
+    }
+    fn endpoints(&self, name: &str) -> Option<Arc<ClusterLoadAssignment>> {
+        self.get(name)
+    }
+}
+
 impl Snapshot {
     /// The route configuration a listener uses, if available.
     pub fn route_config_of(

@@ -1,31 +1,13 @@
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use http::{HeaderMap, Method};
 
 use super::*;
+use crate::cache::ResourceCache;
 use crate::model::{
     ClusterDiscovery, ClusterWeight, Endpoint, HealthStatus, LbPolicy, Locality, LocalityEndpoints,
     PathMatch, Route, RouteMatch, RouteSource, VirtualHost,
 };
-
-#[derive(Default)]
-struct Lookup {
-    routes: HashMap<String, Arc<RouteConfiguration>>,
-    clusters: HashMap<String, Arc<Cluster>>,
-    endpoints: HashMap<String, Arc<ClusterLoadAssignment>>,
-}
-
-impl ResourceLookup for Lookup {
-    fn route_config(&self, n: &str) -> Option<Arc<RouteConfiguration>> {
-        self.routes.get(n).cloned()
-    }
-    fn cluster(&self, n: &str) -> Option<Arc<Cluster>> {
-        self.clusters.get(n).cloned()
-    }
-    fn endpoints(&self, n: &str) -> Option<Arc<ClusterLoadAssignment>> {
-        self.endpoints.get(n).cloned()
-    }
-}
 
 fn route(name: &str, prefix: &str, action: RouteAction) -> Route {
     Route {
@@ -41,16 +23,16 @@ fn route(name: &str, prefix: &str, action: RouteAction) -> Route {
     }
 }
 
-fn world() -> (Arc<Listener>, Lookup) {
+fn world() -> (Arc<Listener>, ResourceCache) {
     let listener = Arc::new(Listener {
         name: "svc:80".into(),
         route_source: RouteSource::Rds("rc".into()),
         http_filters: Arc::new([]),
     });
-    let mut l = Lookup::default();
-    l.routes.insert(
-        "rc".into(),
-        Arc::new(RouteConfiguration {
+    let l = ResourceCache::new();
+    l.accept(
+        "rc",
+        RouteConfiguration {
             name: "rc".into(),
             virtual_hosts: Arc::new([VirtualHost {
                 name: "vh".into(),
@@ -78,23 +60,25 @@ fn world() -> (Arc<Listener>, Lookup) {
                     ),
                 ]),
             }]),
-        }),
+        },
+        "1",
     );
     for (name, port) in [("a", 1), ("b", 2)] {
-        l.clusters.insert(
-            name.into(),
-            Arc::new(Cluster {
+        l.accept(
+            name,
+            Cluster {
                 name: name.into(),
                 discovery: ClusterDiscovery::Eds {
                     service_name: name.into(),
                 },
                 lb_policy: LbPolicy::RoundRobin,
                 connect_timeout: Duration::from_secs(5),
-            }),
+            },
+            "1",
         );
-        l.endpoints.insert(
-            name.into(),
-            Arc::new(ClusterLoadAssignment {
+        l.accept(
+            name,
+            ClusterLoadAssignment {
                 cluster_name: name.into(),
                 localities: Arc::new([LocalityEndpoints {
                     locality: Locality::default(),
@@ -106,7 +90,8 @@ fn world() -> (Arc<Listener>, Lookup) {
                         weight: 1,
                     }]),
                 }]),
-            }),
+            },
+            "1",
         );
     }
     (listener, l)
@@ -152,14 +137,15 @@ fn explains_no_vhost_no_route_and_unsupported() {
         snap.route(&req("svc", "/old/x", &h)),
         Err(RouteError::UnsupportedAction { route, .. }) if &*route == "redirect"
     ));
-    let (listener, mut lookup) = world();
-    let rc = lookup.routes.get_mut("rc").unwrap();
+    let (listener, lookup) = world();
+    let rc = lookup.get::<RouteConfiguration>("rc").unwrap();
     let mut vh = rc.virtual_hosts[0].clone();
     vh.routes = Arc::new([route("api", "/api", RouteAction::Cluster("a".into()))]);
-    *rc = Arc::new(RouteConfiguration {
+    let rc = RouteConfiguration {
         name: "rc".into(),
         virtual_hosts: Arc::new([vh]),
-    });
+    };
+    lookup.accept("rc", rc, "2");
     let snap = Snapshot::build("svc:80".into(), listener, &lookup, None).unwrap();
     let err = snap.route(&req("svc", "/nothing", &h)).unwrap_err();
     assert!(matches!(&err, RouteError::NoRoute { virtual_host, .. } if &**virtual_host == "vh"));
@@ -168,14 +154,14 @@ fn explains_no_vhost_no_route_and_unsupported() {
 
 #[test]
 fn build_reports_what_is_missing() {
-    let (listener, mut lookup) = world();
-    lookup.endpoints.remove("b");
+    let (listener, lookup) = world();
+    lookup.forget::<ClusterLoadAssignment>("b");
     let missing = Snapshot::build("svc:80".into(), listener.clone(), &lookup, None).unwrap_err();
     assert_eq!(
         missing.0,
         vec![(ResourceType::ClusterLoadAssignment, Arc::from("b"))]
     );
-    lookup.routes.clear();
+    lookup.forget::<RouteConfiguration>("rc");
     let missing = Snapshot::build("svc:80".into(), listener, &lookup, None).unwrap_err();
     assert_eq!(
         missing.0,
@@ -185,16 +171,18 @@ fn build_reports_what_is_missing() {
 
 #[test]
 fn unchanged_clusters_are_shared_across_rebuilds() {
-    let (listener, mut lookup) = world();
+    let (listener, lookup) = world();
     let first = Snapshot::build("svc:80".into(), listener.clone(), &lookup, None).unwrap();
-    let cla = lookup.endpoints.get("b").unwrap().as_ref().clone();
-    lookup.endpoints.insert(
-        "b".into(),
-        Arc::new(ClusterLoadAssignment {
-            localities: Arc::new([]),
-            ..cla
-        }),
-    );
+    let cla = lookup
+        .get::<ClusterLoadAssignment>("b")
+        .unwrap()
+        .as_ref()
+        .clone();
+    let emptied = ClusterLoadAssignment {
+        localities: Arc::new([]),
+        ..cla
+    };
+    lookup.accept("b", emptied, "2");
     let second = Snapshot::build("svc:80".into(), listener, &lookup, Some(&first)).unwrap();
     assert!(Arc::ptr_eq(&first.clusters()["a"], &second.clusters()["a"]));
     assert!(!Arc::ptr_eq(
