@@ -1,0 +1,255 @@
+//! [`MeshChannel`]: the channel a tonic-generated client is built on for an `xds:///` target.
+//!
+//! The stack, outermost first: set the request's scheme and authority to the target (tonic
+//! clients built with `new(channel)` send origin-less URIs: `/helloworld.Greeter/SayHello`) →
+//! mesh-tower's `MeshLayer` (route, pick, rewrite to the endpoint) → hyper-util's pooled HTTP/2
+//! client, one multiplexed connection per endpoint. Response bodies become `tonic::body::Body`
+//! (as tonic's own `Channel` returns) and mesh failures become a `tonic::Status` in exactly one
+//! place, `status.rs`. The whole stack is erased once, at this public boundary, into a
+//! `BoxCloneSyncService` (STYLE.md §4), so the channel is `Clone + Send + Sync` and cheap to
+//! clone per task, like tonic's `Channel`.
+
+use std::{
+    fmt,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{
+    uri::{Authority, PathAndQuery, Scheme},
+    Request, Response, Uri,
+};
+use mesh_core::mesh::{Mesh, Target, TargetError};
+use mesh_tower::MeshLayer;
+use tonic::{body::Body, Status};
+use tower::{util::BoxCloneSyncService, Service, ServiceBuilder};
+
+use crate::{status, target::listener_name};
+
+/// How long [`MeshChannel::connect`] waits for the target to become ready, and how long the
+/// first call on a channel from [`MeshChannel::new`] may wait: 20 s, longer than the 15 s xDS
+/// does-not-exist timer (gRFC A27), so a missing listener is reported as missing, not as slow.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+type Inner = BoxCloneSyncService<Request<Body>, Response<Body>, Status>;
+
+/// The response future of [`MeshChannel`].
+pub type ResponseFuture = <Inner as Service<Request<Body>>>::Future;
+
+/// Why a [`MeshChannel`] could not be built or did not become ready.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The target is not of the `xds:///host[:port]` form.
+    #[error("target `{target}`: {reason}")]
+    InvalidTarget {
+        /// The target as given.
+        target: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The mesh could not be built from the environment (bootstrap missing or invalid).
+    #[error(transparent)]
+    Mesh(#[from] mesh_core::mesh::MeshError),
+    /// The target cannot become ready: its listener does not exist, or it or a dependency was
+    /// rejected with nothing older to fall back on.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The target did not become ready in time.
+    #[error("target `{target}`: not ready after {after:?}")]
+    Timeout {
+        /// The target (listener) name.
+        target: Arc<str>,
+        /// How long we waited.
+        after: Duration,
+    },
+}
+
+/// A tonic channel to an `xds:///host[:port]` target, routed by the mesh per call.
+///
+/// Any tonic-generated client accepts it: `GreeterClient::new(channel)`. Each call is routed
+/// on the target's current xDS snapshot (virtual host, route on path and metadata, weighted
+/// cluster, endpoint) and sent over a pooled HTTP/2 connection to the picked endpoint; failures
+/// the mesh makes are `UNAVAILABLE` with the mesh's explanation as the message (see the crate
+/// docs). Cloning is cheap; clones share the mesh, its target and the connection pool.
+#[derive(Clone)]
+pub struct MeshChannel {
+    inner: Inner,
+    target: Target,
+}
+
+impl fmt::Debug for MeshChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeshChannel")
+            .field("target", self.target.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeshChannel {
+    /// Connects to `target` (`xds:///host[:port]`) on a mesh built from the environment
+    /// (`GRPC_XDS_BOOTSTRAP` / `GRPC_XDS_BOOTSTRAP_CONFIG`, or `MESH_STATIC_CONFIG`; see
+    /// `Mesh::from_env`), and waits up to [`DEFAULT_CONNECT_TIMEOUT`] for the target's listener,
+    /// routes, clusters and endpoints to arrive. Must be called within a Tokio runtime.
+    pub async fn connect(target: &str) -> Result<MeshChannel, ChannelError> {
+        let authority = listener_name(target)?;
+        let mesh = Mesh::from_env()?;
+        let channel = MeshChannel::with_authority(&mesh, authority);
+        channel.wait_ready(DEFAULT_CONNECT_TIMEOUT).await?;
+        Ok(channel)
+    }
+
+    /// A channel to `target` (`xds:///host[:port]`) on `mesh`. Subscribes the target at once
+    /// but does not wait for it: the first call waits (up to [`DEFAULT_CONNECT_TIMEOUT`]), or
+    /// use [`MeshChannel::wait_ready`]. Must be called within a Tokio runtime.
+    pub fn new(mesh: &Mesh, target: &str) -> Result<MeshChannel, ChannelError> {
+        Ok(MeshChannel::with_authority(mesh, listener_name(target)?))
+    }
+
+    fn with_authority(mesh: &Mesh, authority: Authority) -> MeshChannel {
+        let target = mesh.target(authority.as_str());
+        let stack = ServiceBuilder::new()
+            .map_err(status::from_mesh_error)
+            .map_response(|r: Response<hyper::body::Incoming>| r.map(Body::new))
+            .layer_fn(|inner| SetAuthority {
+                authority: authority.clone(),
+                inner,
+            })
+            .layer(MeshLayer::new(mesh.clone()).ready_timeout(DEFAULT_CONNECT_TIMEOUT))
+            .service(mesh_tower::client::http2::<Body>());
+        MeshChannel {
+            inner: BoxCloneSyncService::new(stack),
+            target,
+        }
+    }
+
+    /// Waits up to `timeout` for the target to be ready (listener, routes, clusters and
+    /// endpoints all present); fails at once if it cannot become ready (e.g. the control plane
+    /// says the listener does not exist).
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), ChannelError> {
+        match tokio::time::timeout(timeout, self.target.ready()).await {
+            Ok(ready) => ready.map(drop).map_err(ChannelError::from),
+            Err(_) => Err(ChannelError::Timeout {
+                target: self.target.name().clone(),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// The target's listener name (the authority of `xds:///host[:port]`, gRFC A27).
+    pub fn target(&self) -> &str {
+        self.target.name()
+    }
+}
+
+impl Service<Request<Body>> for MeshChannel {
+    type Response = Response<Body>;
+    type Error = Status;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+/// Points every request at the channel's target: scheme `http`, authority the listener name,
+/// whatever the tonic client set (a generated client built with `new` sets neither). The
+/// authority is built once; cloning it is a reference-count increment.
+#[derive(Clone, Debug)]
+struct SetAuthority<S> {
+    authority: Authority,
+    inner: S,
+}
+
+impl<S, B> Service<Request<B>> for SetAuthority<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> S::Future {
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+        }
+        // Scheme, authority and path are all set, so this cannot fail; were it to, the request
+        // goes on without an authority and fails as `missing_authority` (INTERNAL).
+        *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn origin_less_requests_get_the_target_authority() {
+        let (inner, mut handle) = tower_test::mock::pair::<Request<()>, ()>();
+        let mut svc = SetAuthority {
+            authority: Authority::from_static("greeter:50051"),
+            inner,
+        };
+        for uri in [
+            "/helloworld.Greeter/SayHello",
+            "http://elsewhere:1/helloworld.Greeter/SayHello",
+        ] {
+            handle.allow(1);
+            tower::ServiceExt::ready(&mut svc).await.unwrap();
+            let call = svc.call(Request::post(uri).body(()).unwrap());
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(
+                req.uri(),
+                "http://greeter:50051/helloworld.Greeter/SayHello"
+            );
+            send.send_response(());
+            call.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn channels_are_clone_send_sync_and_name_their_target() {
+        fn assert_traits<T: Clone + Send + Sync + 'static>(_: &T) {}
+        let mesh = Mesh::from_cache(mesh_core::cache::ResourceCache::new());
+        let channel = MeshChannel::new(&mesh, "xds:///greeter:50051").unwrap();
+        assert_traits(&channel);
+        assert_eq!(channel.target(), "greeter:50051");
+        assert!(format!("{channel:?}").contains("greeter:50051"));
+        assert!(matches!(
+            MeshChannel::new(&mesh, "dns:///greeter:50051"),
+            Err(ChannelError::InvalidTarget { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_ready_is_bounded_and_reports_a_missing_listener() {
+        let cache = mesh_core::cache::ResourceCache::new();
+        cache.remove::<mesh_core::model::Listener>("gone:80");
+        let mesh = Mesh::from_cache(cache);
+        let never = MeshChannel::new(&mesh, "xds:///never:80").unwrap();
+        let err = never.wait_ready(Duration::from_secs(2)).await.unwrap_err();
+        assert!(matches!(err, ChannelError::Timeout { ref target, .. } if &**target == "never:80"));
+        let gone = MeshChannel::new(&mesh, "xds:///gone:80").unwrap();
+        let err = gone.wait_ready(Duration::from_secs(2)).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChannelError::Target(TargetError::ListenerDoesNotExist(_))
+            ),
+            "{err}"
+        );
+    }
+}
