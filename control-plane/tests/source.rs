@@ -37,8 +37,8 @@ spec:
   hosts: [greeter]
   http:
   - route: [{ destination: { host: greeter } }]
-    retries: { attempts: 3 }
-    timeout: 1s
+    mirror: { host: greeter }
+    corsPolicy: { allowOrigins: [{ exact: x }] }
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -58,8 +58,8 @@ spec:
     assert_eq!(
         fields,
         [
-            ("VirtualService/default/greeter", "spec.http[0].retries"),
-            ("VirtualService/default/greeter", "spec.http[0].timeout"),
+            ("VirtualService/default/greeter", "spec.http[0].mirror"),
+            ("VirtualService/default/greeter", "spec.http[0].corsPolicy"),
             (
                 "DestinationRule/default/greeter",
                 "spec.trafficPolicy.connectionPool"
@@ -68,7 +68,7 @@ spec:
     );
     assert_eq!(warnings[0].file, "w.yaml");
     assert_eq!(warnings[0].line, 8);
-    assert!(warnings[0].to_string().contains("spec.http[0].retries"));
+    assert!(warnings[0].to_string().contains("spec.http[0].mirror"));
 }
 
 fn invalid(text: &str) -> (usize, String) {
@@ -104,10 +104,73 @@ fn invalid_resources_name_line_and_field() {
         )),
         (8, "spec.http[0].match[0].uri.regex".to_string())
     );
+    let rule = |extra: &str| {
+        vs(&format!(
+            "  hosts: [greeter]\n  http:\n  - route: [{{ destination: {{ host: greeter }} }}]\n    {extra}\n"
+        ))
+    };
+    for (extra, field) in [
+        (
+            "fault: { abort: { httpStatus: 600 } }",
+            "spec.http[0].fault.abort.httpStatus",
+        ),
+        (
+            "fault: { abort: { grpcStatus: NOPE } }",
+            "spec.http[0].fault.abort.grpcStatus",
+        ),
+        (
+            "fault: { abort: { httpStatus: 503, grpcStatus: UNAVAILABLE } }",
+            "spec.http[0].fault.abort",
+        ),
+        (
+            "fault: { abort: { httpStatus: 503, percentage: { value: 101 } } }",
+            "spec.http[0].fault.abort.percentage.value",
+        ),
+        (
+            "fault: { delay: { fixedDelay: soon } }",
+            "spec.http[0].fault.delay.fixedDelay",
+        ),
+        (
+            "fault: { delay: { percentage: { value: 5 } } }",
+            "spec.http[0].fault.delay.fixedDelay",
+        ),
+        ("retries: { attempts: -1 }", "spec.http[0].retries.attempts"),
+        (
+            "retries: { attempts: 2, perTryTimeout: 1 }",
+            "spec.http[0].retries.perTryTimeout",
+        ),
+        ("timeout: forever", "spec.http[0].timeout"),
+    ] {
+        assert_eq!(invalid(&rule(extra)), (8, field.to_string()), "{extra}");
+    }
     assert_eq!(
         invalid("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: s }\nspec:\n  hosts: [a]\n"),
         (1, "spec.ports".to_string())
     );
+}
+
+#[test]
+fn fault_without_percentage_is_a_warning_and_loads() {
+    let text = format!(
+        "{SE}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{ name: v }}\nspec:\n  hosts: [greeter]\n  http:\n  - route: [{{ destination: {{ host: greeter }} }}]\n    fault: {{ abort: {{ grpcStatus: \"14\" }}, delay: {{ exponentialDelay: 1s }} }}\n"
+    );
+    let (config, warnings) = load_str("f.yaml", &text).unwrap();
+    let fields: Vec<&str> = warnings.iter().map(|w| w.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.http[0].fault.delay.exponentialDelay",
+            "spec.http[0].fault.abort"
+        ]
+    );
+    let fault = config.virtual_services[0].http[0].fault.clone().unwrap();
+    assert!(fault.delay.is_none());
+    let abort = fault.abort.unwrap();
+    assert_eq!(
+        abort.status,
+        mesh_control_plane::source::model::AbortStatus::Grpc(14)
+    );
+    assert_eq!(abort.per_million, None);
 }
 
 #[test]

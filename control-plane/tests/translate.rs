@@ -77,14 +77,28 @@ fn listener_is_api_listener_with_rds_over_ads_and_router() {
         }
         other => panic!("expected rds, got {other:?}"),
     }
-    assert_eq!(hcm.http_filters.len(), 1);
-    match &hcm.http_filters[0].config_type {
-        Some(ConfigType::TypedConfig(any)) => assert_eq!(
-            any.type_url,
-            "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-        ),
-        other => panic!("router without typed_config: {other:?}"),
-    }
+    // istiod grpcgen: fault, then the router last; each with a typed_config.
+    let filters: Vec<(&str, &str)> = hcm
+        .http_filters
+        .iter()
+        .map(|f| match &f.config_type {
+            Some(ConfigType::TypedConfig(any)) => (f.name.as_str(), any.type_url.as_str()),
+            other => panic!("{} without typed_config: {other:?}", f.name),
+        })
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            (
+                "envoy.filters.http.fault",
+                "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+            ),
+            (
+                "envoy.filters.http.router",
+                "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+            ),
+        ]
+    );
     // Short-name alias, renamed to what was asked for.
     let alias = xds.listener("reviews:9080").expect("alias listener");
     assert_eq!(alias.name, "reviews:9080");
@@ -301,4 +315,100 @@ fn readme_example_loads_without_warnings() {
         .endpoint("outbound|50051|v2|greeter.default.svc.cluster.local")
         .unwrap();
     assert_eq!(addresses(eds), [("127.0.0.1".to_string(), 50062)]);
+}
+
+const POLICY_VS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: greeter }
+spec:
+  hosts: [greeter.default.svc.cluster.local]
+  ports: [{ number: 50051, name: grpc, protocol: GRPC }]
+  endpoints: [{ address: 127.0.0.1 }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: greeter }
+spec:
+  hosts: [greeter]
+  http:
+  - name: faulty
+    match: [{ headers: { x-fault: { exact: "1" } } }]
+    fault:
+      delay: { fixedDelay: 1.5s, percentage: { value: 10.5 } }
+      abort: { grpcStatus: UNAVAILABLE, percentage: { value: 100 } }
+    route: [{ destination: { host: greeter } }]
+  - name: resilient
+    retries: { attempts: 3, retryOn: "unavailable,cancelled", perTryTimeout: 250ms }
+    timeout: 2s
+    route: [{ destination: { host: greeter } }]
+"#;
+
+#[test]
+fn fault_retries_and_timeout_in_istiod_proxyless_form() {
+    use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
+        fault_abort::ErrorType, HttpFault,
+    };
+    use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
+
+    let (config, warnings) = load_str("policy.yaml", POLICY_VS).expect("loads");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let xds = translate(&config);
+    let rc = xds
+        .route("greeter.default.svc.cluster.local:50051")
+        .expect("route config");
+    let routes = &rc.virtual_hosts[0].routes;
+    assert_eq!(routes.len(), 2, "{routes:?}");
+
+    let faulty = &routes[0];
+    assert_eq!(faulty.name, "faulty");
+    assert_eq!(faulty.typed_per_filter_config.len(), 1);
+    let any = &faulty.typed_per_filter_config["envoy.filters.http.fault"];
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+    );
+    let fault = HttpFault::decode(any.value.as_slice()).unwrap();
+    let delay = fault.delay.expect("delay");
+    let pct = delay.percentage.expect("delay percentage");
+    assert_eq!(
+        (pct.numerator, pct.denominator),
+        (105_000, DenominatorType::Million as i32)
+    );
+    match delay.fault_delay_secifier {
+        Some(FaultDelaySecifier::FixedDelay(d)) => {
+            assert_eq!((d.seconds, d.nanos), (1, 500_000_000))
+        }
+        other => panic!("{other:?}"),
+    }
+    let abort = fault.abort.expect("abort");
+    assert_eq!(abort.error_type, Some(ErrorType::GrpcStatus(14)));
+    assert_eq!(
+        abort.percentage.expect("abort percentage").numerator,
+        1_000_000
+    );
+    let Some(Action::Route(a)) = &faulty.action else {
+        panic!("route action")
+    };
+    assert!(a.retry_policy.is_none() && a.max_stream_duration.is_none());
+
+    let resilient = &routes[1];
+    assert!(resilient.typed_per_filter_config.is_empty());
+    let Some(Action::Route(a)) = &resilient.action else {
+        panic!("route action")
+    };
+    let rp = a.retry_policy.as_ref().expect("retry policy");
+    assert_eq!(rp.retry_on, "unavailable,cancelled");
+    assert_eq!(rp.num_retries.unwrap().value, 3);
+    let ptt = rp.per_try_timeout.unwrap();
+    assert_eq!((ptt.seconds, ptt.nanos), (0, 250_000_000));
+    assert!(rp.retry_back_off.is_none() && rp.retry_host_predicate.is_empty());
+    let msd = a
+        .max_stream_duration
+        .as_ref()
+        .and_then(|m| m.max_stream_duration)
+        .expect("max_stream_duration");
+    assert_eq!((msd.seconds, msd.nanos), (2, 0));
+    assert_eq!(a.timeout.map(|t| t.seconds), Some(2));
 }

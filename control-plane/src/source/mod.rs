@@ -4,9 +4,9 @@
 //! DestinationRule, ServiceEntry, WorkloadEntry — the fields listed on [`model`]'s types.
 //!
 //! Error policy:
-//! - A field this control plane does not implement (e.g. VirtualService `retries`, `timeout`,
-//!   `fault`, DestinationRule `connectionPool`) is a [`Warning`] naming file, resource and field
-//!   path; the resource still loads without it.
+//! - A field this control plane does not implement (e.g. VirtualService `mirror`, `corsPolicy`,
+//!   DestinationRule `connectionPool`) is a [`Warning`] naming file, resource and field path; the
+//!   resource still loads without it.
 //! - Malformed YAML, or an invalid resource (missing hosts, negative weight, bad regex, a subset no
 //!   DestinationRule defines, …) is a [`ConfigError`] naming file, line and field, and **the whole
 //!   load is rejected**: the caller (the [`watch`] loop, the
@@ -17,8 +17,11 @@
 //! Documents of other kinds (Kubernetes Services, security policies, …) are skipped with a
 //! warning.
 
+mod duration;
+mod fault;
 pub mod model;
 mod parse;
+mod retry;
 mod validate;
 pub mod watch;
 mod yaml;

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
+pub use super::retry::Retries;
+
 /// Labels as Kubernetes-style `key: value` pairs, ordered for deterministic output.
 pub type Labels = BTreeMap<String, String>;
 
@@ -144,6 +147,12 @@ pub struct HttpRoute {
     pub matches: Vec<HttpMatch>,
     /// `route[]`: the destinations, with weights.
     pub route: Vec<RouteDestination>,
+    /// `fault`: delay / abort injection.
+    pub fault: Option<Fault>,
+    /// `retries`.
+    pub retries: Option<Retries>,
+    /// `timeout`.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// One `spec.http[].match[]` entry; all conditions must hold.

@@ -152,6 +152,7 @@ fn http_route(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<Option<HttpRou
     for (rpath, rv) in f.list(ctx, "route")? {
         route.push(destination(ctx, &rpath, rv)?);
     }
+    let (fault, retries, timeout) = route_policies(ctx, path, &mut f)?;
     let has_other_action = ["redirect", "directResponse", "delegate"]
         .iter()
         .any(|k| f.has(k));
@@ -173,7 +174,33 @@ fn http_route(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<Option<HttpRou
         name,
         matches,
         route,
+        fault,
+        retries,
+        timeout,
     }))
+}
+
+type RoutePolicies = (Option<Fault>, Option<Retries>, Option<std::time::Duration>);
+
+/// `fault`, `retries` and `timeout` of one `spec.http[]` rule.
+fn route_policies(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    f: &mut Fields<'_>,
+) -> Result<RoutePolicies, ConfigError> {
+    let fault = match f.take("fault") {
+        Some(v) => super::fault::parse(ctx, &join(path, "fault"), v)?,
+        None => None,
+    };
+    let retries = match f.take("retries") {
+        Some(v) => Some(super::retry::parse(ctx, &join(path, "retries"), v)?),
+        None => None,
+    };
+    let timeout = match f.take("timeout") {
+        Some(v) => Some(super::retry::parse_timeout(ctx, &join(path, "timeout"), v)?),
+        None => None,
+    };
+    Ok((fault, retries, timeout))
 }
 
 fn http_match(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<HttpMatch, ConfigError> {

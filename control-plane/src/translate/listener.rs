@@ -1,5 +1,6 @@
 //! Client listeners: istiod `grpcgen/lds.go` `buildOutboundListeners` — an API listener per
-//! `host:port` with an HttpConnectionManager that fetches its routes over ADS.
+//! `host:port` with an HttpConnectionManager that fetches its routes over ADS and runs the fault
+//! filter then the router.
 
 use envoy_types::pb::envoy::config::listener::v3::{ApiListener, Listener};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -37,11 +38,15 @@ pub(crate) fn listener(svc: &Service, port: &ServicePort) -> (Listener, Vec<Stri
             config_source: Some(ads_config_source()),
             route_config_name: name.clone(),
         })),
-        http_filters: vec![HttpFilter {
-            name: ROUTER_FILTER.to_string(),
-            config_type: Some(ConfigType::TypedConfig(to_any(&Router::default()))),
-            ..Default::default()
-        }],
+        // istiod grpcgen `supportedFilters`: fault, then the router (last).
+        http_filters: vec![
+            super::fault::filter(),
+            HttpFilter {
+                name: ROUTER_FILTER.to_string(),
+                config_type: Some(ConfigType::TypedConfig(to_any(&Router::default()))),
+                ..Default::default()
+            },
+        ],
         ..Default::default()
     };
     let listener = Listener {

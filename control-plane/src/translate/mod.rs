@@ -4,27 +4,37 @@
 //!
 //! For every service `host:port` (ServiceEntry hosts × ports):
 //! - a **Listener** named `host:port`: an `api_listener` whose HttpConnectionManager uses `rds`
-//!   over ADS (`route_config_name` = `host:port`) with the router as its only (and last) HTTP
-//!   filter, carrying a `typed_config` (gRFC A27/A39; INTEROP.md);
+//!   over ADS (`route_config_name` = `host:port`) with HTTP filters fault then router (router last),
+//!   each carrying a `typed_config` (gRFC A27/A39; INTEROP.md; istiod grpcgen `supportedFilters`);
 //! - a **RouteConfiguration** `host:port` with one virtual host whose domains are the host, its
 //!   Kubernetes short names, each with and without `:port` (gRFC A27 matches the channel authority
 //!   against them); routes come from the VirtualServices for the host, in order, one route per
 //!   `match` entry, catch-all routes moved last (istio `SortVHostRoutes`), then a default
 //!   `prefix: "/"` route to the service's default cluster unless a VirtualService catch-all
-//!   already ends the list;
+//!   already ends the list; a rule's `fault` becomes the route's `typed_per_filter_config`
+//!   ([`fault`]), its `retries` / `timeout` the RouteAction's `retry_policy` /
+//!   `max_stream_duration` + `timeout` ([`retry`]);
 //! - **Clusters** `outbound|port|subset|host` (subset empty for the default cluster, one per
 //!   DestinationRule subset) of type EDS over ADS with `service_name` = the cluster name;
 //! - one **ClusterLoadAssignment** per cluster: endpoints filtered by the subset's labels, in a
 //!   single locality with `load_balancing_weight: 1` (gRFC A27: a locality without a weight is
 //!   ignored, so grpcio would fail every call with "contains no localities").
 //!
-//! This is the **gRPC-safe** form (INTEROP.md, last section): no Envoy-only LB policies, filters
-//! or matchers. Richer Envoy forms for our own library can be added later as a separate variant;
-//! gRPC's own clients are then told apart by node metadata `GENERATOR: grpc` (as istiod does) or
-//! by `user_agent_name`, and must keep receiving this form.
+//! **Which form is emitted.** Only one form exists today and it is the **gRPC-safe** one
+//! (INTEROP.md, last section), served to every client: no Envoy-only LB policies (no RANDOM,
+//! MAGLEV, MURMUR_HASH_2), no matcher-wrapped or RBAC filters on client listeners, only the fault
+//! filter and the router, fault/retry/timeout in the shapes gRPC reads (row 11, 12, 14 of
+//! XDS-SEMANTICS.md). It is checked against grpcio 1.85.1 by `tests/tests/grpcio_interop.rs`,
+//! which also asserts that no grpcio NACK is recorded. Richer Envoy forms for our own library may
+//! be added later as a separate variant; gRPC's own clients must then keep receiving this form and
+//! are recognised by node metadata `GENERATOR: grpc` (what istiod keys its grpcgen generator on)
+//! or by `user_agent_name` (`gRPC Python`, `grpc-go`, `grpc-java`, …) — both recorded per stream
+//! in [`NodeInfo`](crate::NodeInfo).
 
 mod cluster;
+pub mod fault;
 mod listener;
+pub mod retry;
 mod route;
 
 use std::collections::BTreeMap;
@@ -197,6 +207,14 @@ pub fn to_prost_any(any: &Any) -> prost_types::Any {
     prost_types::Any {
         type_url: any.type_url.clone(),
         value: any.value.clone(),
+    }
+}
+
+/// A `std::time::Duration` as a protobuf `Duration` (saturating at `i64::MAX` seconds).
+pub(crate) fn pb_duration(d: std::time::Duration) -> envoy_types::pb::google::protobuf::Duration {
+    envoy_types::pb::google::protobuf::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos() as i32,
     }
 }
 

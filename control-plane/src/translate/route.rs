@@ -127,6 +127,11 @@ fn route(rule: &HttpRoute, m: &HttpMatch, action: RouteAction) -> Route {
         name,
         r#match: Some(route_match(m)),
         action: Some(Action::Route(action)),
+        typed_per_filter_config: rule
+            .fault
+            .iter()
+            .map(super::fault::per_filter_config)
+            .collect(),
         ..Default::default()
     }
 }
@@ -252,8 +257,10 @@ fn route_action(
             ..Default::default()
         })
     };
-    RouteAction {
+    let mut action = RouteAction {
         cluster_specifier: Some(specifier),
         ..Default::default()
-    }
+    };
+    super::retry::apply(&mut action, rule.retries.as_ref(), rule.timeout);
+    action
 }
