@@ -3,7 +3,7 @@
 //! explore with `MESH_FUZZ_SEED`):
 //!
 //! mutated Istio YAML (control-plane/README.md's example, `examples/mesh/*.yaml`, the control
-//! plane's test fixture) → `mesh_control_plane::load_str` → for every config that loads,
+//! plane's test fixture, a fault / retries / timeout config) → `mesh_control_plane::load_str` → for every config that loads,
 //! `translate` → every translated resource through mesh-core's `from_proto` → a snapshot per
 //! listener (and alias) → random requests routed.
 //!
@@ -29,6 +29,40 @@ use mesh_core::{
 use rand::Rng;
 use support::{mutate, mutate::Mutator, probe};
 
+/// Fault injection, retries and timeouts (translated into the fault filter and route policies),
+/// which the other seeds do not use.
+const POLICY: &str = r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: greeter }
+spec:
+  hosts: [greeter.default.svc.cluster.local]
+  ports: [{ number: 50051, name: grpc, protocol: GRPC }, { number: 8080, name: http }]
+  endpoints: [{ address: 127.0.0.1 }, { address: "::1", ports: { http: 8081 } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: greeter }
+spec:
+  hosts: [greeter]
+  http:
+  - name: faulty
+    match: [{ headers: { x-fault: { exact: "1" } } }, { uri: { regex: "/a.*" }, ignoreUriCase: true }]
+    fault:
+      delay: { fixedDelay: 1.5s, percentage: { value: 10.5 } }
+      abort: { grpcStatus: UNAVAILABLE, percentage: { value: 100 } }
+    route: [{ destination: { host: greeter } }]
+  - name: resilient
+    match: [{ queryParams: { debug: { prefix: "y" } }, uri: { exact: /x } }]
+    retries: { attempts: 3, retryOn: "unavailable,cancelled", perTryTimeout: 250ms }
+    timeout: 2s
+    route:
+    - { destination: { host: greeter, port: { number: 8080 } }, weight: 60 }
+    - { destination: { host: greeter }, weight: 40 }
+  - name: abort-http
+    fault: { abort: { httpStatus: 503, percentage: { value: 0.5 } } }
+    route: [{ destination: { host: greeter } }]
+"#;
+
 /// The seed configs: `(name, yaml)`.
 fn seeds() -> Vec<(&'static str, String)> {
     let readme = include_str!("../../control-plane/README.md");
@@ -49,6 +83,7 @@ fn seeds() -> Vec<(&'static str, String)> {
             "control-plane/tests/fixtures/reviews.yaml",
             include_str!("../../control-plane/tests/fixtures/reviews.yaml").to_owned(),
         ),
+        ("policy", POLICY.to_owned()),
     ];
     for (name, text) in &seeds {
         let (config, _) = load_str(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
