@@ -98,6 +98,21 @@ fn invalid_resources_name_line_and_field() {
         )),
         (8, "spec.http[0].route[0].destination.subset".to_string())
     );
+    // Regression (found by `tests/tests/never_panics.rs`): a destination the registry cannot
+    // back used to translate into a route to a cluster nobody serves, so the mesh library could
+    // never build the target. Each is now a load error naming the field.
+    assert_eq!(
+        invalid(&vs(
+            "  hosts: [greeter]\n  http:\n  - route: [{ destination: { host: greeter, port: { number: 50052 } } }]\n"
+        )),
+        (8, "spec.http[0].route[0].destination.port.number".to_string())
+    );
+    assert_eq!(
+        invalid(&vs(
+            "  hosts: [greeter]\n  http:\n  - route: [{ destination: { host: greeter }, weight: 50 }, { destination: { host: elsewhere }, weight: 50 }]\n"
+        )),
+        (8, "spec.http[0].route[1].destination.host".to_string())
+    );
     assert_eq!(
         invalid(&vs(
             "  hosts: [greeter]\n  http:\n  - match: [{ uri: { regex: \"(\" } }]\n    route: [{ destination: { host: greeter } }]\n"
@@ -142,6 +157,16 @@ fn invalid_resources_name_line_and_field() {
         ("timeout: forever", "spec.http[0].timeout"),
     ] {
         assert_eq!(invalid(&rule(extra)), (8, field.to_string()), "{extra}");
+    }
+    // Regression (found by `tests/tests/never_panics.rs`): a host with a `*` inside (or any
+    // non-DNS character) used to load and translate into a route configuration whose domain
+    // every client rejects.
+    for host in ["a.c*m", "*.a", "a..b", "-a", "a b", "a_b"] {
+        assert_eq!(
+            invalid(&SE.replace("hosts: [greeter]", &format!("hosts: [greeter, \"{host}\"]"))),
+            (1, "spec.hosts[1]".to_string()),
+            "{host}"
+        );
     }
     assert_eq!(
         invalid("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: s }\nspec:\n  hosts: [a]\n"),
@@ -203,28 +228,72 @@ fn load_dir_reads_yaml_files_in_order() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Regression (found by `tests/tests/never_panics.rs`): a host name as an endpoint address used
+/// to load, and the EDS resource carrying it was then NACKed by every client (mesh-core and gRPC
+/// parse socket addresses as IPs), taking the whole cluster's endpoints down. Every service is
+/// resolved STATIC, so a non-IP address is now a load error naming the field.
+#[test]
+fn endpoint_addresses_must_be_ip_addresses() {
+    let we = format!(
+        "{SE}---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{ name: w }}\n\
+         spec: {{ address: greeter.example.com }}\n"
+    );
+    let err = load_str("mesh/we.yaml", &we).unwrap_err();
+    assert_eq!(err.field(), Some("spec.address"), "{err}");
+    assert!(err.to_string().contains("not an IP address"), "{err}");
+
+    let inline = SE.replace(
+        "ports: [{ number: 50051, name: grpc }]",
+        "ports: [{ number: 50051, name: grpc }]\n  endpoints: [{ address: 10.0.0.1 }, { address: \"db:5432\" }]",
+    );
+    let err = load_str("mesh/se.yaml", &inline).unwrap_err();
+    assert_eq!(err.field(), Some("spec.endpoints[1].address"), "{err}");
+
+    for ok in ["10.0.0.1", "\"::1\"", "\"2001:db8::7\""] {
+        let text = SE.replace(
+            "ports: [{ number: 50051, name: grpc }]",
+            &format!(
+                "ports: [{{ number: 50051, name: grpc }}]\n  endpoints: [{{ address: {ok} }}]"
+            ),
+        );
+        load_str("mesh/ok.yaml", &text).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}
+
 /// Never panics: every prefix of a real config, and every line dropped in turn, either loads
-/// (and translates) or is a typed error.
+/// (and translates) or is a typed error. Seeds: the test fixture, the README's example and the
+/// quickstart's `examples/mesh`. Random mutations, and the client-side check of what is
+/// translated, are in `tests/tests/never_panics.rs`.
 #[test]
 fn truncated_and_mangled_inputs_never_panic() {
-    let text = include_str!("fixtures/reviews.yaml");
-    let mut boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
-    boundaries.push(text.len());
-    for &end in &boundaries {
-        if let Ok((config, _)) = load_str("t.yaml", &text[..end]) {
-            let _ = mesh_control_plane::translate(&config);
+    let readme = include_str!("../README.md");
+    let start = readme.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+    let len = readme[start..].find("```").expect("end of block");
+    let seeds = [
+        include_str!("fixtures/reviews.yaml"),
+        &readme[start..start + len],
+        include_str!("../../examples/mesh/reviews.yaml"),
+        include_str!("../../examples/mesh/reviews-routes.yaml"),
+    ];
+    for text in seeds {
+        let mut boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        boundaries.push(text.len());
+        for &end in &boundaries {
+            if let Ok((config, _)) = load_str("t.yaml", &text[..end]) {
+                let _ = mesh_control_plane::translate(&config);
+            }
         }
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    for skip in 0..lines.len() {
-        let mangled: Vec<&str> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != skip)
-            .map(|(_, l)| *l)
-            .collect();
-        if let Ok((config, _)) = load_str("t.yaml", &mangled.join("\n")) {
-            let _ = mesh_control_plane::translate(&config);
+        let lines: Vec<&str> = text.lines().collect();
+        for skip in 0..lines.len() {
+            let mangled: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .map(|(_, l)| *l)
+                .collect();
+            if let Ok((config, _)) = load_str("t.yaml", &mangled.join("\n")) {
+                let _ = mesh_control_plane::translate(&config);
+            }
         }
     }
 }

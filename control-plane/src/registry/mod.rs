@@ -28,7 +28,7 @@ pub struct Service {
 /// One endpoint of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// IP address or host name.
+    /// IP address (validated when loaded).
     pub address: String,
     /// Labels (used for subset selection).
     pub labels: Labels,

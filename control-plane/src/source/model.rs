@@ -264,7 +264,7 @@ pub struct ServicePort {
 /// One `spec.endpoints[]` entry of a ServiceEntry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InlineEndpoint {
-    /// `address` (an IP address or host name).
+    /// `address`: an IP address (validated; every service is resolved STATIC).
     pub address: String,
     /// `ports`: service port name → endpoint port.
     pub ports: BTreeMap<String, u32>,
@@ -277,7 +277,7 @@ pub struct InlineEndpoint {
 pub struct WorkloadEntry {
     /// Identity and origin.
     pub meta: Meta,
-    /// `spec.address`.
+    /// `spec.address`: an IP address (validated).
     pub address: String,
     /// `spec.labels`.
     pub labels: Labels,

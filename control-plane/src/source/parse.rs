@@ -392,6 +392,14 @@ fn service_entry(
     if hosts.is_empty() || hosts.iter().any(String::is_empty) {
         return Err(ctx.invalid("spec.hosts", "at least one non-empty host is required"));
     }
+    for (i, host) in hosts.iter().enumerate() {
+        if let Err(reason) = dns_name(host) {
+            return Err(ctx.invalid(
+                &format!("spec.hosts[{i}]"),
+                format!("`{host}` is not a DNS name: {reason}"),
+            ));
+        }
+    }
     let mut ports: Vec<ServicePort> = Vec::new();
     for (path, v) in spec.list(ctx, "ports")? {
         let mut f = Fields::of(ctx, v, &path)?;
@@ -419,7 +427,7 @@ fn service_entry(
     let mut endpoints = Vec::new();
     for (path, v) in spec.list(ctx, "endpoints")? {
         let mut f = Fields::of(ctx, v, &path)?;
-        let address = f.required_string(ctx, "address")?;
+        let address = ip_address(ctx, &mut f, "address")?;
         let ports = f.port_map(ctx, "ports")?;
         let labels = f.string_map(ctx, "labels")?;
         f.finish(ctx);
@@ -461,7 +469,7 @@ fn workload_entry(
     meta: Meta,
     mut spec: Fields<'_>,
 ) -> Result<WorkloadEntry, ConfigError> {
-    let address = spec.required_string(ctx, "address")?;
+    let address = ip_address(ctx, &mut spec, "address")?;
     let labels = spec.string_map(ctx, "labels")?;
     let service_account = spec.string(ctx, "serviceAccount")?;
     let ports = spec.port_map(ctx, "ports")?;
@@ -473,4 +481,49 @@ fn workload_entry(
         service_account,
         ports,
     })
+}
+
+/// An endpoint address must be an IP address: every service is resolved STATIC (other
+/// resolutions are warned about and treated as STATIC), and EDS carries socket addresses that
+/// gRPC's clients and mesh-core parse as IPs — a host name there would get the whole
+/// ClusterLoadAssignment NACKed (Istio's own validation rejects a non-IP endpoint of a STATIC
+/// ServiceEntry the same way).
+fn ip_address(ctx: &Ctx<'_>, fields: &mut Fields<'_>, key: &str) -> Result<String, ConfigError> {
+    let address = fields.required_string(ctx, key)?;
+    match address.parse::<std::net::IpAddr>() {
+        Ok(_) => Ok(address),
+        Err(_) => Err(ctx.invalid(
+            &fields.field(key),
+            format!("`{address}` is not an IP address (only STATIC resolution is supported)"),
+        )),
+    }
+}
+
+/// A ServiceEntry host becomes a listener name, a virtual-host domain and part of cluster
+/// names, so it must be a plain DNS name (RFC 1123: dot-separated labels of letters, digits and
+/// `-`, 1–63 characters each, no `-` at either end, 253 characters at most). Wildcard hosts
+/// (`*.example.com`, which Istio allows for sidecars) are refused: a proxyless client dials one
+/// name, and a `*` inside a domain is rejected by mesh-core and gRPC alike.
+fn dns_name(host: &str) -> Result<(), &'static str> {
+    if host.len() > 253 {
+        return Err("longer than 253 characters");
+    }
+    if host.contains('*') {
+        return Err("wildcard hosts are not supported");
+    }
+    for label in host.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each dot-separated label must have 1 to 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err("only letters, digits, `-` and `.` are allowed");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label cannot start or end with `-`");
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,9 @@
 //! Cross-resource validation run after every file of a load has parsed: duplicate resource
-//! names, and VirtualService destinations naming a subset that no DestinationRule defines.
+//! names, and VirtualService destinations the registry cannot back — a host no ServiceEntry
+//! declares, a port the service does not have, a subset no DestinationRule defines. Each would
+//! become a route to a cluster the control plane does not serve.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::model::{Kind, MeshConfig, Meta};
 use super::ConfigError;
@@ -55,11 +57,39 @@ pub(crate) fn validate(config: &MeshConfig) -> Result<(), ConfigError> {
         })
         .collect();
 
+    // Resolved host → its port numbers.
+    let mut ports: HashMap<&str, Vec<u32>> = HashMap::new();
+    for se in &config.service_entries {
+        for h in &se.hosts {
+            ports
+                .entry(h.as_str())
+                .or_default()
+                .extend(se.ports.iter().map(|p| p.number));
+        }
+    }
+
     for vs in &config.virtual_services {
         for (i, rule) in vs.http.iter().enumerate() {
             for (j, dest) in rule.route.iter().enumerate() {
-                let Some(subset) = &dest.subset else { continue };
                 let host = resolve_host(&dest.host, &vs.meta.namespace, is_known);
+                // A destination the registry cannot back would be a route to a cluster nobody
+                // serves: gRPC fails that route, and the mesh library cannot build the target
+                // at all. Reject it here, with the field, instead.
+                let Some(service_ports) = ports.get(host.as_str()) else {
+                    return Err(invalid(
+                        &vs.meta,
+                        format!("spec.http[{i}].route[{j}].destination.host"),
+                        format!("host `{host}` is not a host of any ServiceEntry"),
+                    ));
+                };
+                if let Some(port) = dest.port.filter(|p| !service_ports.contains(p)) {
+                    return Err(invalid(
+                        &vs.meta,
+                        format!("spec.http[{i}].route[{j}].destination.port.number"),
+                        format!("host `{host}` has no port {port}"),
+                    ));
+                }
+                let Some(subset) = &dest.subset else { continue };
                 if !subsets.contains(&(host.clone(), subset.as_str())) {
                     return Err(invalid(
                         &vs.meta,
