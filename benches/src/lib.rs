@@ -35,6 +35,7 @@ fn route(i: usize, cluster: &str) -> Route {
             fraction_per_million: None,
         },
         action: RouteAction::Cluster(cluster.into()),
+        policy: Default::default(),
     }
 }
 
@@ -61,6 +62,7 @@ pub fn route_config(routes: usize) -> RouteConfiguration {
                 weight: 10,
             },
         ])),
+        policy: Default::default(),
     });
     RouteConfiguration {
         name: "rc".into(),
@@ -68,6 +70,7 @@ pub fn route_config(routes: usize) -> RouteConfiguration {
             name: "vh".into(),
             domains: Arc::new(["bench.svc".into(), TARGET.into()]),
             routes: rs.into(),
+            retry_policy: None,
         }]),
     }
 }
@@ -81,6 +84,7 @@ pub fn cluster(name: &str, lb_policy: LbPolicy) -> Cluster {
         },
         lb_policy,
         connect_timeout: Duration::from_secs(5),
+        retry_limits: Default::default(),
     }
 }
 
