@@ -185,6 +185,59 @@ fn layer_overhead(c: &mut Criterion) {
             async move { black_box(fut.await.expect("routed")) }
         })
     });
+    // The full stack (route, route timeout, retry, per-try timeout, pick) with a 15 s route
+    // timeout and a retry policy (5xx, 2 retries, 1 s per try, previous hosts) on every route;
+    // the request succeeds first time, so this is the cost of having the policies configured.
+    let policy = mesh_core::model::RoutePolicy {
+        retry: Some(std::sync::Arc::new(mesh_core::model::RetryPolicy {
+            retry_on: mesh_core::model::RetryOn::SERVER_ERROR,
+            num_retries: 2,
+            per_try_timeout: Some(std::time::Duration::from_secs(1)),
+            backoff: Default::default(),
+            retriable_status_codes: std::sync::Arc::new([]),
+            retriable_headers: std::sync::Arc::new([]),
+            previous_hosts: true,
+            host_selection_max_attempts: 5,
+        })),
+        ..Default::default()
+    };
+    for (label, policy) in [
+        ("mesh_stack_timeout_only_then_noop", Default::default()),
+        ("mesh_stack_timeout_retry_then_noop", policy),
+    ] {
+        let noop = tower::service_fn(|_req: http::Request<_>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        });
+        let mesh = mesh_core::mesh::Mesh::from_cache(benches::cache_with_policy(
+            100,
+            &addrs(3),
+            LbPolicy::RoundRobin,
+            policy,
+        ));
+        let mut stack = tower::Layer::layer(&mesh_tower::MeshStackLayer::new(mesh), noop);
+        let empty = || http_body_util::Empty::<bytes::Bytes>::new();
+        rt.block_on(async {
+            let req = http::Request::get("http://bench.svc:80/")
+                .body(empty())
+                .expect("request");
+            stack
+                .ready()
+                .await
+                .expect("ready")
+                .call(req)
+                .await
+                .expect("routed");
+        });
+        g.bench_function(label, |b| {
+            b.to_async(&rt).iter(|| {
+                let req = http::Request::get("http://bench.svc:80/echo")
+                    .body(empty())
+                    .expect("request");
+                let fut = stack.call(req);
+                async move { black_box(fut.await.expect("routed")) }
+            })
+        });
+    }
     g.finish();
 }
 

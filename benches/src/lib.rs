@@ -8,8 +8,8 @@ use mesh_core::{
     model::{
         Cluster, ClusterDiscovery, ClusterLoadAssignment, ClusterWeight, Endpoint, HeaderMatch,
         HeaderMatcher, HealthStatus, LbPolicy, Listener, Locality, LocalityEndpoints, PathMatch,
-        Route, RouteAction, RouteConfiguration, RouteMatch, RouteSource, StringMatcher,
-        VirtualHost,
+        Route, RouteAction, RouteConfiguration, RouteMatch, RoutePolicy, RouteSource,
+        StringMatcher, VirtualHost,
     },
 };
 
@@ -35,6 +35,7 @@ fn route(i: usize, cluster: &str) -> Route {
             fraction_per_million: None,
         },
         action: RouteAction::Cluster(cluster.into()),
+        policy: Default::default(),
     }
 }
 
@@ -61,6 +62,7 @@ pub fn route_config(routes: usize) -> RouteConfiguration {
                 weight: 10,
             },
         ])),
+        policy: Default::default(),
     });
     RouteConfiguration {
         name: "rc".into(),
@@ -68,6 +70,7 @@ pub fn route_config(routes: usize) -> RouteConfiguration {
             name: "vh".into(),
             domains: Arc::new(["bench.svc".into(), TARGET.into()]),
             routes: rs.into(),
+            retry_policy: None,
         }]),
     }
 }
@@ -81,6 +84,7 @@ pub fn cluster(name: &str, lb_policy: LbPolicy) -> Cluster {
         },
         lb_policy,
         connect_timeout: Duration::from_secs(5),
+        retry_limits: Default::default(),
     }
 }
 
@@ -114,12 +118,33 @@ pub fn addrs(n: usize) -> Vec<SocketAddr> {
 /// A cache holding the listener [`TARGET`] with an inline [`route_config`] of `routes` routes,
 /// and clusters `c0`, `c1` over the given endpoint addresses.
 pub fn cache(routes: usize, endpoints: &[SocketAddr], lb_policy: LbPolicy) -> ResourceCache {
+    cache_with_policy(routes, endpoints, lb_policy, RoutePolicy::default())
+}
+
+/// Like [`cache`], with `policy` (timeouts, retries) on every route.
+pub fn cache_with_policy(
+    routes: usize,
+    endpoints: &[SocketAddr],
+    lb_policy: LbPolicy,
+    policy: RoutePolicy,
+) -> ResourceCache {
     let cache = ResourceCache::new();
+    let mut rc = route_config(routes);
+    let mut vh = rc.virtual_hosts[0].clone();
+    vh.routes = vh
+        .routes
+        .iter()
+        .map(|r| Route {
+            policy: policy.clone(),
+            ..r.clone()
+        })
+        .collect();
+    rc.virtual_hosts = Arc::new([vh]);
     cache.accept(
         TARGET,
         Listener {
             name: TARGET.into(),
-            route_source: RouteSource::Inline(Arc::new(route_config(routes))),
+            route_source: RouteSource::Inline(Arc::new(rc)),
             http_filters: Arc::new([]),
         },
         "1",

@@ -403,7 +403,13 @@ fn fault_retries_and_timeout_in_istiod_proxyless_form() {
     assert_eq!(rp.num_retries.unwrap().value, 3);
     let ptt = rp.per_try_timeout.unwrap();
     assert_eq!((ptt.seconds, ptt.nanos), (0, 250_000_000));
-    assert!(rp.retry_back_off.is_none() && rp.retry_host_predicate.is_empty());
+    assert!(rp.retry_back_off.is_none());
+    // istiod's defaults: avoid previous hosts, up to 5 picks.
+    assert_eq!(
+        rp.retry_host_predicate[0].name,
+        "envoy.retry_host_predicates.previous_hosts"
+    );
+    assert_eq!(rp.host_selection_retry_max_attempts, 5);
     let msd = a
         .max_stream_duration
         .as_ref()

@@ -101,6 +101,7 @@ mod tests {
                 fraction_per_million: None,
             },
             action,
+            policy: Default::default(),
         }
     }
 
@@ -117,6 +118,7 @@ mod tests {
                     route("old", "/old", RouteAction::Unsupported("redirect".into())),
                     route("greet", "/greet", RouteAction::Cluster("c".into())),
                 ]),
+                retry_policy: None,
             }]),
         };
         let listener = Listener {
@@ -133,6 +135,7 @@ mod tests {
             },
             lb_policy: LbPolicy::RoundRobin,
             connect_timeout: Duration::from_secs(1),
+            retry_limits: Default::default(),
         };
         cache.accept("c", cluster, "1");
         let endpoints = LocalityEndpoints {

@@ -24,6 +24,32 @@ pub enum MeshErrorKind {
     Upstream,
     /// The request has no authority (no absolute URI and no `Host` header).
     MissingAuthority,
+    /// The route timeout (`RouteAction.timeout`, covering every retry) elapsed.
+    Timeout,
+    /// One attempt's `per_try_timeout` elapsed and no retry followed.
+    PerTryTimeout,
+    /// A retry was due but the cluster's `retry_budget` had no room, so the last attempt's
+    /// failure stands.
+    RetryBudgetExhausted,
+    /// A retry was due but a circuit-breaker limit was reached.
+    Overflow(OverflowLimit),
+}
+
+/// Which circuit-breaker limit overflowed (Envoy `circuit_breaker.proto` thresholds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OverflowLimit {
+    /// `max_retries`: concurrent retries to the cluster.
+    MaxRetries,
+}
+
+impl OverflowLimit {
+    /// The limit's snake_case name, e.g. `max_retries`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverflowLimit::MaxRetries => "max_retries",
+        }
+    }
 }
 
 impl MeshErrorKind {
@@ -37,7 +63,16 @@ impl MeshErrorKind {
             MeshErrorKind::Connect => "connect",
             MeshErrorKind::Upstream => "upstream",
             MeshErrorKind::MissingAuthority => "missing_authority",
+            MeshErrorKind::Timeout => "timeout",
+            MeshErrorKind::PerTryTimeout => "per_try_timeout",
+            MeshErrorKind::RetryBudgetExhausted => "retry_budget_exhausted",
+            MeshErrorKind::Overflow(_) => "overflow",
         }
+    }
+
+    /// Whether this is one of the two timeout kinds.
+    pub fn is_timeout(self) -> bool {
+        matches!(self, MeshErrorKind::Timeout | MeshErrorKind::PerTryTimeout)
     }
 }
 
@@ -52,100 +87,167 @@ impl fmt::Display for MeshErrorKind {
 /// `Display`: `no_healthy_endpoint: host reviews:9080 path /ratings route default cluster
 /// outbound|9080||reviews: 0 of 3 endpoints routable`.
 #[derive(Debug)]
-pub struct MeshError {
+pub struct MeshError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     kind: MeshErrorKind,
     authority: Option<Arc<str>>,
     path: Option<Box<str>>,
     route: Option<Arc<str>>,
     cluster: Option<Arc<str>>,
     endpoint: Option<SocketAddr>,
+    attempts: u32,
+    not_retried: Option<&'static str>,
     detail: Option<BoxError>,
 }
 
 impl MeshError {
     pub(crate) fn new(kind: MeshErrorKind) -> Self {
-        MeshError {
+        MeshError(Box::new(Inner {
             kind,
             authority: None,
             path: None,
             route: None,
             cluster: None,
             endpoint: None,
+            attempts: 0,
+            not_retried: None,
             detail: None,
+        }))
+    }
+
+    pub(crate) fn attempts(mut self, attempts: u32) -> Self {
+        self.0.attempts = attempts;
+        self
+    }
+
+    pub(crate) fn set_attempts(&mut self, attempts: u32) {
+        self.0.attempts = attempts;
+    }
+
+    pub(crate) fn not_retried(mut self, why: &'static str) -> Self {
+        self.0.not_retried = Some(why);
+        self
+    }
+
+    pub(crate) fn endpoint_opt(mut self, endpoint: Option<SocketAddr>) -> Self {
+        self.0.endpoint = endpoint;
+        self
+    }
+
+    /// Whether the failure's source chain holds an HTTP/2 `REFUSED_STREAM` reset (the server
+    /// did not process the request, so it is always safe to retry).
+    pub(crate) fn is_refused_stream(&self) -> bool {
+        let mut e: Option<&(dyn std::error::Error + 'static)> = self
+            .0
+            .detail
+            .as_deref()
+            .map(|d| d as &(dyn std::error::Error + 'static));
+        while let Some(err) = e {
+            if let Some(h2) = err.downcast_ref::<h2::Error>() {
+                return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            }
+            e = err.source();
         }
+        false
     }
 
     pub(crate) fn at(mut self, authority: &str, path: &str) -> Self {
-        self.authority = Some(authority.into());
-        self.path = Some(path.into());
+        self.0.authority = Some(authority.into());
+        self.0.path = Some(path.into());
         self
     }
 
     pub(crate) fn route(mut self, route: &Arc<str>) -> Self {
-        self.route = Some(route.clone());
+        self.0.route = Some(route.clone());
         self
     }
 
     pub(crate) fn cluster(mut self, cluster: &Arc<str>) -> Self {
-        self.cluster = Some(cluster.clone());
+        self.0.cluster = Some(cluster.clone());
         self
     }
 
     pub(crate) fn endpoint(mut self, endpoint: SocketAddr) -> Self {
-        self.endpoint = Some(endpoint);
+        self.0.endpoint = Some(endpoint);
         self
     }
 
     pub(crate) fn detail(mut self, detail: impl Into<BoxError>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// The kind of failure.
     pub fn kind(&self) -> MeshErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The request authority, when known.
     pub fn authority(&self) -> Option<&str> {
-        self.authority.as_deref()
+        self.0.authority.as_deref()
     }
 
     /// The route that matched, when one did.
     pub fn route_name(&self) -> Option<&str> {
-        self.route.as_deref()
+        self.0.route.as_deref()
     }
 
     /// The cluster picked, when one was.
     pub fn cluster_name(&self) -> Option<&str> {
-        self.cluster.as_deref()
+        self.0.cluster.as_deref()
     }
 
-    /// The endpoint picked, when one was.
+    /// The endpoint picked, when one was (for a retried request: the last attempt's).
     pub fn endpoint_addr(&self) -> Option<SocketAddr> {
-        self.endpoint
+        self.0.endpoint
+    }
+
+    /// Requests sent upstream for this call (0 when it failed before anything was sent).
+    pub fn attempt_count(&self) -> u32 {
+        self.0.attempts
+    }
+
+    /// Why a retry that the policy allowed was not made, e.g. `body_over_replay_cap`.
+    pub fn not_retried_reason(&self) -> Option<&'static str> {
+        self.0.not_retried
+    }
+
+    /// The request path, when known.
+    pub fn path(&self) -> Option<&str> {
+        self.0.path.as_deref()
     }
 }
 
 impl fmt::Display for MeshError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if let Some(a) = &self.authority {
+        write!(f, "{}", self.0.kind)?;
+        if let Some(a) = &self.0.authority {
             write!(f, ": host {a}")?;
         }
-        if let Some(p) = &self.path {
+        if let Some(p) = self.0.path.as_deref().filter(|p| !p.is_empty()) {
             write!(f, " path {p}")?;
         }
-        if let Some(r) = &self.route {
+        if let Some(r) = &self.0.route {
             write!(f, " route {r}")?;
         }
-        if let Some(c) = &self.cluster {
+        if let Some(c) = &self.0.cluster {
             write!(f, " cluster {c}")?;
         }
-        if let Some(e) = &self.endpoint {
+        if let Some(e) = &self.0.endpoint {
             write!(f, " endpoint {e}")?;
         }
-        if let Some(d) = &self.detail {
+        if let MeshErrorKind::Overflow(l) = self.0.kind {
+            write!(f, " limit {}", l.as_str())?;
+        }
+        if self.0.attempts > 1 {
+            write!(f, " after {} attempts", self.0.attempts)?;
+        }
+        if let Some(n) = self.0.not_retried {
+            write!(f, " (not retried: {n})")?;
+        }
+        if let Some(d) = &self.0.detail {
             write!(f, ": {d}")?;
         }
         Ok(())
@@ -154,7 +256,8 @@ impl fmt::Display for MeshError {
 
 impl std::error::Error for MeshError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.detail
+        self.0
+            .detail
             .as_deref()
             .map(|d| d as &(dyn std::error::Error + 'static))
     }

@@ -19,9 +19,18 @@
 //! # Ok(()) }
 //! ```
 
+mod attempt;
 pub mod client;
+pub mod endpoint;
 mod error;
+pub mod error_response;
+pub mod retry;
 pub mod route;
+pub mod stack;
+#[cfg(test)]
+mod test_support;
+pub mod timeout;
 
-pub use error::{MeshError, MeshErrorKind};
-pub use route::{MeshLayer, MeshService, RouteInfo};
+pub use error::{MeshError, MeshErrorKind, OverflowLimit};
+pub use route::{MeshLayer, MeshService, RouteInfo, RouteLayer, Routed};
+pub use stack::{MeshStack, MeshStackLayer};

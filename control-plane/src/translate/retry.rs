@@ -4,49 +4,73 @@
 //! 12 and section 1d).
 //!
 //! - `retries.attempts` → `num_retries` (`attempts: 0` ⇒ no policy, as istiod); `retryOn` →
-//!   `retry_on` verbatim (default when empty: istio's mesh default
-//!   `connect-failure,refused-stream,unavailable,cancelled`); `perTryTimeout` → `per_try_timeout`.
+//!   `retry_on` (default when empty: istio's mesh default
+//!   `connect-failure,refused-stream,unavailable,cancelled`), except numeric entries, which go to
+//!   `retriable_status_codes` with `retriable-status-codes` added to `retry_on` (istiod
+//!   `parseRetryOn`); `perTryTimeout` → `per_try_timeout`. As istiod (with
+//!   `retryIgnorePreviousHosts` at its default, true): the `previous_hosts` retry host predicate
+//!   and `host_selection_retry_max_attempts: 5`.
 //!   gRPC keeps only the five gRPC conditions (`cancelled`, `deadline-exceeded`, `internal`,
-//!   `resource-exhausted`, `unavailable`) and ignores `per_try_timeout`; Envoy uses all of them.
-//!   No `retry_back_off` is emitted (gRPC then uses 25 ms base / 250 ms max), and no retry host
-//!   predicate: nothing here can make a gRPC client NACK (it rejects `num_retries` < 1 and bad
-//!   back-offs only).
+//!   `resource-exhausted`, `unavailable`) and ignores `per_try_timeout`, the status codes and
+//!   the host predicate (gRFC A44); Envoy and this mesh's HTTP stack use all of them. No
+//!   `retry_back_off` is emitted (25 ms base / 250 ms max then apply): nothing here can make a
+//!   gRPC client NACK (it rejects `num_retries` < 1 and bad back-offs only).
 //! - `timeout` → `timeout` (Envoy, HTTP) and `max_stream_duration.max_stream_duration` (gRPC reads
 //!   only this one, gRFC A31: a cap on the call's deadline). Without `timeout` nothing is emitted,
-//!   so Envoy keeps its default and gRPC the application's deadline.
-//!
-//! Minimal on purpose (issue proxyless-grpc interop): the `resilience` work owns the full
-//! retry/timeout semantics and is expected to replace this file.
+//!   so Envoy keeps its default and gRPC the application's deadline. (istiod emits `timeout: 0`,
+//!   i.e. no route timeout, for sidecars; this control plane keeps Envoy's 15 s default instead.)
 
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::route::v3::{
-    route_action::MaxStreamDuration, RetryPolicy, RouteAction,
+    retry_policy::{retry_host_predicate::ConfigType, RetryHostPredicate},
+    route_action::MaxStreamDuration,
+    RetryPolicy, RouteAction,
 };
-use envoy_types::pb::google::protobuf::UInt32Value;
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 
 use super::pb_duration;
 use crate::source::model::Retries;
 
 /// Istio's default `retryOn` (mesh `defaultHttpRetryPolicy`).
 const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled";
+const PREVIOUS_HOSTS: &str = "envoy.retry_host_predicates.previous_hosts";
+const PREVIOUS_HOSTS_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
 
 /// The retry policy for `retries`; `None` when it disables retries (`attempts: 0`).
 pub fn retry_policy(retries: &Retries) -> Option<RetryPolicy> {
     if retries.attempts == 0 {
         return None;
     }
-    let retry_on = if retries.retry_on.is_empty() {
-        DEFAULT_RETRY_ON.to_string()
-    } else {
-        retries.retry_on.join(",")
-    };
+    let (mut on, mut codes): (Vec<&str>, Vec<u32>) = (Vec::new(), Vec::new());
+    if retries.retry_on.is_empty() {
+        on.push(DEFAULT_RETRY_ON);
+    }
+    for cond in &retries.retry_on {
+        match cond.parse::<u32>() {
+            Ok(code) => codes.push(code),
+            Err(_) => on.push(cond),
+        }
+    }
+    if !codes.is_empty() {
+        on.push("retriable-status-codes");
+    }
     Some(RetryPolicy {
-        retry_on,
+        retry_on: on.join(","),
         num_retries: Some(UInt32Value {
             value: retries.attempts,
         }),
         per_try_timeout: retries.per_try_timeout.map(pb_duration),
+        retriable_status_codes: codes,
+        retry_host_predicate: vec![RetryHostPredicate {
+            name: PREVIOUS_HOSTS.to_string(),
+            config_type: Some(ConfigType::TypedConfig(Any {
+                type_url: PREVIOUS_HOSTS_TYPE.to_string(),
+                value: Vec::new(),
+            })),
+        }],
+        host_selection_retry_max_attempts: 5,
         ..Default::default()
     })
 }
@@ -84,5 +108,19 @@ mod tests {
         assert_eq!(p.num_retries, Some(UInt32Value { value: 3 }));
         let p = retry_policy(&r(1, &["unavailable", "cancelled"])).unwrap();
         assert_eq!(p.retry_on, "unavailable,cancelled");
+        assert_eq!(p.retry_host_predicate[0].name, PREVIOUS_HOSTS);
+        assert_eq!(p.host_selection_retry_max_attempts, 5);
+    }
+
+    #[test]
+    fn numeric_retry_on_becomes_retriable_status_codes() {
+        let p = retry_policy(&Retries {
+            attempts: 2,
+            retry_on: vec!["gateway-error".into(), "503".into(), "409".into()],
+            per_try_timeout: None,
+        })
+        .unwrap();
+        assert_eq!(p.retry_on, "gateway-error,retriable-status-codes");
+        assert_eq!(p.retriable_status_codes, vec![503, 409]);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::ClusterLoadAssignment;
+use super::{ClusterLoadAssignment, RetryLimits};
 
 /// A CDS resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,6 +15,8 @@ pub struct Cluster {
     pub lb_policy: LbPolicy,
     /// `connect_timeout` (Envoy default 5 s).
     pub connect_timeout: Duration,
+    /// Concurrent-retry limits from `circuit_breakers` (priority DEFAULT).
+    pub retry_limits: RetryLimits,
 }
 
 impl Cluster {

@@ -15,6 +15,7 @@ mod endpoint;
 mod error;
 mod listener;
 mod matcher;
+mod policy;
 mod route;
 
 pub use cluster::{Cluster, ClusterDiscovery, LbPolicy};
@@ -22,6 +23,10 @@ pub use endpoint::{ClusterLoadAssignment, Endpoint, HealthStatus, Locality, Loca
 pub use error::{ErrorKind, ModelError, ResourceType};
 pub use listener::{HttpFilter, HttpFilterConfig, Listener, RouteSource};
 pub use matcher::{HeaderMatch, HeaderMatcher, QueryParamMatcher, Regex, StringMatcher};
+pub use policy::{
+    RetryBackoff, RetryBudget, RetryLimits, RetryOn, RetryPolicy, RoutePolicy,
+    DEFAULT_BACKOFF_BASE, DEFAULT_ROUTE_TIMEOUT,
+};
 pub use route::{
     ClusterWeight, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };

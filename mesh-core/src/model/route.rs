@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{HeaderMatcher, QueryParamMatcher, Regex};
+use super::{HeaderMatcher, QueryParamMatcher, Regex, RetryPolicy, RoutePolicy};
 
 /// An RDS resource (or the inline `route_config` of a listener).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub struct VirtualHost {
     pub domains: Arc<[Arc<str>]>,
     /// Routes; the first match wins.
     pub routes: Arc<[Route]>,
+    /// `retry_policy` of the virtual host: the default for routes that set none (already
+    /// folded into each [`Route::policy`] by the converter).
+    pub retry_policy: Option<Arc<RetryPolicy>>,
 }
 
 /// `envoy.config.route.v3.Route`.
@@ -35,6 +38,8 @@ pub struct Route {
     pub matcher: RouteMatch,
     /// What to do with a matching request.
     pub action: RouteAction,
+    /// Timeouts and retries (from the `RouteAction`; defaults for non-forwarding actions).
+    pub policy: RoutePolicy,
 }
 
 /// `envoy.config.route.v3.RouteMatch`.

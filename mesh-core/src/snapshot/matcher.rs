@@ -60,24 +60,30 @@ pub(crate) struct CompiledMatch {
     fraction_per_million: Option<u32>,
 }
 
+impl CompiledHeader {
+    pub(crate) fn new(h: &HeaderMatcher) -> Self {
+        CompiledHeader {
+            name: match &*h.name {
+                ":authority" | "host" => HeaderKey::Authority,
+                ":path" => HeaderKey::Path,
+                ":method" => HeaderKey::Method,
+                ":scheme" => HeaderKey::Scheme,
+                n => HeaderName::from_bytes(n.as_bytes())
+                    .map(HeaderKey::Regular)
+                    .unwrap_or(HeaderKey::Invalid),
+            },
+            spec: h.clone(),
+        }
+    }
+
+    pub(crate) fn matches(&self, req: &RequestView<'_>) -> bool {
+        header_matches(self, req)
+    }
+}
+
 impl CompiledMatch {
     pub(crate) fn new(m: &RouteMatch) -> Self {
-        let headers = m
-            .headers
-            .iter()
-            .map(|h| CompiledHeader {
-                name: match &*h.name {
-                    ":authority" | "host" => HeaderKey::Authority,
-                    ":path" => HeaderKey::Path,
-                    ":method" => HeaderKey::Method,
-                    ":scheme" => HeaderKey::Scheme,
-                    n => HeaderName::from_bytes(n.as_bytes())
-                        .map(HeaderKey::Regular)
-                        .unwrap_or(HeaderKey::Invalid),
-                },
-                spec: h.clone(),
-            })
-            .collect();
+        let headers = m.headers.iter().map(CompiledHeader::new).collect();
         CompiledMatch {
             path: m.path.clone(),
             case_sensitive: m.case_sensitive,

@@ -9,12 +9,14 @@
 pub mod balancer;
 mod domain;
 mod matcher;
+pub mod policy;
 mod route_index;
 
 use std::{collections::HashMap, sync::Arc};
 
 pub use balancer::{Balancer, EndpointState, PickedEndpoint};
 pub use matcher::RequestView;
+pub use policy::{ActiveGuard, CompiledPolicy, CompiledRetry, RetryCounters};
 
 use crate::model::{
     Cluster, ClusterLoadAssignment, Listener, ResourceType, RouteAction, RouteConfiguration,
@@ -32,6 +34,7 @@ pub struct ClusterHandle {
     /// never has).
     pub assignment: Option<Arc<ClusterLoadAssignment>>,
     balancer: Balancer,
+    retry_counters: Arc<RetryCounters>,
 }
 
 impl ClusterHandle {
@@ -46,11 +49,21 @@ impl ClusterHandle {
             assignment.as_deref(),
             previous.map(|p| &p.balancer),
         );
+        // Retry accounting is per cluster name: it carries over whatever changed.
+        let retry_counters = previous
+            .map(|p| p.retry_counters.clone())
+            .unwrap_or_default();
         ClusterHandle {
             cluster,
             assignment,
             balancer,
+            retry_counters,
         }
+    }
+
+    /// The cluster's live request / retry counters (for `retry_budget` and `max_retries`).
+    pub fn retry_counters(&self) -> &Arc<RetryCounters> {
+        &self.retry_counters
     }
 
     /// The cluster name.
@@ -75,12 +88,18 @@ pub struct CompiledRoute {
     name: Arc<str>,
     matcher: CompiledMatch,
     action: CompiledAction,
+    policy: Arc<CompiledPolicy>,
 }
 
 impl CompiledRoute {
     /// The route's name.
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// The route's timeouts and retry policy, compiled (clone the `Arc` to carry it along).
+    pub fn policy(&self) -> &Arc<CompiledPolicy> {
+        &self.policy
     }
 }
 
@@ -270,6 +289,7 @@ impl Snapshot {
                         name: r.name.clone(),
                         matcher: CompiledMatch::new(&r.matcher),
                         action: compile_action(&r.action, &clusters),
+                        policy: Arc::new(CompiledPolicy::new(&r.policy)),
                     })
                     .collect(),
                 index: RouteIndex::new(vh.routes.iter().map(|r| &r.matcher)),

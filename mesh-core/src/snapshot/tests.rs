@@ -20,6 +20,7 @@ fn route(name: &str, prefix: &str, action: RouteAction) -> Route {
             fraction_per_million: None,
         },
         action,
+        policy: Default::default(),
     }
 }
 
@@ -59,6 +60,7 @@ fn world() -> (Arc<Listener>, ResourceCache) {
                         ])),
                     ),
                 ]),
+                retry_policy: None,
             }]),
         },
         "1",
@@ -73,6 +75,7 @@ fn world() -> (Arc<Listener>, ResourceCache) {
                 },
                 lb_policy: LbPolicy::RoundRobin,
                 connect_timeout: Duration::from_secs(5),
+                retry_limits: Default::default(),
             },
             "1",
         );

@@ -10,9 +10,17 @@
 //! its URI rewritten to the endpoint (`http://10.0.0.7:9080/path`) and a `Host` header carrying
 //! the original authority, so pooling is per endpoint and the backend still sees the logical
 //! host. The decision travels on as a [`RouteInfo`] request extension for inner layers.
+//!
+//! [`MeshLayer`] does all of this in one step (route, pick, send: the bare spine). For
+//! timeouts and retries the two halves are separate layers, so the endpoint pick happens once
+//! per attempt inside the retry loop while the route (and its cluster) is decided once per
+//! request, as Envoy's router and gRPC's config selector do (gRFC A31): [`RouteLayer`] decides
+//! and attaches a [`Routed`] extension, [`crate::endpoint::PickLayer`] picks and rewrites. See
+//! [`crate::stack`] for the assembled stack.
 
 mod future;
 mod layer;
+mod split;
 
 use std::{
     sync::Arc,
@@ -27,12 +35,13 @@ use http::{
 };
 use mesh_core::{
     mesh::{Mesh, Target},
-    snapshot::{PickedEndpoint, RequestView, RouteError, Snapshot},
+    snapshot::{ClusterHandle, CompiledPolicy, PickedEndpoint, RequestView, RouteError, Snapshot},
 };
 use tower::Service;
 
 pub use future::ResponseFuture;
 pub use layer::MeshLayer;
+pub use split::{RouteLayer, RouteService};
 
 use crate::{error::BoxError, MeshError, MeshErrorKind};
 
@@ -47,6 +56,24 @@ pub struct RouteInfo {
     pub cluster: Arc<str>,
     /// The endpoint picked.
     pub endpoint: std::net::SocketAddr,
+    /// The route's compiled timeouts and retry policy.
+    pub policy: Arc<CompiledPolicy>,
+}
+
+/// The route decision for one request, made once (before any attempt): attached as a request
+/// extension by [`RouteLayer`] and read by the timeout, retry and pick layers.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    /// The target (listener) name.
+    pub target: Arc<str>,
+    /// The route that matched.
+    pub route: Arc<str>,
+    /// The cluster picked for the whole request (retries stay on it, gRFC A31).
+    pub cluster: Arc<ClusterHandle>,
+    /// The route's compiled timeouts and retry policy.
+    pub policy: Arc<CompiledPolicy>,
+    /// The request's authority, as addressed.
+    pub authority: Authority,
 }
 
 /// The service [`MeshLayer`] produces.
@@ -119,7 +146,7 @@ where
     }
 }
 
-async fn wait_ready(
+pub(crate) async fn wait_ready(
     target: &Target,
     timeout: Duration,
     authority: &str,
@@ -145,6 +172,19 @@ fn dispatch<B>(
     mut req: Request<B>,
     authority: &Authority,
 ) -> Result<(Request<B>, PickedEndpoint, RouteInfo), MeshError> {
+    let routed = decide(snapshot, &mut req, authority)?;
+    let (picked, info) = pick_and_rewrite(&routed, &mut req, &[], 1)?;
+    req.extensions_mut().insert(info.clone());
+    Ok((req, picked, info))
+}
+
+/// Routes a request (virtual host, route, weighted cluster) and sets its `Host` header when
+/// it has none. The URI is left as addressed.
+pub(crate) fn decide<B>(
+    snapshot: &Snapshot,
+    req: &mut Request<B>,
+    authority: &Authority,
+) -> Result<Routed, MeshError> {
     let host = authority.as_str();
     let path_and_query = req
         .uri()
@@ -173,28 +213,13 @@ fn dispatch<B>(
             None => err.detail(e),
         }
     })?;
-    let cluster = decision.cluster;
-    let Some(picked) = cluster.pick() else {
-        let b = cluster.balancer();
-        return Err(MeshError::new(MeshErrorKind::NoHealthyEndpoint)
-            .at(host, path_and_query)
-            .route(decision.route.name())
-            .cluster(&cluster.cluster.name)
-            .detail(format!("0 of {} endpoints routable", b.total_endpoints())));
-    };
-    let info = RouteInfo {
+    let routed = Routed {
         target: snapshot.target().clone(),
         route: decision.route.name().clone(),
-        cluster: cluster.cluster.name.clone(),
-        endpoint: picked.address(),
+        cluster: decision.cluster.clone(),
+        policy: decision.route.policy().clone(),
+        authority: authority.clone(),
     };
-    let mut parts = std::mem::take(req.uri_mut()).into_parts();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(picked.authority().clone());
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-    }
-    *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
     if !req.headers().contains_key(HOST) {
         let value = match snapshot.host_header() {
             Some(v) if host == &**snapshot.target() => Some(v.clone()),
@@ -204,8 +229,52 @@ fn dispatch<B>(
             req.headers_mut().insert(HOST, v);
         }
     }
-    req.extensions_mut().insert(info.clone());
-    Ok((req, picked, info))
+    Ok(routed)
+}
+
+/// Picks an endpoint of the routed cluster and points the request's URI at it. A pick landing
+/// on an endpoint in `avoid` is redrawn, at most `tries` picks in all (Envoy's
+/// `host_selection_retry_max_attempts`); the last draw stands.
+pub(crate) fn pick_and_rewrite<B>(
+    routed: &Routed,
+    req: &mut Request<B>,
+    avoid: &[std::net::SocketAddr],
+    tries: u32,
+) -> Result<(PickedEndpoint, RouteInfo), MeshError> {
+    let cluster = &routed.cluster;
+    let mut picked = None;
+    for _ in 0..tries.max(1) {
+        let Some(p) = cluster.pick() else { break };
+        let ok = !avoid.contains(&p.address());
+        picked = Some(p);
+        if ok {
+            break;
+        }
+    }
+    let Some(picked) = picked else {
+        let b = cluster.balancer();
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        return Err(MeshError::new(MeshErrorKind::NoHealthyEndpoint)
+            .at(routed.authority.as_str(), path)
+            .route(&routed.route)
+            .cluster(&cluster.cluster.name)
+            .detail(format!("0 of {} endpoints routable", b.total_endpoints())));
+    };
+    let info = RouteInfo {
+        target: routed.target.clone(),
+        route: routed.route.clone(),
+        cluster: cluster.cluster.name.clone(),
+        endpoint: picked.address(),
+        policy: routed.policy.clone(),
+    };
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(picked.authority().clone());
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
+    Ok((picked, info))
 }
 
 pub(crate) fn upstream_error(
@@ -227,11 +296,12 @@ pub(crate) fn upstream_error(
         .route(&info.route)
         .cluster(&info.cluster)
         .endpoint(endpoint)
+        .attempts(1)
         .detail(e)
 }
 
 /// The request's authority: from the absolute URI, else the `Host` header.
-fn authority_of<B>(req: &Request<B>) -> Option<Authority> {
+pub(crate) fn authority_of<B>(req: &Request<B>) -> Option<Authority> {
     if let Some(a) = req.uri().authority() {
         return Some(a.clone());
     }

@@ -33,6 +33,7 @@ fn cache_with(health: HealthStatus) -> ResourceCache {
                         fraction_per_million: None,
                     },
                     action: RouteAction::Unsupported("redirect".into()),
+                    policy: Default::default(),
                 },
                 Route {
                     name: "api".into(),
@@ -44,8 +45,10 @@ fn cache_with(health: HealthStatus) -> ResourceCache {
                         fraction_per_million: None,
                     },
                     action: RouteAction::Cluster("c".into()),
+                    policy: Default::default(),
                 },
             ]),
+            retry_policy: None,
         }]),
     };
     cache.accept(
@@ -66,6 +69,7 @@ fn cache_with(health: HealthStatus) -> ResourceCache {
             },
             lb_policy: LbPolicy::RoundRobin,
             connect_timeout: Duration::from_secs(1),
+            retry_limits: Default::default(),
         },
         "1",
     );

@@ -9,7 +9,8 @@
 //!   overrides it: the first entry whose type is RoundRobin or LeastRequest wins (A52); none
 //!   supported is unsupported, listing the types.
 //! - `connect_timeout` defaults to 5 s and must be positive.
-//! - Circuit breakers, outlier detection and transport sockets are read by later work.
+//! - `circuit_breakers`: retry limits only ([`super::policy`]); other thresholds, outlier
+//!   detection and transport sockets are read by later work.
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct};
 
-use super::{decode_any, endpoint, identify, is_ads_or_self, Ctx, Path};
+use super::{decode_any, endpoint, identify, is_ads_or_self, policy, Ctx, Path};
 use crate::model::{Cluster, ClusterDiscovery, LbPolicy, ModelError, ResourceType};
 
 const ROUND_ROBIN: &str = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
@@ -53,12 +54,18 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
             Duration::new(d.seconds as u64, d.nanos as u32)
         }
     };
+    let retry_limits = policy::retry_limits(
+        &cx,
+        &root.field("circuit_breakers"),
+        proto.circuit_breakers.as_ref(),
+    )?;
     let discovery = discovery(&cx, &root, proto)?;
     Ok(Cluster {
         name: name.as_str().into(),
         discovery,
         lb_policy,
         connect_timeout,
+        retry_limits,
     })
 }
 

@@ -13,7 +13,8 @@
 //! - Matchers the model cannot express (cookies, dynamic metadata, filter state) reject the
 //!   resource rather than silently widening the route. `grpc` and `tls_context` are ignored, as in
 //!   gRPC.
-//! - Policies not in the model (retry, timeout, hash, per-filter config…) are ignored here.
+//! - Timeouts and retry policies: see [`super::policy`]. Policies not in the model yet (hash,
+//!   hedging, per-filter config…) are ignored here.
 
 use std::sync::Arc;
 
@@ -24,10 +25,10 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
 
-use super::{matcher, Ctx, Path};
+use super::{matcher, policy, Ctx, Path};
 use crate::model::{
     ClusterWeight, ModelError, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost,
+    RoutePolicy, VirtualHost,
 };
 
 /// A RouteConfiguration, from RDS or inline in a listener (`path` is where it sits).
@@ -68,16 +69,33 @@ fn virtual_host(
     if vh.matcher.is_some() {
         return Err(cx.unsupported(&path.field("matcher"), "matcher tree not supported"));
     }
+    let retry_policy = match &vh.retry_policy {
+        Some(rp) => Some(Arc::new(policy::retry_policy(
+            cx,
+            &path.field("retry_policy"),
+            rp,
+        )?)),
+        None => None,
+    };
     let routes = vh
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| route(cx, &path.index("routes", i), &vh.name, i, r))
+        .map(|(i, r)| {
+            route(
+                cx,
+                &path.index("routes", i),
+                (&vh.name, i),
+                retry_policy.as_ref(),
+                r,
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(VirtualHost {
         name: vh.name.as_str().into(),
         domains: domains.into(),
         routes: routes.into(),
+        retry_policy,
     })
 }
 
@@ -104,8 +122,8 @@ fn domain(cx: &Ctx<'_>, path: &Path, d: &str) -> Result<Arc<str>, ModelError> {
 fn route(
     cx: &Ctx<'_>,
     path: &Path,
-    vhost: &str,
-    index: usize,
+    (vhost, index): (&str, usize),
+    vhost_retry: Option<&Arc<crate::model::RetryPolicy>>,
     r: &RouteProto,
 ) -> Result<Route, ModelError> {
     let name: Arc<str> = if r.name.is_empty() {
@@ -118,8 +136,12 @@ fn route(
         .as_ref()
         .ok_or_else(|| cx.invalid(&path.field("match"), "missing"))?;
     let matcher = route_match(cx, &path.field("match"), m)?;
+    let mut policy = RoutePolicy::default();
     let action = match &r.action {
-        Some(Action::Route(ra)) => route_action(cx, &path.field("route"), ra)?,
+        Some(Action::Route(ra)) => {
+            policy = policy::route_policy(cx, &path.field("route"), ra, vhost_retry)?;
+            route_action(cx, &path.field("route"), ra)?
+        }
         Some(Action::Redirect(_)) => RouteAction::Unsupported("redirect".into()),
         Some(Action::DirectResponse(_)) => RouteAction::Unsupported("direct_response".into()),
         Some(Action::FilterAction(_)) => RouteAction::Unsupported("filter_action".into()),
@@ -132,6 +154,7 @@ fn route(
         name,
         matcher,
         action,
+        policy,
     })
 }
 

@@ -1,0 +1,206 @@
+use std::time::Duration;
+
+use mesh_core::model::{RetryBudget, RetryLimits, RetryOn, RoutePolicy};
+use tower::ServiceExt;
+
+use crate::{test_support::*, MeshErrorKind, OverflowLimit};
+
+fn with_retry(r: mesh_core::model::RetryPolicy) -> RoutePolicy {
+    RoutePolicy {
+        retry: Some(r.into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_a_503_and_backs_off_within_envoys_bounds() {
+    let mesh = mesh(
+        with_retry(retry(RetryOn::SERVER_ERROR, 3)),
+        RetryLimits::default(),
+        &endpoints(1),
+    );
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let call = tokio::spawn(svc.oneshot(get("/")));
+    let mut last = tokio::time::Instant::now();
+    // Gaps before retries 1..3 are below 25, 75 and 175 ms (base 25 ms, full jitter).
+    for (i, bound) in [(0, 0u64), (1, 25), (2, 75), (3, 175)] {
+        let (_req, send) = handle.next_request().await.expect("attempt");
+        let gap = last.elapsed();
+        if i > 0 {
+            assert!(gap < Duration::from_millis(bound), "retry {i}: {gap:?}");
+        }
+        last = tokio::time::Instant::now();
+        send.send_response(status(503));
+    }
+    // Retries exhausted: the last 503 is the answer.
+    assert_eq!(call.await.unwrap().unwrap().status(), 503);
+}
+
+#[tokio::test(start_paused = true)]
+async fn conditions_decide() {
+    let mut r = retry(RetryOn::RETRIABLE_STATUS_CODES | RetryOn::UNAVAILABLE, 1);
+    r.retriable_status_codes = std::sync::Arc::new([418]);
+    let mesh = mesh(with_retry(r), RetryLimits::default(), &endpoints(1));
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    // 500 is not in the set: answered at once.
+    let call = tokio::spawn(svc.clone().oneshot(get("/")));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(status(500));
+    assert_eq!(call.await.unwrap().unwrap().status(), 500);
+    // 418 is: retried.
+    let call = tokio::spawn(svc.clone().oneshot(get("/")));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(status(418));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(status(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    // grpc-status 14 in the headers: retried.
+    let call = tokio::spawn(svc.oneshot(get("/")));
+    let mut unavailable = status(200);
+    unavailable
+        .headers_mut()
+        .insert("grpc-status", "14".parse().unwrap());
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(unavailable);
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(status(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+async fn second_endpoint(previous_hosts: bool) -> (std::net::SocketAddr, std::net::SocketAddr) {
+    let mut r = retry(RetryOn::GATEWAY_ERROR, 1);
+    r.previous_hosts = previous_hosts;
+    r.host_selection_max_attempts = 5;
+    let mesh = mesh(with_retry(r), RetryLimits::default(), &endpoints(2));
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let call = tokio::spawn(svc.oneshot(get("/")));
+    let (first, send) = handle.next_request().await.unwrap();
+    // Another request takes the other endpoint, so round robin alone would come back here.
+    let snapshot = mesh.lookup("svc:80").unwrap().snapshot();
+    let other = snapshot.as_ref().as_ref().unwrap().clusters()["c"]
+        .pick()
+        .unwrap();
+    assert_ne!(other.address(), endpoint_of(&first));
+    drop(other);
+    send.send_response(status(503));
+    let (second, send) = handle.next_request().await.unwrap();
+    send.send_response(status(200));
+    call.await.unwrap().unwrap();
+    (endpoint_of(&first), endpoint_of(&second))
+}
+
+#[tokio::test(start_paused = true)]
+async fn previous_hosts_makes_the_retry_pick_another_endpoint() {
+    let (a, b) = second_endpoint(true).await;
+    assert_ne!(a, b);
+    let (a, b) = second_endpoint(false).await;
+    assert_eq!(
+        a, b,
+        "without the predicate round robin lands on the same endpoint"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_and_max_retries_bound_concurrent_retries() {
+    for (limits, kind) in [
+        (
+            RetryLimits {
+                max_retries: 3,
+                budget: Some(RetryBudget {
+                    budget_percent: 0.0,
+                    min_retry_concurrency: 1,
+                }),
+            },
+            MeshErrorKind::RetryBudgetExhausted,
+        ),
+        (
+            RetryLimits {
+                max_retries: 1,
+                budget: None,
+            },
+            MeshErrorKind::Overflow(OverflowLimit::MaxRetries),
+        ),
+    ] {
+        let mesh = mesh(with_retry(retry(RetryOn::RESET, 2)), limits, &endpoints(1));
+        let (svc, mut handle) = stack(&mesh, 1024).await;
+        let a = tokio::spawn(svc.clone().oneshot(get("/a")));
+        let (a1, send_a1) = handle.next_request().await.unwrap();
+        assert_eq!(a1.uri().path(), "/a");
+        let b = tokio::spawn(svc.oneshot(get("/b")));
+        let (_b1, send_b1) = handle.next_request().await.unwrap();
+        send_a1.send_error(std::io::Error::other("reset"));
+        // A's retry holds the only retry slot while it is in flight.
+        let (a2, send_a2) = handle.next_request().await.unwrap();
+        assert_eq!(a2.uri().path(), "/a");
+        send_b1.send_error(std::io::Error::other("reset"));
+        let err = b.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), kind);
+        assert_eq!(err.attempt_count(), 1);
+        send_a2.send_response(status(200));
+        assert_eq!(a.await.unwrap().unwrap().status(), 200);
+        let counters = mesh.lookup("svc:80").unwrap().snapshot();
+        let c = counters.as_ref().as_ref().unwrap().clusters()["c"]
+            .retry_counters()
+            .clone();
+        assert_eq!((c.active_requests(), c.active_retries()), (0, 0));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn body_over_cap_is_sent_once_and_says_why() {
+    let mesh = mesh(
+        with_retry(retry(RetryOn::RESET, 3)),
+        RetryLimits::default(),
+        &endpoints(1),
+    );
+    let (svc, mut handle) = stack(&mesh, 4).await;
+    let req = http::Request::post("http://svc:80/upload")
+        .body("more than four bytes".to_string())
+        .unwrap();
+    let call = tokio::spawn(svc.clone().oneshot(req));
+    let (req, send) = handle.next_request().await.unwrap();
+    use http_body_util::BodyExt;
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"more than four bytes", "streamed whole");
+    send.send_error(std::io::Error::other("reset"));
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), MeshErrorKind::Upstream);
+    assert_eq!(err.not_retried_reason(), Some("body_over_replay_cap"));
+    assert_eq!(err.attempt_count(), 1);
+
+    // Within the cap the same body is replayed byte for byte.
+    let req = http::Request::post("http://svc:80/upload")
+        .body("tiny".to_string())
+        .unwrap();
+    let call = tokio::spawn(svc.oneshot(req));
+    for reply in [None, Some(200)] {
+        let (req, send) = handle.next_request().await.unwrap();
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"tiny");
+        match reply {
+            None => send.send_error(std::io::Error::other("reset")),
+            Some(s) => send.send_response(status(s)),
+        }
+    }
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}

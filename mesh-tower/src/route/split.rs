@@ -1,0 +1,146 @@
+//! [`RouteLayer`]: the routing half of [`super::MeshLayer`] — decides the route and cluster once
+//! per request and leaves picking to an inner [`crate::endpoint::PickLayer`], so that retries can
+//! pick again.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::Request;
+use mesh_core::mesh::Mesh;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::{authority_of, decide, wait_ready};
+use crate::{MeshError, MeshErrorKind};
+
+/// Decides each request's route and cluster and attaches them as a [`super::Routed`]
+/// extension. The inner service must pick the endpoint ([`crate::endpoint::PickLayer`]).
+#[derive(Clone, Debug)]
+pub struct RouteLayer {
+    mesh: Mesh,
+    ready_timeout: Duration,
+}
+
+impl RouteLayer {
+    /// A layer over `mesh` (first-request warm-up wait: 20 s, as [`super::MeshLayer`]).
+    pub fn new(mesh: Mesh) -> Self {
+        RouteLayer {
+            mesh,
+            ready_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// Sets how long the first request to a new target waits for the target to warm.
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = RouteService<S>;
+
+    fn layer(&self, inner: S) -> RouteService<S> {
+        RouteService {
+            mesh: self.mesh.clone(),
+            inner,
+            ready_timeout: self.ready_timeout,
+        }
+    }
+}
+
+/// The service [`RouteLayer`] produces.
+#[derive(Clone, Debug)]
+pub struct RouteService<S> {
+    mesh: Mesh,
+    inner: S,
+    ready_timeout: Duration,
+}
+
+type Waiting<R> = Pin<Box<dyn Future<Output = Result<R, MeshError>> + Send>>;
+
+pin_project! {
+    /// Response future of [`RouteService`].
+    #[project = Proj]
+    #[allow(missing_docs)]
+    pub enum RouteFuture<F, R> {
+        /// Routed on the fast path.
+        Routed { #[pin] fut: F },
+        /// The first request to a target, waiting for it to warm.
+        Waiting { fut: Waiting<R> },
+        /// Failed before anything was sent.
+        Failed { error: Option<MeshError> },
+    }
+}
+
+impl<F, R> Future for RouteFuture<F, R>
+where
+    F: Future<Output = Result<R, MeshError>>,
+{
+    type Output = Result<R, MeshError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Proj::Routed { fut } => fut.poll(cx),
+            Proj::Waiting { fut } => fut.as_mut().poll(cx),
+            Proj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                MeshError::new(MeshErrorKind::Upstream).detail("polled after completion")
+            }))),
+        }
+    }
+}
+
+impl<S, B, R> Service<Request<B>> for RouteService<S>
+where
+    S: Service<Request<B>, Response = R, Error = MeshError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = R;
+    type Error = MeshError;
+    type Future = RouteFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), MeshError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let Some(authority) = authority_of(&req) else {
+            return RouteFuture::Failed {
+                error: Some(MeshError::new(MeshErrorKind::MissingAuthority)),
+            };
+        };
+        if let Some(target) = self.mesh.lookup(authority.as_str()) {
+            if let Some(snapshot) = &*target.snapshot() {
+                return match decide(snapshot, &mut req, &authority) {
+                    Ok(routed) => {
+                        req.extensions_mut().insert(routed);
+                        RouteFuture::Routed {
+                            fut: self.inner.call(req),
+                        }
+                    }
+                    Err(error) => RouteFuture::Failed { error: Some(error) },
+                };
+            }
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mesh = self.mesh.clone();
+        let timeout = self.ready_timeout;
+        RouteFuture::Waiting {
+            fut: Box::pin(async move {
+                let target = mesh.target(authority.as_str());
+                let snapshot =
+                    wait_ready(&target, timeout, authority.as_str(), req.uri().path()).await?;
+                let routed = decide(&snapshot, &mut req, &authority)?;
+                req.extensions_mut().insert(routed);
+                inner.call(req).await
+            }),
+        }
+    }
+}

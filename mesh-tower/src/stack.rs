@@ -1,0 +1,75 @@
+//! The full client stack: route once, then — per request — the route timeout, the retry loop,
+//! and per attempt the per-try timeout and the endpoint pick:
+//!
+//! ```text
+//! RouteService → Timeout(route) → Retry → Timeout(per try) → PickService → client
+//! ```
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower::{ServiceBuilder, ServiceExt};
+//! let mesh = mesh_core::mesh::Mesh::from_env()?;
+//! let client = ServiceBuilder::new()
+//!     .layer(mesh_tower::error_response::ErrorResponseLayer::new()) // optional
+//!     .layer(mesh_tower::MeshStackLayer::new(mesh))
+//!     .service(mesh_tower::client::http1());
+//! let req = http::Request::get("http://reviews:9080/ratings")
+//!     .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+//! let resp = client.oneshot(req).await?;
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use mesh_core::mesh::Mesh;
+use tower::Layer;
+
+use crate::{
+    endpoint::{PickLayer, PickService},
+    retry::{Retry, RetryLayer},
+    route::{RouteLayer, RouteService},
+    timeout::{Timeout, TimeoutLayer},
+};
+
+/// The service [`MeshStackLayer`] produces over a client `S` (which receives
+/// `Request<ReplayBody<B>>`).
+pub type MeshStack<S> = RouteService<Timeout<Retry<Timeout<PickService<S>>>>>;
+
+/// Routing with the route's timeouts and retries applied (see the [module docs](self)).
+#[derive(Clone, Debug)]
+pub struct MeshStackLayer {
+    route: RouteLayer,
+    retry: RetryLayer,
+}
+
+impl MeshStackLayer {
+    /// The stack over `mesh`, default warm-up wait (20 s) and replay cap (64 KiB).
+    pub fn new(mesh: Mesh) -> Self {
+        MeshStackLayer {
+            route: RouteLayer::new(mesh),
+            retry: RetryLayer::new(),
+        }
+    }
+
+    /// Sets how long the first request to a new target waits for the target to warm.
+    pub fn ready_timeout(mut self, timeout: Duration) -> Self {
+        self.route = self.route.ready_timeout(timeout);
+        self
+    }
+
+    /// Sets the largest request body buffered so it can be retried.
+    pub fn replay_cap(mut self, bytes: usize) -> Self {
+        self.retry = self.retry.replay_cap(bytes);
+        self
+    }
+}
+
+impl<S> Layer<S> for MeshStackLayer {
+    type Service = MeshStack<S>;
+
+    fn layer(&self, inner: S) -> MeshStack<S> {
+        let attempt = TimeoutLayer::per_try().layer(PickLayer.layer(inner));
+        self.route
+            .layer(TimeoutLayer::route().layer(self.retry.layer(attempt)))
+    }
+}

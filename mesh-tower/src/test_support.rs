@@ -1,0 +1,144 @@
+//! Shared fixtures for the layer unit tests: a mesh over an in-memory cache with one route whose
+//! policy the test chooses, and the full stack over a `tower-test` mock.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use http::{Request, Response};
+use mesh_core::{
+    cache::ResourceCache,
+    mesh::Mesh,
+    model::{
+        Cluster, ClusterDiscovery, ClusterLoadAssignment, Endpoint, HealthStatus, LbPolicy,
+        Listener, Locality, LocalityEndpoints, PathMatch, RetryLimits, RetryOn, RetryPolicy, Route,
+        RouteAction, RouteConfiguration, RouteMatch, RoutePolicy, RouteSource, VirtualHost,
+    },
+};
+use tower::Layer;
+use tower_test::mock;
+
+use crate::{retry::ReplayBody, MeshStack, MeshStackLayer};
+
+pub(crate) type Body = String;
+pub(crate) type MockSvc = mock::Mock<Request<ReplayBody<Body>>, Response<&'static str>>;
+pub(crate) type Handle = mock::Handle<Request<ReplayBody<Body>>, Response<&'static str>>;
+
+pub(crate) fn endpoints(n: u8) -> Vec<SocketAddr> {
+    (1..=n)
+        .map(|i| SocketAddr::from(([10, 0, 0, i], 80)))
+        .collect()
+}
+
+pub(crate) fn retry(on: RetryOn, num_retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        retry_on: on,
+        num_retries,
+        per_try_timeout: None,
+        backoff: Default::default(),
+        retriable_status_codes: Arc::new([]),
+        retriable_headers: Arc::new([]),
+        previous_hosts: false,
+        host_selection_max_attempts: 1,
+    }
+}
+
+/// A mesh serving `svc:80` → route `r` → cluster `c` over `eps`.
+pub(crate) fn mesh(policy: RoutePolicy, limits: RetryLimits, eps: &[SocketAddr]) -> Mesh {
+    let cache = ResourceCache::new();
+    let rc = RouteConfiguration {
+        name: "rc".into(),
+        virtual_hosts: Arc::new([VirtualHost {
+            name: "vh".into(),
+            domains: Arc::new(["svc:80".into()]),
+            routes: Arc::new([Route {
+                name: "r".into(),
+                matcher: RouteMatch {
+                    path: PathMatch::Prefix("/".into()),
+                    case_sensitive: true,
+                    headers: Arc::new([]),
+                    query_params: Arc::new([]),
+                    fraction_per_million: None,
+                },
+                action: RouteAction::Cluster("c".into()),
+                policy,
+            }]),
+            retry_policy: None,
+        }]),
+    };
+    cache.accept(
+        "svc:80",
+        Listener {
+            name: "svc:80".into(),
+            route_source: RouteSource::Inline(Arc::new(rc)),
+            http_filters: Arc::new([]),
+        },
+        "1",
+    );
+    cache.accept(
+        "c",
+        Cluster {
+            name: "c".into(),
+            discovery: ClusterDiscovery::Eds {
+                service_name: "c".into(),
+            },
+            lb_policy: LbPolicy::RoundRobin,
+            connect_timeout: Duration::from_secs(1),
+            retry_limits: limits,
+        },
+        "1",
+    );
+    cache.accept(
+        "c",
+        ClusterLoadAssignment {
+            cluster_name: "c".into(),
+            localities: Arc::new([LocalityEndpoints {
+                locality: Locality::default(),
+                weight: Some(1),
+                priority: 0,
+                endpoints: eps
+                    .iter()
+                    .map(|a| Endpoint {
+                        address: *a,
+                        health: HealthStatus::Healthy,
+                        weight: 1,
+                    })
+                    .collect(),
+            }]),
+        },
+        "1",
+    );
+    Mesh::from_cache(cache)
+}
+
+/// The full stack over a mock, with the target already warm.
+pub(crate) async fn stack(mesh: &Mesh, replay_cap: usize) -> (MeshStack<MockSvc>, Handle) {
+    tokio::time::timeout(Duration::from_secs(5), mesh.target("svc:80").ready())
+        .await
+        .expect("warm in time")
+        .expect("target ready");
+    let (svc, handle) = mock::pair();
+    let stack = MeshStackLayer::new(mesh.clone())
+        .replay_cap(replay_cap)
+        .layer(svc);
+    (stack, handle)
+}
+
+pub(crate) fn get(path: &str) -> Request<Body> {
+    Request::get(format!("http://svc:80{path}"))
+        .body(String::new())
+        .expect("request")
+}
+
+pub(crate) fn status(code: u16) -> Response<&'static str> {
+    let mut r = Response::new("x");
+    *r.status_mut() = http::StatusCode::from_u16(code).expect("status");
+    r
+}
+
+pub(crate) fn endpoint_of<B>(req: &Request<B>) -> SocketAddr {
+    req.uri()
+        .authority()
+        .expect("rewritten")
+        .as_str()
+        .parse()
+        .expect("endpoint address")
+}

@@ -1,0 +1,91 @@
+use std::time::Duration;
+
+use mesh_core::model::{RetryLimits, RetryOn, RoutePolicy};
+use tower::ServiceExt;
+
+use crate::{test_support::*, MeshErrorKind};
+
+#[tokio::test(start_paused = true)]
+async fn route_timeout_names_route_cluster_endpoint_and_attempts() {
+    let policy = RoutePolicy {
+        timeout: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let mesh = mesh(policy, RetryLimits::default(), &endpoints(1));
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let call = tokio::spawn(svc.oneshot(get("/x")));
+    let (_req, _hold) = handle.next_request().await.expect("sent");
+    let start = tokio::time::Instant::now();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "fires at the deadline"
+    );
+    assert_eq!(err.kind(), MeshErrorKind::Timeout);
+    assert_eq!(
+        (err.route_name(), err.cluster_name()),
+        (Some("r"), Some("c"))
+    );
+    assert_eq!(err.endpoint_addr(), Some(endpoints(1)[0]));
+    assert_eq!(err.attempt_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_timeout_disables_and_answers_pass_through() {
+    let policy = RoutePolicy {
+        timeout: None,
+        ..Default::default()
+    };
+    let mesh = mesh(policy, RetryLimits::default(), &endpoints(1));
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let call = tokio::spawn(svc.oneshot(get("/")));
+    let (_req, send) = handle.next_request().await.expect("sent");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(!call.is_finished(), "no deadline");
+    send.send_response(status(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_try_timeout_then_success_on_retry() {
+    let mut r = retry(RetryOn::RESET, 2);
+    r.per_try_timeout = Some(Duration::from_millis(100));
+    let policy = RoutePolicy {
+        timeout: Some(Duration::from_secs(10)),
+        retry: Some(r.into()),
+        ..Default::default()
+    };
+    let mesh = mesh(policy, RetryLimits::default(), &endpoints(2));
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let call = tokio::spawn(svc.oneshot(get("/")));
+    let t0 = tokio::time::Instant::now();
+    let (_first, _hang) = handle.next_request().await.expect("attempt 1");
+    let (_second, send) = handle.next_request().await.expect("attempt 2");
+    let waited = t0.elapsed();
+    // 100 ms per-try timeout, then a backoff below 25 ms (retry 1: U[0, base)).
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_millis(125),
+        "{waited:?}"
+    );
+    send.send_response(status(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_try_timeout_without_retry_is_its_own_kind() {
+    let mut r = retry(RetryOn::SERVER_ERROR, 1);
+    r.per_try_timeout = Some(Duration::from_millis(50));
+    let policy = RoutePolicy {
+        retry: Some(r.into()),
+        ..Default::default()
+    };
+    let mesh = mesh(policy, RetryLimits::default(), &endpoints(1));
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let call = tokio::spawn(svc.oneshot(get("/")));
+    let (_a, _h1) = handle.next_request().await.expect("attempt 1");
+    let (_b, _h2) = handle.next_request().await.expect("attempt 2");
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), MeshErrorKind::PerTryTimeout);
+    assert_eq!(err.attempt_count(), 2);
+}
