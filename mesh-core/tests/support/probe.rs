@@ -41,6 +41,7 @@ impl ResourceLookup for FallbackLookup<'_> {
                 },
                 lb_policy: LbPolicy::RoundRobin,
                 connect_timeout: Duration::from_secs(1),
+                retry_limits: Default::default(),
             }))
         })
     }
