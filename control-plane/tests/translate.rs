@@ -418,3 +418,57 @@ fn fault_retries_and_timeout_in_istiod_proxyless_form() {
     assert_eq!((msd.seconds, msd.nanos), (2, 0));
     assert_eq!(a.timeout.map(|t| t.seconds), Some(2));
 }
+
+#[test]
+fn route_timeout_is_disabled_unless_the_virtual_service_sets_one() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: a, namespace: demo }
+spec:
+  hosts: [a.demo]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  endpoints: [{ address: 127.0.0.1 }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: b, namespace: demo }
+spec:
+  hosts: [b.demo]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  endpoints: [{ address: 127.0.0.1 }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: b, namespace: demo }
+spec:
+  hosts: [b.demo]
+  http:
+  - name: slow
+    timeout: 3s
+    route: [{ destination: { host: b.demo } }]
+  - name: plain
+    match: [{ uri: { prefix: /x } }]
+    route: [{ destination: { host: b.demo } }]
+"#;
+    let (config, _) = load_str("inline", yaml).unwrap();
+    let xds = translate(&config);
+    let action =
+        |rc: &str, i: usize| match &xds.route(rc).unwrap().virtual_hosts[0].routes[i].action {
+            Some(Action::Route(a)) => a.clone(),
+            other => panic!("{other:?}"),
+        };
+    // Default route (no VirtualService) and a VS rule without `timeout`: 0 = disabled.
+    for a in [action("a.demo:80", 0), action("b.demo:80", 0)] {
+        assert_eq!(a.timeout.map(|d| (d.seconds, d.nanos)), Some((0, 0)));
+        assert!(a.max_stream_duration.is_none());
+    }
+    let slow = action("b.demo:80", 1);
+    assert_eq!(slow.timeout.map(|d| d.seconds), Some(3));
+    assert_eq!(
+        slow.max_stream_duration
+            .and_then(|m| m.max_stream_duration)
+            .map(|d| d.seconds),
+        Some(3)
+    );
+}

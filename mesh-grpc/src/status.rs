@@ -34,6 +34,10 @@ pub(crate) fn from_mesh_error(err: MeshError) -> Status {
         | MeshErrorKind::Connect => Code::Unavailable,
         MeshErrorKind::Upstream => transport_code(&err),
         MeshErrorKind::MissingAuthority => Code::Internal,
+        // The route's timeout (or per-try timeout) ran out: the call's deadline, as gRPC
+        // reports a deadline it enforces itself.
+        MeshErrorKind::Timeout | MeshErrorKind::PerTryTimeout => Code::DeadlineExceeded,
+        // Retry budget / circuit-breaker overflow: UNAVAILABLE, not retried (gRFC A32).
         // A kind added later: a failure to route or send, which gRPC reports as UNAVAILABLE.
         _ => Code::Unavailable,
     };

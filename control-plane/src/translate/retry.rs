@@ -16,9 +16,10 @@
 //!   `retry_back_off` is emitted (25 ms base / 250 ms max then apply): nothing here can make a
 //!   gRPC client NACK (it rejects `num_retries` < 1 and bad back-offs only).
 //! - `timeout` → `timeout` (Envoy, HTTP) and `max_stream_duration.max_stream_duration` (gRPC reads
-//!   only this one, gRFC A31: a cap on the call's deadline). Without `timeout` nothing is emitted,
-//!   so Envoy keeps its default and gRPC the application's deadline. (istiod emits `timeout: 0`,
-//!   i.e. no route timeout, for sidecars; this control plane keeps Envoy's 15 s default instead.)
+//!   only this one, gRFC A31: a cap on the call's deadline). Without `timeout`, `timeout: 0s` is
+//!   emitted — no route timeout — as istiod does: Istio's documented default is "disabled", and a
+//!   user coming from Istio must not meet Envoy's implicit 15 s. No `max_stream_duration` is
+//!   emitted then, so gRPC keeps the application's deadline.
 
 use std::time::Duration;
 
@@ -82,12 +83,16 @@ pub(crate) fn apply(
     timeout: Option<Duration>,
 ) {
     action.retry_policy = retries.and_then(retry_policy);
-    if let Some(t) = timeout {
-        action.timeout = Some(pb_duration(t));
-        action.max_stream_duration = Some(MaxStreamDuration {
-            max_stream_duration: Some(pb_duration(t)),
-            ..Default::default()
-        });
+    match timeout {
+        Some(t) => {
+            action.timeout = Some(pb_duration(t));
+            action.max_stream_duration = Some(MaxStreamDuration {
+                max_stream_duration: Some(pb_duration(t)),
+                ..Default::default()
+            });
+        }
+        // istiod: no VirtualService timeout ⇒ route timeout disabled (0), not Envoy's 15 s.
+        None => action.timeout = Some(pb_duration(Duration::ZERO)),
     }
 }
 

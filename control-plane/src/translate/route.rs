@@ -102,16 +102,19 @@ pub(crate) fn route_configuration(
 
 /// `prefix: "/"` → `cluster`, named `default` like istiod's.
 pub(crate) fn default_route(cluster: &str) -> Route {
+    let mut action = RouteAction {
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_string())),
+        ..Default::default()
+    };
+    // No retries, and istiod's disabled route timeout rather than Envoy's implicit 15 s.
+    super::retry::apply(&mut action, None, None);
     Route {
         name: "default".to_string(),
         r#match: Some(RouteMatch {
             path_specifier: Some(PathSpecifier::Prefix("/".to_string())),
             ..Default::default()
         }),
-        action: Some(Action::Route(RouteAction {
-            cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_string())),
-            ..Default::default()
-        })),
+        action: Some(Action::Route(action)),
         ..Default::default()
     }
 }
