@@ -16,6 +16,8 @@ pub enum MeshErrorKind {
     NoRoute,
     /// The matching route's action is not one the mesh forwards (redirect, direct response…).
     UnsupportedRoute,
+    /// The route's cluster does not exist (deleted, never sent, or rejected).
+    ClusterNotFound,
     /// The cluster has no routable endpoint.
     NoHealthyEndpoint,
     /// Connecting to the picked endpoint failed.
@@ -59,6 +61,7 @@ impl MeshErrorKind {
             MeshErrorKind::NoTarget => "no_target",
             MeshErrorKind::NoRoute => "no_route",
             MeshErrorKind::UnsupportedRoute => "unsupported_route",
+            MeshErrorKind::ClusterNotFound => "cluster_not_found",
             MeshErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
             MeshErrorKind::Connect => "connect",
             MeshErrorKind::Upstream => "upstream",

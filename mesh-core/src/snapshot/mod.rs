@@ -105,14 +105,17 @@ impl CompiledRoute {
 
 #[derive(Debug)]
 enum CompiledAction {
-    Cluster(Arc<ClusterHandle>),
+    Cluster(ClusterRef),
     /// Cumulative weights, ascending, with the cluster reaching each bound.
     Weighted {
-        bounds: Box<[(u64, Arc<ClusterHandle>)]>,
+        bounds: Box<[(u64, ClusterRef)]>,
         total: u64,
     },
     Unsupported(Arc<str>),
 }
+
+/// A route's cluster: its handle, or the name of a cluster that does not exist.
+type ClusterRef = Result<Arc<ClusterHandle>, Arc<str>>;
 
 #[derive(Debug)]
 struct CompiledVhost {
@@ -153,6 +156,16 @@ pub enum RouteError {
         /// The request path.
         path: String,
     },
+    /// The route (or the weighted entry picked) names a cluster that does not exist or was
+    /// rejected: only requests on this route fail (Envoy's 503 "cluster not found", gRPC's
+    /// UNAVAILABLE).
+    #[error("route `{route}`: cluster `{cluster}` does not exist")]
+    ClusterNotFound {
+        /// The route.
+        route: Arc<str>,
+        /// The missing cluster.
+        cluster: Arc<str>,
+    },
     /// The matching route's action is one the mesh does not forward.
     #[error("route `{route}`: action {reason} is not supported by the mesh")]
     UnsupportedAction {
@@ -187,6 +200,12 @@ pub trait ResourceLookup {
     fn cluster(&self, name: &str) -> Option<Arc<Cluster>>;
     /// A load assignment by EDS service name.
     fn endpoints(&self, name: &str) -> Option<Arc<ClusterLoadAssignment>>;
+    /// Whether a resource that is not available will not arrive without a config change: it
+    /// does not exist, or was rejected with no earlier version. A snapshot does not wait for
+    /// such a resource; the routes that need it fail on their own (as in Envoy and gRPC).
+    fn is_absent(&self, _ty: ResourceType, _name: &str) -> bool {
+        false
+    }
 }
 
 /// The cache is the usual lookup: what the config source delivered.
@@ -199,6 +218,26 @@ impl ResourceLookup for crate::cache::ResourceCache {
     }
     fn endpoints(&self, name: &str) -> Option<Arc<ClusterLoadAssignment>> {
         self.get(name)
+    }
+    fn is_absent(&self, ty: ResourceType, name: &str) -> bool {
+        use crate::cache::{Entry, ResourceStatus};
+        fn absent<R>(e: Option<Entry<R>>) -> bool {
+            e.is_some_and(|e| {
+                e.value.is_none()
+                    && matches!(
+                        e.status,
+                        ResourceStatus::DoesNotExist | ResourceStatus::Nacked(_)
+                    )
+            })
+        }
+        match ty {
+            ResourceType::Listener => absent(self.entry::<Listener>(name)),
+            ResourceType::RouteConfiguration => absent(self.entry::<RouteConfiguration>(name)),
+            ResourceType::Cluster => absent(self.entry::<Cluster>(name)),
+            ResourceType::ClusterLoadAssignment => {
+                absent(self.entry::<ClusterLoadAssignment>(name))
+            }
+        }
     }
 }
 
@@ -250,7 +289,10 @@ impl Snapshot {
         let mut clusters = HashMap::new();
         for name in Snapshot::cluster_names(&route_config) {
             let Some(cluster) = lookup.cluster(&name) else {
-                missing.push((ResourceType::Cluster, name));
+                // A cluster that will not come fails only the routes that use it.
+                if !lookup.is_absent(ResourceType::Cluster, &name) {
+                    missing.push((ResourceType::Cluster, name));
+                }
                 continue;
             };
             let assignment = match &cluster.discovery {
@@ -258,6 +300,12 @@ impl Snapshot {
                 crate::model::ClusterDiscovery::Eds { service_name } => {
                     match lookup.endpoints(service_name) {
                         Some(cla) => Some(cla),
+                        // Endpoints that will not come: the cluster has none to pick.
+                        None if lookup
+                            .is_absent(ResourceType::ClusterLoadAssignment, service_name) =>
+                        {
+                            None
+                        }
                         None => {
                             missing
                                 .push((ResourceType::ClusterLoadAssignment, service_name.clone()));
@@ -370,7 +418,7 @@ impl Snapshot {
                 virtual_host: vh.name.clone(),
                 path: req.path_and_query.to_owned(),
             })?;
-        let cluster = match &route.action {
+        let picked = match &route.action {
             CompiledAction::Cluster(c) => c,
             CompiledAction::Weighted { bounds, total } => {
                 let r = rand::random_range(0..*total);
@@ -384,6 +432,12 @@ impl Snapshot {
                 })
             }
         };
+        let cluster = picked
+            .as_ref()
+            .map_err(|name| RouteError::ClusterNotFound {
+                route: route.name.clone(),
+                cluster: name.clone(),
+            })?;
         Ok(RouteDecision {
             virtual_host: &vh.name,
             route,
@@ -396,24 +450,16 @@ fn compile_action(
     action: &RouteAction,
     clusters: &HashMap<Arc<str>, Arc<ClusterHandle>>,
 ) -> CompiledAction {
-    // `build` only compiles once every referenced cluster is present, so lookups succeed.
-    let handle = |n: &Arc<str>| clusters.get(n).cloned();
+    // `build` has every cluster that exists; the others are known not to (see `is_absent`).
+    let handle = |n: &Arc<str>| clusters.get(n).cloned().ok_or_else(|| n.clone());
     match action {
-        RouteAction::Cluster(c) => match handle(c) {
-            Some(h) => CompiledAction::Cluster(h),
-            None => CompiledAction::Unsupported(format!("cluster `{c}` missing").into()),
-        },
+        RouteAction::Cluster(c) => CompiledAction::Cluster(handle(c)),
         RouteAction::WeightedClusters(ws) => {
             let mut total = 0u64;
             let mut bounds = Vec::with_capacity(ws.len());
             for w in ws.iter() {
-                let Some(h) = handle(&w.name) else {
-                    return CompiledAction::Unsupported(
-                        format!("cluster `{}` missing", w.name).into(),
-                    );
-                };
                 total += u64::from(w.weight);
-                bounds.push((total, h));
+                bounds.push((total, handle(&w.name)));
             }
             if total == 0 {
                 return CompiledAction::Unsupported(

@@ -194,3 +194,42 @@ fn unchanged_clusters_are_shared_across_rebuilds() {
     ));
     assert!(second.clusters()["b"].pick().is_none());
 }
+
+#[test]
+fn a_cluster_that_does_not_exist_fails_only_its_routes() {
+    let (listener, lookup) = world();
+    lookup.forget::<Cluster>("b");
+    lookup.forget::<ClusterLoadAssignment>("b");
+    // Not yet known to be absent: the snapshot waits for it (make-before-break).
+    let missing = Snapshot::build("svc:80".into(), listener.clone(), &lookup, None).unwrap_err();
+    assert_eq!(missing.0, vec![(ResourceType::Cluster, Arc::from("b"))]);
+
+    // Known not to exist: the snapshot builds; the route to `a` works, the split fails only
+    // when it picks `b`, naming route and cluster.
+    lookup.remove::<Cluster>("b");
+    let snap = Snapshot::build("svc:80".into(), listener, &lookup, None).unwrap();
+    let h = HeaderMap::new();
+    assert_eq!(
+        snap.route(&req("svc", "/api/x", &h))
+            .unwrap()
+            .cluster
+            .name(),
+        "a"
+    );
+    let (mut ok, mut not_found) = (0, 0);
+    for _ in 0..1000 {
+        match snap.route(&req("svc", "/x", &h)) {
+            Ok(d) => {
+                assert_eq!(d.cluster.name(), "a");
+                ok += 1;
+            }
+            Err(RouteError::ClusterNotFound { route, cluster }) => {
+                assert_eq!((&*route, &*cluster), ("split", "b"));
+                not_found += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // 90/10 split: both outcomes occur (P(no `b` in 1000) = 0.9^1000 ≈ 1.7e-46).
+    assert!(ok > 0 && not_found > 0, "{ok} ok, {not_found} not found");
+}

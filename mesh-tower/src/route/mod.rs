@@ -199,19 +199,19 @@ pub(crate) fn decide<B>(
         headers: req.headers(),
     };
     let decision = snapshot.route(&view).map_err(|e| {
-        let kind = match e {
-            RouteError::UnsupportedAction { .. } => MeshErrorKind::UnsupportedRoute,
-            _ => MeshErrorKind::NoRoute,
-        };
-        let route = match &e {
-            RouteError::UnsupportedAction { route, .. } => Some(route.clone()),
-            _ => None,
-        };
-        let err = MeshError::new(kind).at(host, path_and_query);
-        match route {
-            Some(r) => err.route(&r).detail(e),
-            None => err.detail(e),
+        let err = |kind| MeshError::new(kind).at(host, path_and_query);
+        match &e {
+            RouteError::UnsupportedAction { route, .. } => {
+                err(MeshErrorKind::UnsupportedRoute).route(route)
+            }
+            RouteError::ClusterNotFound { route, cluster } => err(MeshErrorKind::ClusterNotFound)
+                .route(route)
+                .cluster(cluster),
+            RouteError::NoVirtualHost { .. } | RouteError::NoRoute { .. } => {
+                err(MeshErrorKind::NoRoute)
+            }
         }
+        .detail(e)
     })?;
     let routed = Routed {
         target: snapshot.target().clone(),
