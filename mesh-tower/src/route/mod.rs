@@ -285,7 +285,9 @@ pub(crate) fn upstream_error(
 ) -> MeshError {
     let connect = e
         .downcast_ref::<hyper_util::client::legacy::Error>()
-        .is_some_and(|e| e.is_connect());
+        .is_some_and(|e| e.is_connect())
+        || e.downcast_ref::<crate::client::H2Error>()
+            .is_some_and(|e| e.is_connect());
     let kind = if connect {
         MeshErrorKind::Connect
     } else {

@@ -1,6 +1,12 @@
-//! The pooled connector behind the mesh: hyper-util's client, one connection pool per endpoint
-//! (the pool is keyed by the URI authority, which [`crate::MeshService`] sets to the picked
-//! endpoint), HTTP/1.1 by default or HTTP/2 with prior knowledge.
+//! The connectors behind the mesh, keyed by the endpoint the mesh picked:
+//! - [`http1`]: hyper-util's pooled client (its pool is keyed by the URI authority, which the
+//!   mesh sets to the endpoint; HTTP/1.1 sends origin-form and the logical `Host`);
+//! - [`http2`]: [`Http2Client`], one multiplexed HTTP/2 connection per endpoint, sending the
+//!   logical authority as `:authority` (see [`h2c`]).
+
+pub mod h2c;
+
+pub use h2c::{H2Error, Http2Client};
 
 use std::time::Duration;
 
@@ -32,15 +38,8 @@ where
         .build(connector())
 }
 
-/// A pooled HTTP/2 client (prior knowledge, no TLS): one multiplexed connection per endpoint.
-pub fn http2<B>() -> HttpClient<B>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-{
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .http2_only(true)
-        .build(connector())
+/// HTTP/2 with prior knowledge (no TLS): one multiplexed connection per endpoint, the logical
+/// authority as `:authority`.
+pub fn http2<B>() -> Http2Client<B> {
+    Http2Client::new()
 }
