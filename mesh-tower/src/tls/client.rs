@@ -79,6 +79,16 @@ impl MeshTlsConnector {
         self
     }
 
+    /// Turns TLS session resumption off (on by default, rustls's in-memory cache), so every
+    /// connection does a full handshake with certificate verification on both sides.
+    pub fn without_resumption(mut self) -> Self {
+        let mut config = (*self.config).clone();
+        config.resumption = rustls::client::Resumption::disabled();
+        self.config = Arc::new(config);
+        self.connector = tokio_rustls::TlsConnector::from(self.config.clone());
+        self
+    }
+
     /// The rustls configuration, e.g. for tonic or a custom transport.
     pub fn client_config(&self) -> Arc<ClientConfig> {
         self.config.clone()
