@@ -29,6 +29,7 @@
 
 mod admin;
 pub mod ads;
+pub mod ca;
 pub mod cache;
 mod control_plane;
 pub mod registry;

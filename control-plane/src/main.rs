@@ -2,29 +2,115 @@
 //!
 //! ```text
 //! mesh-control-plane --config ./mesh/ --listen 0.0.0.0:15010 --admin 127.0.0.1:15014
+//! mesh-control-plane issue --trust-domain cluster.local --namespace default \
+//!     --service-account greeter --out ./certs/ [--ca-dir ./ca/] [--ttl 1h]
 //! ```
+//!
+//! `issue` writes `cert.pem` (leaf + chain), `key.pem` (mode 0600) and `ca.pem` (trust
+//! bundle): the three files gRPC's `file_watcher` certificate provider reads
+//! (`certificate_file`, `private_key_file`, `ca_certificate_file`; gRFC A29).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use mesh_control_plane::ca::{self, Ca, SpiffeId};
 use mesh_control_plane::{ControlPlane, DEFAULT_ADMIN, DEFAULT_LISTEN};
 
 /// Reads Istio YAML (VirtualService, DestinationRule, ServiceEntry, WorkloadEntry) and serves
 /// Envoy v3 xDS over ADS to the mesh library and to gRPC proxyless clients.
 #[derive(Debug, Parser)]
-#[command(name = "mesh-control-plane", version)]
+#[command(
+    name = "mesh-control-plane",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    /// Without a subcommand: serve (the flags below).
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Directory of Istio YAML files (`*.yaml`, `*.yml`), hot-reloaded on change.
-    #[arg(long, value_name = "DIR")]
-    config: PathBuf,
+    #[arg(long, value_name = "DIR", required = true)]
+    config: Option<PathBuf>,
     /// ADS (gRPC) listen address.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Admin HTTP listen address (`/ready`, `/healthz`, `/debug/config`).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN)]
     admin: SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Issues a SPIFFE SVID and writes cert.pem, key.pem and ca.pem for gRPC's `file_watcher`.
+    Issue(IssueArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct IssueArgs {
+    /// Trust domain, e.g. `cluster.local`.
+    #[arg(long)]
+    trust_domain: String,
+    /// Kubernetes-style namespace of the workload.
+    #[arg(long)]
+    namespace: String,
+    /// Service account of the workload.
+    #[arg(long)]
+    service_account: String,
+    /// Directory to write cert.pem, key.pem and ca.pem into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// CA directory (`ca-cert.pem`, `ca-key.pem`); a new root is created there if empty.
+    #[arg(long, value_name = "DIR", default_value = "./mesh-ca")]
+    ca_dir: PathBuf,
+    /// Certificate lifetime: a number with unit `s`, `m`, `h` or `d`.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected e.g. 1h, 30m, 600s"))?;
+    let secs = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?}: unit must be s, m, h or d")),
+    };
+    match n.checked_mul(secs) {
+        Some(0) | None => Err(format!("{s:?}: must be positive and not overflow")),
+        Some(v) => Ok(Duration::from_secs(v)),
+    }
+}
+
+fn issue(args: &IssueArgs) -> anyhow::Result<()> {
+    let id = SpiffeId::new(&args.trust_domain, &args.namespace, &args.service_account)?;
+    let ca = Ca::load_or_create(&args.ca_dir, &args.trust_domain)
+        .with_context(|| format!("loading the ca from {}", args.ca_dir.display()))?;
+    let (svid, key) = ca.issue(&id, Some(args.ttl))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let write = |name: &str, text: &str| -> anyhow::Result<()> {
+        let path: &Path = &args.out.join(name);
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    // key.pem first and 0600 from creation: it is never world-readable, not even briefly.
+    ca::write_private(&args.out.join("key.pem"), key.expose())?;
+    write("cert.pem", &svid.cert_chain_pem)?;
+    write("ca.pem", &svid.trust_bundle_pem)?;
+    tracing::info!(
+        identity = %svid.spiffe_id,
+        out = %args.out.display(),
+        ttl_secs = args.ttl.as_secs(),
+        "wrote cert.pem, key.pem, ca.pem"
+    );
+    Ok(())
 }
 
 #[tokio::main]
@@ -36,8 +122,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::Issue(issue_args)) = &args.command {
+        return issue(issue_args);
+    }
+    let config = args.config.context("--config is required")?;
     let handle = ControlPlane::builder()
-        .config_dir(&args.config)
+        .config_dir(&config)
         .listen_addr(args.listen)
         .admin_addr(args.admin)
         .start()
@@ -49,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         ads = %handle.ads_addr(),
         admin = ?handle.admin_addr(),
-        config = %args.config.display(),
+        config = %config.display(),
         "serving"
     );
     tokio::signal::ctrl_c()

@@ -30,6 +30,7 @@ pub mod stack;
 #[cfg(test)]
 mod test_support;
 pub mod timeout;
+pub mod tls;
 
 pub use error::{MeshError, MeshErrorKind, OverflowLimit};
 pub use route::{MeshLayer, MeshService, RouteInfo, RouteLayer, Routed};
