@@ -24,6 +24,7 @@
 //! endpoint) as the message and the [`mesh_tower::MeshError`] as the status's `source`.
 
 mod channel;
+pub mod csds;
 mod status;
 mod target;
 
