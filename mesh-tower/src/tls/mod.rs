@@ -382,3 +382,46 @@ pub(crate) fn check_peer_id(
         .into_rustls())
     }
 }
+
+/// Handshake-signature checks shared by the client and server certificate verifiers: both use
+/// the provider's algorithms unchanged; only the chain and SPIFFE checks differ.
+pub(crate) mod signatures {
+    use rustls::{
+        client::danger::HandshakeSignatureValid, crypto::CryptoProvider, pki_types::CertificateDer,
+        DigitallySignedStruct, SignatureScheme,
+    };
+
+    pub(crate) fn tls12(
+        provider: &CryptoProvider,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider.signature_verification_algorithms,
+        )
+    }
+
+    pub(crate) fn tls13(
+        provider: &CryptoProvider,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider.signature_verification_algorithms,
+        )
+    }
+
+    pub(crate) fn schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
+        provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
