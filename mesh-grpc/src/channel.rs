@@ -21,7 +21,7 @@ use http::{
     Request, Response, Uri,
 };
 use mesh_core::mesh::{Mesh, Target, TargetError};
-use mesh_tower::MeshLayer;
+use mesh_tower::{retry::ReplayBody, MeshStackLayer};
 use tonic::{body::Body, Status};
 use tower::{util::BoxCloneSyncService, Service, ServiceBuilder};
 
@@ -116,8 +116,12 @@ impl MeshChannel {
                 authority: authority.clone(),
                 inner,
             })
-            .layer(MeshLayer::new(mesh.clone()).ready_timeout(DEFAULT_CONNECT_TIMEOUT))
-            .service(mesh_tower::client::http2::<Body>());
+            .layer(
+                MeshStackLayer::new(mesh.clone())
+                    .grpc()
+                    .ready_timeout(DEFAULT_CONNECT_TIMEOUT),
+            )
+            .service(mesh_tower::client::http2::<ReplayBody<Body>>());
         MeshChannel {
             inner: BoxCloneSyncService::new(stack),
             target,

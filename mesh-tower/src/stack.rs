@@ -28,7 +28,7 @@ use crate::{
     endpoint::{PickLayer, PickService},
     retry::{Retry, RetryLayer},
     route::{RouteLayer, RouteService},
-    timeout::{Timeout, TimeoutLayer},
+    timeout::{Timeout, TimeoutLayer, Which},
 };
 
 /// The service [`MeshStackLayer`] produces over a client `S` (which receives
@@ -40,6 +40,7 @@ pub type MeshStack<S> = RouteService<Timeout<Retry<Timeout<PickService<S>>>>>;
 pub struct MeshStackLayer {
     route: RouteLayer,
     retry: RetryLayer,
+    grpc: bool,
 }
 
 impl MeshStackLayer {
@@ -48,7 +49,17 @@ impl MeshStackLayer {
         MeshStackLayer {
             route: RouteLayer::new(mesh),
             retry: RetryLayer::new(),
+            grpc: false,
         }
+    }
+
+    /// gRPC's timeout semantics instead of Envoy's (XDS-SEMANTICS.md row 11, gRFC A31/A44):
+    /// the call is capped by `grpc_timeout_header_max` / `max_stream_duration` instead of
+    /// `RouteAction.timeout`, and `per_try_timeout` is ignored. Retry conditions are read from
+    /// the response headers (trailers-only responses), as Envoy does.
+    pub fn grpc(mut self) -> Self {
+        self.grpc = true;
+        self
     }
 
     /// Sets how long the first request to a new target waits for the target to warm.
@@ -68,8 +79,14 @@ impl<S> Layer<S> for MeshStackLayer {
     type Service = MeshStack<S>;
 
     fn layer(&self, inner: S) -> MeshStack<S> {
-        let attempt = TimeoutLayer::per_try().layer(PickLayer.layer(inner));
-        self.route
-            .layer(TimeoutLayer::route().layer(self.retry.layer(attempt)))
+        let (call, per_try) = match self.grpc {
+            false => (TimeoutLayer::route(), TimeoutLayer::per_try()),
+            true => (
+                TimeoutLayer::new(Which::StreamDuration),
+                TimeoutLayer::new(Which::Off),
+            ),
+        };
+        let attempt = per_try.layer(PickLayer.layer(inner));
+        self.route.layer(call.layer(self.retry.layer(attempt)))
     }
 }

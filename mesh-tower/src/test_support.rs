@@ -111,15 +111,25 @@ pub(crate) fn mesh(policy: RoutePolicy, limits: RetryLimits, eps: &[SocketAddr])
 
 /// The full stack over a mock, with the target already warm.
 pub(crate) async fn stack(mesh: &Mesh, replay_cap: usize) -> (MeshStack<MockSvc>, Handle) {
+    stack_with(
+        mesh,
+        MeshStackLayer::new(mesh.clone()).replay_cap(replay_cap),
+    )
+    .await
+}
+
+/// The stack in gRPC mode (`MeshStackLayer::grpc`).
+pub(crate) async fn grpc_stack(mesh: &Mesh) -> (MeshStack<MockSvc>, Handle) {
+    stack_with(mesh, MeshStackLayer::new(mesh.clone()).grpc()).await
+}
+
+async fn stack_with(mesh: &Mesh, layer: MeshStackLayer) -> (MeshStack<MockSvc>, Handle) {
     tokio::time::timeout(Duration::from_secs(5), mesh.target("svc:80").ready())
         .await
         .expect("warm in time")
         .expect("target ready");
     let (svc, handle) = mock::pair();
-    let stack = MeshStackLayer::new(mesh.clone())
-        .replay_cap(replay_cap)
-        .layer(svc);
-    (stack, handle)
+    (layer.layer(svc), handle)
 }
 
 pub(crate) fn get(path: &str) -> Request<Body> {

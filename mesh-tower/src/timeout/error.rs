@@ -16,6 +16,9 @@ impl fmt::Display for Elapsed {
         match self.which {
             Which::Route => write!(f, "route timeout of {:?} elapsed", self.after),
             Which::PerTry => write!(f, "per-try timeout of {:?} elapsed", self.after),
+            Which::StreamDuration | Which::Off => {
+                write!(f, "max stream duration of {:?} elapsed", self.after)
+            }
         }
     }
 }

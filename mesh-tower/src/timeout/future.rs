@@ -84,7 +84,7 @@ where
             return Poll::Pending;
         };
         let kind = match ctx.elapsed.which {
-            Which::Route => MeshErrorKind::Timeout,
+            Which::Route | Which::StreamDuration | Which::Off => MeshErrorKind::Timeout,
             Which::PerTry => MeshErrorKind::PerTryTimeout,
         };
         let (attempts, endpoint) = match &ctx.attempts {

@@ -21,7 +21,10 @@ mod error;
 mod future;
 mod layer;
 
-use std::task::{Context, Poll};
+use std::{
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use http::Request;
 use tower::Service;
@@ -39,6 +42,12 @@ pub enum Which {
     Route,
     /// One attempt's `per_try_timeout`.
     PerTry,
+    /// gRPC's cap on a call (gRFC A31): `grpc_timeout_header_max` when set, else
+    /// `max_stream_duration`; zero or unset leaves the caller's deadline alone. gRPC ignores
+    /// `RouteAction.timeout` (and so Envoy's implicit 15 s), which would cut long streams.
+    StreamDuration,
+    /// No deadline from this layer (gRPC ignores `per_try_timeout`, gRFC A44).
+    Off,
 }
 
 /// The service [`TimeoutLayer`] produces.
@@ -71,6 +80,7 @@ where
         let Some(routed) = req.extensions().get::<Routed>() else {
             return ResponseFuture::untimed(self.inner.call(req));
         };
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let after = match self.which {
             Which::Route => routed.policy.timeout,
             Which::PerTry => routed
@@ -78,6 +88,11 @@ where
                 .retry
                 .as_ref()
                 .and_then(|r| r.policy.per_try_timeout),
+            Which::StreamDuration => match routed.policy.grpc_timeout_header_max {
+                Some(max) => nonzero(max),
+                None => routed.policy.max_stream_duration.and_then(nonzero),
+            },
+            Which::Off => None,
         };
         let Some(after) = after else {
             return ResponseFuture::untimed(self.inner.call(req));
@@ -85,7 +100,7 @@ where
         let names = (routed.route.clone(), routed.cluster.cluster.name.clone());
         let authority = routed.authority.clone();
         let attempts = match self.which {
-            Which::Route => {
+            Which::Route | Which::StreamDuration | Which::Off => {
                 let a = Attempts::default();
                 req.extensions_mut().insert(a.clone());
                 Some(a)

@@ -89,3 +89,67 @@ async fn per_try_timeout_without_retry_is_its_own_kind() {
     assert_eq!(err.kind(), MeshErrorKind::PerTryTimeout);
     assert_eq!(err.attempt_count(), 2);
 }
+
+/// gRPC mode (gRFC A31): `RouteAction.timeout` — here Envoy's implicit 15 s — does not apply;
+/// `max_stream_duration` caps the call; `grpc_timeout_header_max` wins over it, 0 = no cap.
+#[tokio::test(start_paused = true)]
+async fn grpc_mode_caps_by_max_stream_duration_not_route_timeout() {
+    let policy = RoutePolicy {
+        timeout: Some(Duration::from_secs(15)),
+        max_stream_duration: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let mesh = mesh(policy, RetryLimits::default(), &endpoints(1));
+    let (svc, mut handle) = grpc_stack(&mesh).await;
+    let call = tokio::spawn(svc.oneshot(get("/pkg.Svc/Stream")));
+    let (_req, _hold) = handle.next_request().await.expect("sent");
+    let start = tokio::time::Instant::now();
+    let err = call.await.unwrap().unwrap_err();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(60),
+        "the stream cap, not the 15 s route timeout"
+    );
+    assert_eq!(err.kind(), MeshErrorKind::Timeout);
+
+    let policy = RoutePolicy {
+        timeout: Some(Duration::from_secs(15)),
+        max_stream_duration: Some(Duration::from_secs(60)),
+        grpc_timeout_header_max: Some(Duration::ZERO),
+        ..Default::default()
+    };
+    let mesh = mesh_with_policy(policy);
+    let (svc, mut handle) = grpc_stack(&mesh).await;
+    let call = tokio::spawn(svc.oneshot(get("/pkg.Svc/Stream")));
+    let (_req, send) = handle.next_request().await.expect("sent");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(
+        !call.is_finished(),
+        "grpc_timeout_header_max 0: the caller's deadline alone"
+    );
+    send.send_response(status(200));
+    call.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_mode_ignores_per_try_timeout() {
+    let mut r = retry(RetryOn::RESET, 2);
+    r.per_try_timeout = Some(Duration::from_millis(100));
+    let policy = RoutePolicy {
+        timeout: None,
+        retry: Some(r.into()),
+        ..Default::default()
+    };
+    let mesh = mesh(policy, RetryLimits::default(), &endpoints(2));
+    let (svc, mut handle) = grpc_stack(&mesh).await;
+    let call = tokio::spawn(svc.oneshot(get("/pkg.Svc/M")));
+    let (_req, send) = handle.next_request().await.expect("sent");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!call.is_finished(), "gRPC ignores per_try_timeout (A44)");
+    send.send_response(status(200));
+    call.await.unwrap().unwrap();
+}
+
+fn mesh_with_policy(policy: RoutePolicy) -> mesh_core::mesh::Mesh {
+    mesh(policy, RetryLimits::default(), &endpoints(1))
+}
