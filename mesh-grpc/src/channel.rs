@@ -2,8 +2,11 @@
 //!
 //! The stack, outermost first: set the request's scheme and authority to the target (tonic
 //! clients built with `new(channel)` send origin-less URIs: `/helloworld.Greeter/SayHello`) →
-//! mesh-tower's `MeshLayer` (route, pick, rewrite to the endpoint) → hyper-util's pooled HTTP/2
-//! client, one multiplexed connection per endpoint. Response bodies become `tonic::body::Body`
+//! mesh-tower's `MeshStackLayer` in gRPC mode (route once; cap the call by
+//! `grpc_timeout_header_max` / `max_stream_duration` — never `RouteAction.timeout`, gRFC A31;
+//! retries per the route's `retry_on`, read from trailers-only responses; `per_try_timeout`
+//! ignored, gRFC A44; pick an endpoint per attempt) → `mesh_tower::client::Http2Client`, one
+//! multiplexed h2c connection per endpoint, sending the target as `:authority`. Response bodies become `tonic::body::Body`
 //! (as tonic's own `Channel` returns) and mesh failures become a `tonic::Status` in exactly one
 //! place, `status.rs`. The whole stack is erased once, at this public boundary, into a
 //! `BoxCloneSyncService` (STYLE.md §4), so the channel is `Clone + Send + Sync` and cheap to
