@@ -43,6 +43,8 @@ pub enum MeshErrorKind {
 pub enum OverflowLimit {
     /// `max_retries`: concurrent retries to the cluster.
     MaxRetries,
+    /// `max_requests`: concurrent requests to the cluster.
+    MaxRequests,
 }
 
 impl OverflowLimit {
@@ -50,6 +52,7 @@ impl OverflowLimit {
     pub fn as_str(self) -> &'static str {
         match self {
             OverflowLimit::MaxRetries => "max_retries",
+            OverflowLimit::MaxRequests => "max_requests",
         }
     }
 }

@@ -213,6 +213,7 @@ fn budget_mesh(backend: &Backend) -> Mesh {
             connect_timeout: Duration::from_secs(1),
             retry_limits: RetryLimits {
                 max_retries: 3,
+                max_requests: 1024,
                 budget: Some(RetryBudget {
                     budget_percent: 0.0,
                     min_retry_concurrency: 1,

@@ -207,6 +207,10 @@ impl fmt::Display for RetryOn {
 /// DEFAULT; Envoy `circuit_breaker.proto`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetryLimits {
+    /// `max_requests`: concurrent requests allowed to the cluster (default 1024, as in Envoy;
+    /// gRPC enforces the same default even with no circuit breaker configured, gRFC A32). Over
+    /// it a request fails fast with an overflow, not retried.
+    pub max_requests: u32,
     /// `max_retries`: concurrent retries allowed to the cluster (default 3). Ignored when a
     /// budget is set (Envoy).
     pub max_retries: u32,
@@ -219,6 +223,7 @@ impl Eq for RetryLimits {}
 impl Default for RetryLimits {
     fn default() -> Self {
         RetryLimits {
+            max_requests: 1024,
             max_retries: 3,
             budget: None,
         }
@@ -274,6 +279,7 @@ mod tests {
     fn budget_is_a_share_with_a_floor() {
         let l = RetryLimits {
             max_retries: 3,
+            max_requests: 1024,
             budget: Some(RetryBudget::default()),
         };
         assert_eq!(l.allowed(0), 3);

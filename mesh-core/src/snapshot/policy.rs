@@ -96,6 +96,7 @@ impl CompiledRetry {
 pub struct RetryCounters {
     active_requests: AtomicUsize,
     active_retries: AtomicUsize,
+    overflows: std::sync::atomic::AtomicU64,
 }
 
 impl RetryCounters {
@@ -106,6 +107,39 @@ impl RetryCounters {
             counters: self.clone(),
             retry: false,
         }
+    }
+
+    /// Admits a request if fewer than `limits.max_requests` are in flight (Envoy's
+    /// `max_requests` breaker; gRFC A32); it counts until the guard drops. `None` = overflow,
+    /// which is counted (see [`RetryCounters::overflows`]).
+    pub fn try_request(self: &Arc<Self>, limits: &RetryLimits) -> Option<ActiveGuard> {
+        let max = limits.max_requests as usize;
+        let mut current = self.active_requests.load(Ordering::Relaxed);
+        loop {
+            if current >= max {
+                self.overflows.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            match self.active_requests.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(ActiveGuard {
+                        counters: self.clone(),
+                        retry: false,
+                    })
+                }
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Requests refused by the `max_requests` breaker so far.
+    pub fn overflows(&self) -> u64 {
+        self.overflows.load(Ordering::Relaxed)
     }
 
     /// Admits a retry if the cluster's limit allows one more concurrent retry; the retry counts
@@ -169,10 +203,34 @@ mod tests {
     use crate::model::{HeaderMatch, HeaderMatcher, RetryBudget};
 
     #[test]
+    fn max_requests_admits_up_to_the_limit_and_counts_overflows() {
+        let c = Arc::new(RetryCounters::default());
+        let limits = RetryLimits {
+            max_requests: 2,
+            ..RetryLimits::default()
+        };
+        let a = c.try_request(&limits).expect("1st");
+        let _b = c.try_request(&limits).expect("2nd");
+        assert!(c.try_request(&limits).is_none(), "3rd overflows");
+        assert_eq!(c.overflows(), 1);
+        drop(a);
+        assert!(
+            c.try_request(&limits).is_some(),
+            "room again once one completes"
+        );
+        assert_eq!(
+            c.active_requests(),
+            1,
+            "the admitted guard was dropped at once"
+        );
+    }
+
+    #[test]
     fn budget_admits_a_share_of_active_requests() {
         let c = Arc::new(RetryCounters::default());
         let limits = RetryLimits {
             max_retries: 3,
+            max_requests: 1024,
             budget: Some(RetryBudget {
                 budget_percent: 50.0,
                 min_retry_concurrency: 1,

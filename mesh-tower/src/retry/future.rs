@@ -35,6 +35,8 @@ pin_project! {
         Passthrough { #[pin] fut: F, guard: Option<ActiveGuard> },
         /// The retry loop.
         Retrying { fut: Retrying<RB> },
+        /// Refused before any attempt (the `max_requests` breaker).
+        Failed { error: Option<MeshError> },
     }
 }
 
@@ -45,6 +47,10 @@ impl<F, RB> ResponseFuture<F, RB> {
 
     pub(super) fn retrying(fut: Retrying<RB>) -> Self {
         ResponseFuture::Retrying { fut }
+    }
+
+    pub(super) fn failed(error: MeshError) -> Self {
+        ResponseFuture::Failed { error: Some(error) }
     }
 }
 
@@ -58,6 +64,9 @@ where
         match self.project() {
             Proj::Passthrough { fut, .. } => fut.poll(cx),
             Proj::Retrying { fut } => fut.as_mut().poll(cx),
+            Proj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                MeshError::new(MeshErrorKind::Upstream).detail("polled after completion")
+            }))),
         }
     }
 }

@@ -52,7 +52,11 @@ pub use error::NotRetried;
 pub use future::ResponseFuture;
 pub use layer::RetryLayer;
 
-use crate::{error::BoxError, route::Routed, MeshError};
+use crate::{
+    error::{BoxError, OverflowLimit},
+    route::Routed,
+    MeshError, MeshErrorKind,
+};
 
 /// The service [`RetryLayer`] produces.
 #[derive(Clone, Debug)]
@@ -91,7 +95,20 @@ where
         let Some(routed) = req.extensions().get::<Routed>() else {
             return ResponseFuture::passthrough(self.inner.call(req.map(ReplayBody::stream)), None);
         };
-        let guard = routed.cluster.retry_counters().request();
+        // The cluster's `max_requests` breaker: over it, fail fast, not retried (Envoy's
+        // overflow; gRFC A32's UNAVAILABLE), and counted.
+        let limits = &routed.cluster.cluster.retry_limits;
+        let Some(guard) = routed.cluster.retry_counters().try_request(limits) else {
+            let error = MeshError::new(MeshErrorKind::Overflow(OverflowLimit::MaxRequests))
+                .at(routed.authority.as_str(), req.uri().path())
+                .route(&routed.route)
+                .cluster(&routed.cluster.cluster.name)
+                .detail(format!(
+                    "{} requests already in flight",
+                    limits.max_requests
+                ));
+            return ResponseFuture::failed(error);
+        };
         let retries = routed
             .policy
             .retry

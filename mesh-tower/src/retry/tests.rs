@@ -127,6 +127,7 @@ async fn budget_and_max_retries_bound_concurrent_retries() {
         (
             RetryLimits {
                 max_retries: 3,
+                max_requests: 1024,
                 budget: Some(RetryBudget {
                     budget_percent: 0.0,
                     min_retry_concurrency: 1,
@@ -137,6 +138,7 @@ async fn budget_and_max_retries_bound_concurrent_retries() {
         (
             RetryLimits {
                 max_retries: 1,
+                max_requests: 1024,
                 budget: None,
             },
             MeshErrorKind::Overflow(OverflowLimit::MaxRetries),
@@ -204,4 +206,45 @@ async fn body_over_cap_is_sent_once_and_says_why() {
         }
     }
     assert_eq!(call.await.unwrap().unwrap().status(), 200);
+}
+
+/// The `max_requests` breaker: with 2 requests in flight the third fails at once with
+/// `overflow{max_requests}`, naming route and cluster, without reaching an endpoint; once one
+/// completes there is room again.
+#[tokio::test(start_paused = true)]
+async fn max_requests_overflow_fails_fast_and_recovers() {
+    let limits = RetryLimits {
+        max_requests: 2,
+        ..RetryLimits::default()
+    };
+    let mesh = mesh(with_retry(retry(RetryOn::RESET, 2)), limits, &endpoints(2));
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let first = tokio::spawn(svc.clone().oneshot(get("/a")));
+    let second = tokio::spawn(svc.clone().oneshot(get("/b")));
+    let (_r1, send1) = handle.next_request().await.expect("first sent");
+    let (_r2, send2) = handle.next_request().await.expect("second sent");
+
+    let err = svc.clone().oneshot(get("/c")).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        MeshErrorKind::Overflow(OverflowLimit::MaxRequests)
+    );
+    assert_eq!(
+        (err.route_name(), err.cluster_name()),
+        (Some("r"), Some("c"))
+    );
+    assert_eq!(
+        err.endpoint_addr(),
+        None,
+        "refused before any endpoint was picked"
+    );
+
+    send1.send_response(status(200));
+    first.await.unwrap().unwrap();
+    let third = tokio::spawn(svc.oneshot(get("/d")));
+    let (_r3, send3) = handle.next_request().await.expect("room again");
+    send3.send_response(status(200));
+    send2.send_response(status(200));
+    third.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
 }

@@ -15,7 +15,8 @@
 //!   ignores all of them). `host_selection_retry_max_attempts` defaults to 1, negative invalid.
 //! - A route-level `retry_policy` replaces the virtual host's (A44, Envoy); the converter folds
 //!   the virtual host's into each route that has none.
-//! - `circuit_breakers.thresholds`: the first DEFAULT-priority entry gives `max_retries`
+//! - `circuit_breakers.thresholds`: the first DEFAULT-priority entry gives `max_requests`,
+//!   `max_retries`
 //!   (default 3) and `retry_budget` (`budget_percent` default 20 %, 0..=100;
 //!   `min_retry_concurrency` default 3).
 
@@ -214,6 +215,9 @@ pub(super) fn retry_limits(
         return Ok(limits);
     };
     let p = path.index("thresholds", i);
+    if let Some(m) = &t.max_requests {
+        limits.max_requests = m.value;
+    }
     if let Some(m) = &t.max_retries {
         limits.max_retries = m.value;
     }

@@ -259,6 +259,7 @@ fn circuit_breaker_retry_limits() {
         },
         Thresholds {
             max_retries: Some(UInt32Value { value: 10 }),
+            max_requests: Some(UInt32Value { value: 50 }),
             retry_budget: Some(RetryBudgetProto {
                 budget_percent: None,
                 min_retry_concurrency: Some(UInt32Value { value: 1 }),
@@ -269,6 +270,12 @@ fn circuit_breaker_retry_limits() {
     ])
     .unwrap();
     assert_eq!(c.retry_limits.max_retries, 10, "DEFAULT priority entry");
+    assert_eq!(c.retry_limits.max_requests, 50);
+    assert_eq!(
+        RetryLimits::default().max_requests,
+        1024,
+        "Envoy's and gRPC's default"
+    );
     let b = c.retry_limits.budget.unwrap();
     assert_eq!((b.budget_percent, b.min_retry_concurrency), (20.0, 1));
     let e = cluster_with(vec![Thresholds {
