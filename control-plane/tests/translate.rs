@@ -472,3 +472,48 @@ spec:
         Some(3)
     );
 }
+
+#[test]
+fn http2_max_requests_becomes_the_clusters_max_requests_breaker() {
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: a, namespace: demo }
+spec:
+  hosts: [a.demo]
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  endpoints: [{ address: 127.0.0.1, labels: { version: v1 } }]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: a, namespace: demo }
+spec:
+  host: a.demo
+  trafficPolicy: { connectionPool: { http: { http2MaxRequests: 100, maxRetries: 5 } } }
+  subsets:
+  - name: v1
+    labels: { version: v1 }
+    trafficPolicy: { connectionPool: { http: { http2MaxRequests: 7 } } }
+"#;
+    let (config, warnings) = load_str("inline", yaml).unwrap();
+    // Pool settings proxyless clients do not honour are reported, not silently dropped.
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.to_string().contains("maxRetries")),
+        "{warnings:?}"
+    );
+    let xds = translate(&config);
+    let max = |name: &str| {
+        let c = xds.cluster(name).unwrap();
+        let t = &c.circuit_breakers.as_ref().unwrap().thresholds[0];
+        assert_eq!(t.priority, 0, "DEFAULT priority");
+        t.max_requests.as_ref().unwrap().value
+    };
+    assert_eq!(max("outbound|80||a.demo"), 100);
+    assert_eq!(
+        max("outbound|80|v1|a.demo"),
+        7,
+        "the subset's own policy wins"
+    );
+}

@@ -217,6 +217,9 @@ pub struct DestinationRule {
     pub host: String,
     /// `spec.trafficPolicy.loadBalancer.simple`.
     pub load_balancer: Option<LoadBalancer>,
+    /// `spec.trafficPolicy.connectionPool.http.http2MaxRequests` → the cluster's
+    /// `circuit_breakers` `max_requests` (istio/istio#58052 for proxyless).
+    pub max_requests: Option<u32>,
     /// `spec.subsets`.
     pub subsets: Vec<Subset>,
 }
@@ -230,6 +233,8 @@ pub struct Subset {
     pub labels: Labels,
     /// `trafficPolicy.loadBalancer.simple` (overrides the rule-level policy).
     pub load_balancer: Option<LoadBalancer>,
+    /// `trafficPolicy.connectionPool.http.http2MaxRequests` (overrides the rule-level one).
+    pub max_requests: Option<u32>,
 }
 
 /// `ServiceEntry`: a service (hosts × ports) and, inline or by selector, its endpoints.

@@ -316,13 +316,13 @@ fn destination_rule(
     mut spec: Fields<'_>,
 ) -> Result<DestinationRule, ConfigError> {
     let host = spec.required_string(ctx, "host")?;
-    let load_balancer = traffic_policy(ctx, &mut spec)?;
+    let (load_balancer, max_requests) = traffic_policy(ctx, &mut spec)?;
     let mut subsets = Vec::new();
     for (path, v) in spec.list(ctx, "subsets")? {
         let mut f = Fields::of(ctx, v, &path)?;
         let name = f.required_string(ctx, "name")?;
         let labels = f.string_map(ctx, "labels")?;
-        let load_balancer = traffic_policy(ctx, &mut f)?;
+        let (load_balancer, max_requests) = traffic_policy(ctx, &mut f)?;
         f.finish(ctx);
         if subsets.iter().any(|s: &Subset| s.name == name) {
             return Err(ctx.invalid(&join(&path, "name"), format!("duplicate subset `{name}`")));
@@ -331,6 +331,7 @@ fn destination_rule(
             name,
             labels,
             load_balancer,
+            max_requests,
         });
     }
     spec.finish(ctx);
@@ -338,17 +339,21 @@ fn destination_rule(
         meta,
         host,
         load_balancer,
+        max_requests,
         subsets,
     })
 }
 
+/// `trafficPolicy`: the load balancer and `connectionPool.http.http2MaxRequests` (the only
+/// connection-pool setting proxyless clients honour, istio/istio#58052); other pool settings
+/// are reported as unsupported fields.
 fn traffic_policy(
     ctx: &mut Ctx<'_>,
     parent: &mut Fields<'_>,
-) -> Result<Option<LoadBalancer>, ConfigError> {
+) -> Result<(Option<LoadBalancer>, Option<u32>), ConfigError> {
     let path = parent.field("trafficPolicy");
     let Some(v) = parent.take("trafficPolicy") else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let mut tp = Fields::of(ctx, v, &path)?;
     let lb_path = tp.field("loadBalancer");
@@ -379,8 +384,22 @@ fn traffic_policy(
         }
         lb.finish(ctx);
     }
+    let mut max_requests = None;
+    let pool_path = tp.field("connectionPool");
+    if let Some(pv) = tp.take("connectionPool") {
+        let mut pool = Fields::of(ctx, pv, &pool_path)?;
+        let http_path = pool.field("http");
+        if let Some(hv) = pool.take("http") {
+            let mut http = Fields::of(ctx, hv, &http_path)?;
+            max_requests = http
+                .int(ctx, "http2MaxRequests", 1, i64::from(u32::MAX))?
+                .map(|n| n as u32);
+            http.finish(ctx);
+        }
+        pool.finish(ctx);
+    }
     tp.finish(ctx);
-    Ok(out)
+    Ok((out, max_requests))
 }
 
 fn service_entry(

@@ -8,12 +8,13 @@
 use std::collections::HashSet;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
+    circuit_breakers::Thresholds,
     cluster::{
         ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
         LeastRequestLbConfig,
     },
     load_balancing_policy::Policy,
-    Cluster, LoadBalancingPolicy,
+    CircuitBreakers, Cluster, LoadBalancingPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address::PortSpecifier, socket_address::Protocol, Address, HealthStatus,
@@ -55,11 +56,13 @@ pub(crate) fn clusters(
     dr: Option<&DestinationRule>,
 ) -> Vec<(Cluster, ClusterLoadAssignment)> {
     let default_lb = dr.and_then(|d| d.load_balancer).unwrap_or_default();
+    let default_max = dr.and_then(|d| d.max_requests);
     let empty = Labels::new();
-    let mut out = vec![build(svc, port, "", &empty, default_lb)];
+    let mut out = vec![build(svc, port, "", &empty, default_lb, default_max)];
     for subset in dr.map(|d| d.subsets.as_slice()).unwrap_or_default() {
         let lb = subset.load_balancer.unwrap_or(default_lb);
-        out.push(build(svc, port, &subset.name, &subset.labels, lb));
+        let max = subset.max_requests.or(default_max);
+        out.push(build(svc, port, &subset.name, &subset.labels, lb, max));
     }
     out
 }
@@ -70,12 +73,21 @@ fn build(
     subset: &str,
     labels: &Labels,
     lb: LoadBalancer,
+    max_requests: Option<u32>,
 ) -> (Cluster, ClusterLoadAssignment) {
     let name = cluster_name(port.number, subset, &svc.host);
-    (
-        cluster(&name, lb),
-        load_assignment(&name, svc, port, labels),
-    )
+    let mut c = cluster(&name, lb);
+    if let Some(max) = max_requests {
+        // DEFAULT priority, as istiod emits for `http2MaxRequests` (gRFC A32 reads only this).
+        c.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![Thresholds {
+                max_requests: Some(UInt32Value { value: max }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    (c, load_assignment(&name, svc, port, labels))
 }
 
 fn typed_policy<T: prost::Name>(name: &str, config: &T) -> Policy {
