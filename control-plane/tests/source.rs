@@ -46,7 +46,7 @@ metadata: { name: greeter }
 spec:
   host: greeter
   trafficPolicy:
-    connectionPool: { http: { http2MaxRequests: 10 } }
+    connectionPool: { tcp: { maxConnections: 10 }, http: { http2MaxRequests: 10 } }
 "#
     );
     let (config, warnings) = load_str("w.yaml", &text).unwrap();
@@ -62,7 +62,7 @@ spec:
             ("VirtualService/default/greeter", "spec.http[0].corsPolicy"),
             (
                 "DestinationRule/default/greeter",
-                "spec.trafficPolicy.connectionPool"
+                "spec.trafficPolicy.connectionPool.tcp"
             ),
         ]
     );
