@@ -7,27 +7,15 @@
 //!
 //! Direct and mesh runs are interleaved in rounds so that machine noise hits both alike.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use benches::harness::{env, median, pct, throughput};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use mesh_core::{mesh::Mesh, model::LbPolicy};
 use tower::{Service, ServiceExt};
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn one<S>(svc: &mut S, uri: &str, body: &Bytes) -> Result<()>
 where
@@ -60,11 +48,11 @@ where
     Ok(())
 }
 
-/// Requests per second, and process CPU µs (client + server) per request.
-async fn throughput<S>(
+/// Closed-loop throughput of `svc` posting `body` to `uri` (see [`throughput`]).
+async fn run<S>(
     svc: S,
     uri: &'static str,
-    body: Bytes,
+    body: &Bytes,
     concurrency: u64,
     secs: u64,
 ) -> Result<(f64, f64)>
@@ -76,47 +64,15 @@ where
     S::Error: std::error::Error + Send + Sync + 'static,
     S::Future: Send,
 {
-    let cpu_start = cpu_time();
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (mut svc, body, stop, done) = (svc.clone(), body.clone(), stop.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                one(&mut svc, uri, &body).await?;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            anyhow::Ok(())
-        }));
-    }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await??;
-    }
-    let n = done.load(Ordering::Relaxed) as f64;
-    let cpu_per_req = match (cpu_start, cpu_time()) {
-        (Some(a), Some(b)) => (b - a).as_secs_f64() * 1e6 / n,
-        _ => f64::NAN,
-    };
-    Ok((n / start.elapsed().as_secs_f64(), cpu_per_req))
-}
-
-/// This process's CPU time so far (user + system), from `/proc/self/stat` (Linux; clock ticks
-/// at the usual 100 Hz). `None` elsewhere.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the `(comm)`; utime and stime are fields 14 and 15 of the whole line.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    let body = body.clone();
+    throughput(svc, concurrency, secs, move |mut s: S| {
+        let body = body.clone();
+        async move {
+            one(&mut s, uri, &body).await?;
+            Ok(s)
+        }
+    })
+    .await
 }
 
 #[tokio::main]
@@ -164,20 +120,14 @@ async fn main() -> Result<()> {
     let (mut dts, mut mts, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut dcpu, mut mcpu) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let (dt, dc) =
-            throughput(direct.clone(), direct_uri, body.clone(), concurrency, secs).await?;
-        let (mt, mc) =
-            throughput(meshed.clone(), mesh_uri, body.clone(), concurrency, secs).await?;
+        let (dt, dc) = run(direct.clone(), direct_uri, &body, concurrency, secs).await?;
+        let (mt, mc) = run(meshed.clone(), mesh_uri, &body, concurrency, secs).await?;
         dts.push(dt);
         mts.push(mt);
         ratios.push(mt / dt);
         dcpu.push(dc);
         mcpu.push(mc);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
     let (dt, mt, ratio) = (median(&mut dts), median(&mut mts), median(&mut ratios));
     let (dc, mc) = (median(&mut dcpu), median(&mut mcpu));

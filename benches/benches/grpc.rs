@@ -10,14 +10,12 @@
 //! Plain and mesh runs are interleaved in rounds so that machine noise hits both alike.
 
 use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Result;
+use benches::harness::{env, median, pct, throughput};
 use examples::greeter::{GreeterBackend, GreeterClient, HelloRequest};
 use mesh_core::{mesh::Mesh, model::LbPolicy};
 use mesh_grpc::MeshChannel;
@@ -50,13 +48,6 @@ impl<T> Channel for T where
 {
 }
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 async fn one<C: Channel>(client: &mut GreeterClient<C>, name: &str) -> Result<()> {
     let reply = client.say_hello(HelloRequest { name: name.into() }).await?;
     anyhow::ensure!(reply.get_ref().message.len() > 1024, "short reply");
@@ -77,54 +68,26 @@ async fn latencies<C: Channel>(
     Ok(())
 }
 
-/// Calls per second, and process CPU µs (client + server) per call.
-async fn throughput<C: Channel>(
+/// Closed-loop throughput of generated clients on `channel` (see [`throughput`]).
+async fn run<C: Channel>(
     channel: C,
     name: Arc<str>,
     concurrency: u64,
     secs: u64,
 ) -> Result<(f64, f64)> {
-    let cpu_start = cpu_time();
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let mut client = GreeterClient::new(channel.clone());
-        let (name, stop, done) = (name.clone(), stop.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                one(&mut client, &name).await?;
-                done.fetch_add(1, Ordering::Relaxed);
+    throughput(
+        GreeterClient::new(channel),
+        concurrency,
+        secs,
+        move |mut c| {
+            let name = name.clone();
+            async move {
+                one(&mut c, &name).await?;
+                Ok(c)
             }
-            anyhow::Ok(())
-        }));
-    }
-    let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await??;
-    }
-    let n = done.load(Ordering::Relaxed) as f64;
-    let cpu_per_call = match (cpu_start, cpu_time()) {
-        (Some(a), Some(b)) => (b - a).as_secs_f64() * 1e6 / n,
-        _ => f64::NAN,
-    };
-    Ok((n / start.elapsed().as_secs_f64(), cpu_per_call))
-}
-
-/// This process's CPU time so far (user + system), from `/proc/self/stat` (Linux; clock ticks
-/// at the usual 100 Hz). `None` elsewhere.
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_millis(ticks * 10))
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+        },
+    )
+    .await
 }
 
 #[tokio::main]
@@ -174,18 +137,14 @@ async fn main() -> Result<()> {
     let (mut pts, mut mts, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut pcpu, mut mcpu) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let (pt, pc) = throughput(plain.clone(), name.clone(), concurrency, secs).await?;
-        let (mt, mc) = throughput(meshed.clone(), name.clone(), concurrency, secs).await?;
+        let (pt, pc) = run(plain.clone(), name.clone(), concurrency, secs).await?;
+        let (mt, mc) = run(meshed.clone(), name.clone(), concurrency, secs).await?;
         pts.push(pt);
         mts.push(mt);
         ratios.push(mt / pt);
         pcpu.push(pc);
         mcpu.push(mc);
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
     let (pt, mt, ratio) = (median(&mut pts), median(&mut mts), median(&mut ratios));
     let (pc, mc) = (median(&mut pcpu), median(&mut mcpu));

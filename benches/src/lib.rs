@@ -1,6 +1,8 @@
 //! Builders of synthetic configs for the benchmarks: route tables, clusters and endpoint sets
 //! of a chosen size, as validated model values (no control plane, no network).
 
+pub mod harness;
+
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use mesh_core::{
