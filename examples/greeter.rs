@@ -10,35 +10,29 @@
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
-use examples::greeter::{GreeterBackend, GreeterClient, HelloRequest, BACKEND_HEADER};
-use mesh_control_plane::ControlPlane;
-use mesh_core::{bootstrap::Bootstrap, mesh::Mesh};
+use anyhow::Result;
+use examples::{
+    demo,
+    greeter::{GreeterBackend, GreeterClient, HelloRequest, BACKEND_HEADER},
+};
+use mesh_core::mesh::Mesh;
 use mesh_grpc::MeshChannel;
 
 const TARGET: &str = "xds:///greeter.demo:50051";
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    demo::init_tracing();
 
     let v1 = GreeterBackend::start("v1").await?;
     let v2 = GreeterBackend::start("v2").await?;
-    let dir = render_config(&v1, &v2)?;
-    let cp = ControlPlane::builder()
-        .config_dir(&dir)
-        .listen_addr("127.0.0.1:0".parse()?)
-        .admin_addr("127.0.0.1:0".parse()?)
-        .start()
-        .await?;
+    // The bundled config names ports 50061/50062; point it at this run's greeters.
+    let ports = [(50061, v1.addr().port()), (50062, v2.addr().port())];
+    let dir = demo::render_config("mesh-greeter", &ports)?;
+    let cp = demo::control_plane(&dir).await?;
     println!(
         "control plane: ADS on {}, config from {}",
         cp.ads_addr(),
@@ -48,11 +42,7 @@ async fn main() -> Result<()> {
 
     // A service would write `MeshChannel::connect(TARGET).await?` with GRPC_XDS_BOOTSTRAP set;
     // here the bootstrap points at the in-process control plane.
-    let bootstrap = Bootstrap::from_json(&format!(
-        r#"{{"xds_servers":[{{"server_uri":"{}","channel_creds":[{{"type":"insecure"}}]}}],
-            "node":{{"id":"greeter-client-1","cluster":"greeter-example"}}}}"#,
-        cp.ads_addr()
-    ))?;
+    let bootstrap = demo::bootstrap(cp.ads_addr(), "greeter-client-1", "greeter-example")?;
     let mesh = Mesh::from_bootstrap(&bootstrap)?;
     let started = Instant::now();
     let channel = MeshChannel::new(&mesh, TARGET)?;
@@ -122,17 +112,4 @@ async fn calls(
         *counts.entry(backend).or_default() += 1;
     }
     Ok(counts)
-}
-
-/// Copies the bundled config to a temporary directory, pointing it at this run's servers.
-fn render_config(v1: &GreeterBackend, v2: &GreeterBackend) -> Result<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("mesh-greeter/greeter.yaml");
-    let text = std::fs::read_to_string(&src)
-        .with_context(|| format!("reading {}", src.display()))?
-        .replace("50061", &v1.addr().port().to_string())
-        .replace("50062", &v2.addr().port().to_string());
-    let dir = std::env::temp_dir().join(format!("mesh-greeter-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("greeter.yaml"), text)?;
-    Ok(dir)
 }

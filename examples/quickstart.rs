@@ -9,17 +9,15 @@
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use examples::Backend;
+use examples::{demo, Backend};
 use http::Request;
 use http_body_util::Empty;
-use mesh_control_plane::ControlPlane;
-use mesh_core::{bootstrap::Bootstrap, mesh::Mesh};
+use mesh_core::mesh::Mesh;
 use tower::{Service, ServiceExt};
 
 const TARGET: &str = "reviews.demo:9080";
@@ -29,22 +27,14 @@ type Client = mesh_tower::MeshService<mesh_tower::client::HttpClient<Empty<Bytes
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    demo::init_tracing();
 
     let v1 = Backend::start("v1").await?;
     let v2 = Backend::start("v2").await?;
-    let dir = render_config(&v1, &v2)?;
-
-    let cp = ControlPlane::builder()
-        .config_dir(&dir)
-        .listen_addr("127.0.0.1:0".parse()?)
-        .admin_addr("127.0.0.1:0".parse()?)
-        .start()
-        .await?;
+    // The bundled config names ports 18081/18082; point it at this run's backends.
+    let ports = [(18081, v1.addr().port()), (18082, v2.addr().port())];
+    let dir = demo::render_config("mesh", &ports)?;
+    let cp = demo::control_plane(&dir).await?;
     println!(
         "control plane: ADS on {}, config from {}",
         cp.ads_addr(),
@@ -57,11 +47,11 @@ async fn main() -> Result<()> {
 
     let mut meshes = Vec::new();
     for i in 0..CLIENTS {
-        let bootstrap = Bootstrap::from_json(&format!(
-            r#"{{"xds_servers":[{{"server_uri":"{}","channel_creds":[{{"type":"insecure"}}]}}],
-                "node":{{"id":"quickstart-client-{i}","cluster":"quickstart"}}}}"#,
-            cp.ads_addr()
-        ))?;
+        let bootstrap = demo::bootstrap(
+            cp.ads_addr(),
+            &format!("quickstart-client-{i}"),
+            "quickstart",
+        )?;
         let mesh = Mesh::from_bootstrap(&bootstrap)?;
         let started = Instant::now();
         tokio::time::timeout(Duration::from_secs(10), mesh.target(TARGET).ready())
@@ -123,21 +113,6 @@ async fn main() -> Result<()> {
     cp.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
-}
-
-/// Copies the bundled config to a temporary directory, pointing it at this run's backends.
-fn render_config(v1: &Backend, v2: &Backend) -> Result<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("mesh");
-    let dir = std::env::temp_dir().join(format!("mesh-quickstart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    for entry in std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))? {
-        let path = entry?.path();
-        let text = std::fs::read_to_string(&path)?
-            .replace("18081", &v1.addr().port().to_string())
-            .replace("18082", &v2.addr().port().to_string());
-        std::fs::write(dir.join(path.file_name().context("file name")?), text)?;
-    }
-    Ok(dir)
 }
 
 /// Sends `n` requests and counts responses per backend (`x-backend`).

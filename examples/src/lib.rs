@@ -1,6 +1,7 @@
 //! Support code shared by the examples, the end-to-end tests and the benches: a real HTTP
 //! backend on loopback, and the `helloworld.Greeter` gRPC service ([`greeter`]).
 
+pub mod demo;
 pub mod greeter;
 
 use std::{

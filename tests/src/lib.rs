@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Empty;
 use mesh_control_plane::{ControlPlane, ControlPlaneHandle};
-use mesh_core::{bootstrap::Bootstrap, mesh::Mesh};
+use mesh_core::mesh::Mesh;
 use tower::{Service, ServiceExt};
 
 pub use examples::Backend;
@@ -84,10 +84,7 @@ pub async fn control_plane(dir: &Path, ads: &str) -> Result<ControlPlaneHandle> 
 
 /// A mesh client connected over ADS to `cp`, identified as `node`.
 pub fn mesh(cp: &ControlPlaneHandle, node: &str) -> Result<Mesh> {
-    let bootstrap = Bootstrap::from_json(&format!(
-        r#"{{"xds_servers":[{{"server_uri":"{}","channel_creds":[{{"type":"insecure"}}]}}],"node":{{"id":"{node}"}}}}"#,
-        cp.ads_addr()
-    ))?;
+    let bootstrap = examples::demo::bootstrap(cp.ads_addr(), node, "tests")?;
     Ok(Mesh::from_bootstrap(&bootstrap)?)
 }
 
