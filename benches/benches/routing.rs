@@ -8,12 +8,14 @@
 
 use std::{hint::black_box, sync::Arc};
 
-use benches::{addrs, assignment, cluster, route_config, TARGET};
+use benches::{addrs, assignment, route_config, TARGET};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
 use mesh_core::{
     cache::ResourceCache,
-    model::{ClusterWeight, LbPolicy, Listener, RouteAction, RouteConfiguration, RouteSource},
+    model::{
+        Cluster, ClusterWeight, LbPolicy, Listener, RouteAction, RouteConfiguration, RouteSource,
+    },
     snapshot::{RequestView, Snapshot},
 };
 
@@ -29,7 +31,7 @@ fn lookup_with(clusters: &[String], endpoints: usize, lb: LbPolicy) -> ResourceC
     let eps = addrs(endpoints);
     let cache = ResourceCache::new();
     for c in clusters {
-        cache.accept(c, cluster(c, lb), "1");
+        cache.accept(c, Cluster::eds(c, lb), "1");
         cache.accept(c, assignment(c, &eps), "1");
     }
     cache

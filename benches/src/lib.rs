@@ -3,15 +3,14 @@
 
 pub mod harness;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use mesh_core::{
     cache::ResourceCache,
     model::{
-        Cluster, ClusterDiscovery, ClusterLoadAssignment, ClusterWeight, Endpoint, HeaderMatch,
-        HeaderMatcher, HealthStatus, LbPolicy, Listener, Locality, LocalityEndpoints, PathMatch,
-        Route, RouteAction, RouteConfiguration, RouteMatch, RoutePolicy, RouteSource,
-        StringMatcher, VirtualHost,
+        Cluster, ClusterLoadAssignment, ClusterWeight, Endpoint, HeaderMatch, HeaderMatcher,
+        LbPolicy, Listener, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch,
+        RoutePolicy, RouteSource, StringMatcher, VirtualHost,
     },
 };
 
@@ -47,13 +46,7 @@ pub fn route_config(routes: usize) -> RouteConfiguration {
     let mut rs: Vec<Route> = (0..routes).map(|i| route(i, "c0")).collect();
     rs.push(Route {
         name: "default".into(),
-        matcher: RouteMatch {
-            path: PathMatch::Prefix("/".into()),
-            case_sensitive: true,
-            headers: Arc::new([]),
-            query_params: Arc::new([]),
-            fraction_per_million: None,
-        },
+        matcher: RouteMatch::prefix("/"),
         action: RouteAction::WeightedClusters(Arc::new([
             ClusterWeight {
                 name: "c0".into(),
@@ -77,37 +70,9 @@ pub fn route_config(routes: usize) -> RouteConfiguration {
     }
 }
 
-/// An EDS cluster.
-pub fn cluster(name: &str, lb_policy: LbPolicy) -> Cluster {
-    Cluster {
-        name: name.into(),
-        discovery: ClusterDiscovery::Eds {
-            service_name: name.into(),
-        },
-        lb_policy,
-        connect_timeout: Duration::from_secs(5),
-        retry_limits: Default::default(),
-    }
-}
-
 /// A load assignment with the given endpoint addresses, one locality.
 pub fn assignment(name: &str, addrs: &[SocketAddr]) -> ClusterLoadAssignment {
-    ClusterLoadAssignment {
-        cluster_name: name.into(),
-        localities: Arc::new([LocalityEndpoints {
-            locality: Locality::default(),
-            weight: Some(1),
-            priority: 0,
-            endpoints: addrs
-                .iter()
-                .map(|a| Endpoint {
-                    address: *a,
-                    health: HealthStatus::Healthy,
-                    weight: 1,
-                })
-                .collect(),
-        }]),
-    }
+    ClusterLoadAssignment::single_locality(name, addrs.iter().map(|a| Endpoint::healthy(*a)))
 }
 
 /// `n` distinct loopback addresses.
@@ -152,7 +117,7 @@ pub fn cache_with_policy(
         "1",
     );
     for c in ["c0", "c1"] {
-        cache.accept(c, cluster(c, lb_policy), "1");
+        cache.accept(c, Cluster::eds(c, lb_policy), "1");
         cache.accept(c, assignment(c, endpoints), "1");
     }
     cache

@@ -8,9 +8,9 @@ use mesh_core::{
     cache::ResourceCache,
     mesh::Mesh,
     model::{
-        Cluster, ClusterDiscovery, ClusterLoadAssignment, Endpoint, HealthStatus, LbPolicy,
-        Listener, Locality, LocalityEndpoints, PathMatch, RetryLimits, RetryOn, RetryPolicy, Route,
-        RouteAction, RouteConfiguration, RouteMatch, RoutePolicy, RouteSource, VirtualHost,
+        Cluster, ClusterLoadAssignment, Endpoint, LbPolicy, Listener, RetryLimits, RetryOn,
+        RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, RoutePolicy, RouteSource,
+        VirtualHost,
     },
 };
 use tower::Layer;
@@ -41,72 +41,56 @@ pub(crate) fn retry(on: RetryOn, num_retries: u32) -> RetryPolicy {
     }
 }
 
-/// A mesh serving `svc:80` → route `r` → cluster `c` over `eps`.
-pub(crate) fn mesh(policy: RoutePolicy, limits: RetryLimits, eps: &[SocketAddr]) -> Mesh {
+/// A cache serving `svc:80` (inline routes) → cluster `c` (with `limits`) over `endpoints`.
+pub(crate) fn cache(
+    routes: Vec<Route>,
+    limits: RetryLimits,
+    endpoints: Vec<Endpoint>,
+) -> ResourceCache {
     let cache = ResourceCache::new();
     let rc = RouteConfiguration {
         name: "rc".into(),
         virtual_hosts: Arc::new([VirtualHost {
             name: "vh".into(),
-            domains: Arc::new(["svc:80".into()]),
-            routes: Arc::new([Route {
-                name: "r".into(),
-                matcher: RouteMatch {
-                    path: PathMatch::Prefix("/".into()),
-                    case_sensitive: true,
-                    headers: Arc::new([]),
-                    query_params: Arc::new([]),
-                    fraction_per_million: None,
-                },
-                action: RouteAction::Cluster("c".into()),
-                policy,
-            }]),
+            domains: Arc::new(["svc".into(), "svc:80".into()]),
+            routes: routes.into(),
             retry_policy: None,
         }]),
     };
-    cache.accept(
-        "svc:80",
-        Listener {
-            name: "svc:80".into(),
-            route_source: RouteSource::Inline(Arc::new(rc)),
-            http_filters: Arc::new([]),
-        },
-        "1",
-    );
-    cache.accept(
-        "c",
-        Cluster {
-            name: "c".into(),
-            discovery: ClusterDiscovery::Eds {
-                service_name: "c".into(),
-            },
-            lb_policy: LbPolicy::RoundRobin,
-            connect_timeout: Duration::from_secs(1),
-            retry_limits: limits,
-        },
-        "1",
-    );
+    let listener = Listener {
+        name: "svc:80".into(),
+        route_source: RouteSource::Inline(Arc::new(rc)),
+        http_filters: Arc::new([]),
+    };
+    cache.accept("svc:80", listener, "1");
+    let cluster = Cluster {
+        retry_limits: limits,
+        ..Cluster::eds("c", LbPolicy::RoundRobin)
+    };
+    cache.accept("c", cluster, "1");
     cache.accept(
         "c",
-        ClusterLoadAssignment {
-            cluster_name: "c".into(),
-            localities: Arc::new([LocalityEndpoints {
-                locality: Locality::default(),
-                weight: Some(1),
-                priority: 0,
-                endpoints: eps
-                    .iter()
-                    .map(|a| Endpoint {
-                        address: *a,
-                        health: HealthStatus::Healthy,
-                        weight: 1,
-                    })
-                    .collect(),
-            }]),
-        },
+        ClusterLoadAssignment::single_locality("c", endpoints),
         "1",
     );
-    Mesh::from_cache(cache)
+    cache
+}
+
+/// A route `name` for requests under `prefix`.
+pub(crate) fn route(name: &str, prefix: &str, action: RouteAction, policy: RoutePolicy) -> Route {
+    Route {
+        name: name.into(),
+        matcher: RouteMatch::prefix(prefix),
+        action,
+        policy,
+    }
+}
+
+/// A mesh serving `svc:80` → route `r` → cluster `c` over `eps`.
+pub(crate) fn mesh(policy: RoutePolicy, limits: RetryLimits, eps: &[SocketAddr]) -> Mesh {
+    let routes = vec![route("r", "/", RouteAction::Cluster("c".into()), policy)];
+    let endpoints = eps.iter().map(|a| Endpoint::healthy(*a)).collect();
+    Mesh::from_cache(cache(routes, limits, endpoints))
 }
 
 /// The full stack over a mock, with the target already warm.

@@ -161,13 +161,7 @@ fn budget_mesh(backend: &Backend) -> Mesh {
     use mesh_core::{cache::ResourceCache, model::*};
     let route = Route {
         name: "main".into(),
-        matcher: RouteMatch {
-            path: PathMatch::Prefix("/".into()),
-            case_sensitive: true,
-            headers: Arc::new([]),
-            query_params: Arc::new([]),
-            fraction_per_million: None,
-        },
+        matcher: RouteMatch::prefix("/"),
         action: RouteAction::Cluster("c".into()),
         policy: RoutePolicy {
             retry: Some(Arc::new(RetryPolicy {
@@ -202,41 +196,23 @@ fn budget_mesh(backend: &Backend) -> Mesh {
         },
         "1",
     );
+    let limits = RetryLimits {
+        max_retries: 3,
+        max_requests: 1024,
+        budget: Some(RetryBudget {
+            budget_percent: 0.0,
+            min_retry_concurrency: 1,
+        }),
+    };
+    let cluster = Cluster {
+        retry_limits: limits,
+        ..Cluster::eds("c", LbPolicy::RoundRobin)
+    };
+    cache.accept("c", cluster, "1");
+    let endpoints = [Endpoint::healthy(backend.addr())];
     cache.accept(
         "c",
-        Cluster {
-            name: "c".into(),
-            discovery: ClusterDiscovery::Eds {
-                service_name: "c".into(),
-            },
-            lb_policy: LbPolicy::RoundRobin,
-            connect_timeout: Duration::from_secs(1),
-            retry_limits: RetryLimits {
-                max_retries: 3,
-                max_requests: 1024,
-                budget: Some(RetryBudget {
-                    budget_percent: 0.0,
-                    min_retry_concurrency: 1,
-                }),
-            },
-        },
-        "1",
-    );
-    cache.accept(
-        "c",
-        ClusterLoadAssignment {
-            cluster_name: "c".into(),
-            localities: Arc::new([LocalityEndpoints {
-                locality: Locality::default(),
-                weight: Some(1),
-                priority: 0,
-                endpoints: Arc::new([Endpoint {
-                    address: backend.addr(),
-                    health: HealthStatus::Healthy,
-                    weight: 1,
-                }]),
-            }]),
-        },
+        ClusterLoadAssignment::single_locality("c", endpoints),
         "1",
     );
     Mesh::from_cache(cache)

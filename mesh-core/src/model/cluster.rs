@@ -20,6 +20,21 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// An EDS cluster over ADS whose load assignment is named like the cluster, with Envoy's
+    /// defaults otherwise (5 s connect timeout, default circuit-breaker limits) — for building
+    /// config in code.
+    pub fn eds(name: &str, lb_policy: LbPolicy) -> Cluster {
+        Cluster {
+            name: name.into(),
+            discovery: ClusterDiscovery::Eds {
+                service_name: name.into(),
+            },
+            lb_policy,
+            connect_timeout: Duration::from_secs(5),
+            retry_limits: Default::default(),
+        }
+    }
+
     /// The EDS resource name this cluster waits for, if it is an EDS cluster.
     pub fn eds_service_name(&self) -> Option<&str> {
         match &self.discovery {

@@ -11,6 +11,24 @@ pub struct ClusterLoadAssignment {
     pub localities: Arc<[LocalityEndpoints]>,
 }
 
+impl ClusterLoadAssignment {
+    /// One locality (weight 1, priority 0) holding `endpoints` — for building config in code.
+    pub fn single_locality(
+        cluster_name: &str,
+        endpoints: impl IntoIterator<Item = Endpoint>,
+    ) -> ClusterLoadAssignment {
+        ClusterLoadAssignment {
+            cluster_name: cluster_name.into(),
+            localities: Arc::new([LocalityEndpoints {
+                locality: Locality::default(),
+                weight: Some(1),
+                priority: 0,
+                endpoints: endpoints.into_iter().collect(),
+            }]),
+        }
+    }
+}
+
 /// One `LocalityLbEndpoints`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalityEndpoints {
@@ -44,6 +62,17 @@ pub struct Endpoint {
     pub health: HealthStatus,
     /// `load_balancing_weight` (≥ 1; unset = 1).
     pub weight: u32,
+}
+
+impl Endpoint {
+    /// A HEALTHY endpoint of weight 1.
+    pub fn healthy(address: SocketAddr) -> Endpoint {
+        Endpoint {
+            address,
+            health: HealthStatus::Healthy,
+            weight: 1,
+        }
+    }
 }
 
 /// `envoy.config.core.v3.HealthStatus`, reduced to what routing needs.

@@ -57,6 +57,20 @@ pub struct RouteMatch {
     pub fraction_per_million: Option<u32>,
 }
 
+impl RouteMatch {
+    /// A case-sensitive path-prefix match with no header, query or fraction conditions — the
+    /// common route, for building config in code.
+    pub fn prefix(prefix: &str) -> RouteMatch {
+        RouteMatch {
+            path: PathMatch::Prefix(prefix.into()),
+            case_sensitive: true,
+            headers: Arc::new([]),
+            query_params: Arc::new([]),
+            fraction_per_million: None,
+        }
+    }
+}
+
 /// `RouteMatch.path_specifier`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathMatch {

@@ -1,96 +1,37 @@
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use http::{Request, Response};
 use mesh_core::{
     cache::ResourceCache,
     mesh::Mesh,
-    model::{
-        Cluster, ClusterDiscovery, ClusterLoadAssignment, Endpoint, HealthStatus, LbPolicy,
-        Listener, Locality, LocalityEndpoints, PathMatch, Route, RouteAction, RouteConfiguration,
-        RouteMatch, RouteSource, VirtualHost,
-    },
+    model::{Endpoint, HealthStatus, RouteAction},
 };
 use tower::{Layer, ServiceExt};
 use tower_test::mock;
 
 use super::*;
+use crate::test_support::{cache, route};
 
 fn cache_with(health: HealthStatus) -> ResourceCache {
-    let cache = ResourceCache::new();
-    let rc = RouteConfiguration {
-        name: "rc".into(),
-        virtual_hosts: Arc::new([VirtualHost {
-            name: "vh".into(),
-            domains: Arc::new(["svc".into()]),
-            routes: Arc::new([
-                Route {
-                    name: "old".into(),
-                    matcher: RouteMatch {
-                        path: PathMatch::Prefix("/old".into()),
-                        case_sensitive: true,
-                        headers: Arc::new([]),
-                        query_params: Arc::new([]),
-                        fraction_per_million: None,
-                    },
-                    action: RouteAction::Unsupported("redirect".into()),
-                    policy: Default::default(),
-                },
-                Route {
-                    name: "api".into(),
-                    matcher: RouteMatch {
-                        path: PathMatch::Prefix("/api".into()),
-                        case_sensitive: true,
-                        headers: Arc::new([]),
-                        query_params: Arc::new([]),
-                        fraction_per_million: None,
-                    },
-                    action: RouteAction::Cluster("c".into()),
-                    policy: Default::default(),
-                },
-            ]),
-            retry_policy: None,
-        }]),
+    let routes = vec![
+        route(
+            "old",
+            "/old",
+            RouteAction::Unsupported("redirect".into()),
+            Default::default(),
+        ),
+        route(
+            "api",
+            "/api",
+            RouteAction::Cluster("c".into()),
+            Default::default(),
+        ),
+    ];
+    let endpoint = Endpoint {
+        health,
+        ..Endpoint::healthy(([10, 0, 0, 7], 8080).into())
     };
-    cache.accept(
-        "svc:80",
-        Listener {
-            name: "svc:80".into(),
-            route_source: RouteSource::Inline(Arc::new(rc)),
-            http_filters: Arc::new([]),
-        },
-        "1",
-    );
-    cache.accept(
-        "c",
-        Cluster {
-            name: "c".into(),
-            discovery: ClusterDiscovery::Eds {
-                service_name: "c".into(),
-            },
-            lb_policy: LbPolicy::RoundRobin,
-            connect_timeout: Duration::from_secs(1),
-            retry_limits: Default::default(),
-        },
-        "1",
-    );
-    cache.accept(
-        "c",
-        ClusterLoadAssignment {
-            cluster_name: "c".into(),
-            localities: Arc::new([LocalityEndpoints {
-                locality: Locality::default(),
-                weight: Some(1),
-                priority: 0,
-                endpoints: Arc::new([Endpoint {
-                    address: ([10, 0, 0, 7], 8080).into(),
-                    health,
-                    weight: 1,
-                }]),
-            }]),
-        },
-        "1",
-    );
-    cache
+    cache(routes, Default::default(), vec![endpoint])
 }
 
 type Mock = mock::Mock<Request<&'static str>, Response<&'static str>>;
