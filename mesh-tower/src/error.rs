@@ -159,6 +159,13 @@ impl MeshError {
         false
     }
 
+    /// The request names no target: neither an absolute URI nor a `Host` header.
+    pub(crate) fn missing_authority() -> Self {
+        MeshError::new(MeshErrorKind::MissingAuthority).detail(
+            "the request has neither an absolute URI nor a Host header, so no target (listener) can be chosen",
+        )
+    }
+
     pub(crate) fn at(mut self, authority: &str, path: &str) -> Self {
         self.0.authority = Some(authority.into());
         self.0.path = Some(path.into());

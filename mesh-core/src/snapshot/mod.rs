@@ -192,6 +192,19 @@ pub struct Snapshot {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Missing(pub Vec<(ResourceType, Arc<str>)>);
 
+/// `route `r`, cluster `c``: what a target is still waiting for, for messages.
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (ty, name)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{ty} `{name}`")?;
+        }
+        Ok(())
+    }
+}
+
 /// Where [`Snapshot::build`] looks resources up.
 pub trait ResourceLookup {
     /// A route configuration by name.

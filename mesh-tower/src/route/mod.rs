@@ -34,7 +34,7 @@ use http::{
     HeaderValue, Request, Response, Uri,
 };
 use mesh_core::{
-    mesh::{Mesh, Target},
+    mesh::{Mesh, Target, TargetState},
     snapshot::{ClusterHandle, CompiledPolicy, PickedEndpoint, RequestView, RouteError, Snapshot},
 };
 use tower::Service;
@@ -114,7 +114,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let Some(authority) = authority_of(&req) else {
-            return ResponseFuture::failed(MeshError::new(MeshErrorKind::MissingAuthority));
+            return ResponseFuture::failed(MeshError::missing_authority());
         };
         // Fast path: the target is known and warm.
         if let Some(target) = self.mesh.lookup(authority.as_str()) {
@@ -157,12 +157,19 @@ pub(crate) async fn wait_ready(
         Ok(Err(e)) => Err(MeshError::new(MeshErrorKind::NoTarget)
             .at(authority, path)
             .detail(e)),
-        Err(_) => Err(MeshError::new(MeshErrorKind::NoTarget)
-            .at(authority, path)
-            .detail(format!(
-                "target `{}` not ready after {timeout:?}",
-                target.name()
-            ))),
+        Err(_) => {
+            // Say what never arrived: the listener, or which route, cluster or endpoints.
+            let waiting = match &*target.watch().borrow() {
+                TargetState::Waiting(m) if !m.0.is_empty() => format!("; still waiting for {m}"),
+                _ => String::new(),
+            };
+            Err(MeshError::new(MeshErrorKind::NoTarget)
+                .at(authority, path)
+                .detail(format!(
+                    "target `{}` not ready after {timeout:?}{waiting}",
+                    target.name()
+                )))
+        }
     }
 }
 

@@ -112,7 +112,7 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let Some(authority) = authority_of(&req) else {
             return RouteFuture::Failed {
-                error: Some(MeshError::new(MeshErrorKind::MissingAuthority)),
+                error: Some(MeshError::missing_authority()),
             };
         };
         if let Some(target) = self.mesh.lookup(authority.as_str()) {

@@ -103,6 +103,7 @@ async fn mesh_failures_are_typed_and_named() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), MeshErrorKind::MissingAuthority);
+    assert!(err.to_string().contains("Host header"), "{err}");
 
     let (svc, _handle) = service(cache_with(HealthStatus::Unhealthy));
     let err = svc
@@ -125,6 +126,12 @@ async fn unknown_target_times_out_as_no_target() {
         .unwrap_err();
     assert_eq!(err.kind(), MeshErrorKind::NoTarget);
     assert_eq!(err.authority(), Some("other:80"));
+    // The message says what never arrived.
+    assert!(
+        err.to_string()
+            .contains("still waiting for listener `other:80`"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
