@@ -391,7 +391,14 @@ fn fault_retries_and_timeout_in_istiod_proxyless_form() {
     let Some(Action::Route(a)) = &faulty.action else {
         panic!("route action")
     };
-    assert!(a.retry_policy.is_none() && a.max_stream_duration.is_none());
+    // No `retries` ⇒ istiod's default policy (2 retries on connect-failure, refused-stream,
+    // unavailable, cancelled); no `timeout` ⇒ no max_stream_duration.
+    let rp = a
+        .retry_policy
+        .as_ref()
+        .expect("istiod default retry policy");
+    assert_eq!(rp.num_retries.unwrap().value, 2);
+    assert!(a.max_stream_duration.is_none());
 
     let resilient = &routes[1];
     assert!(resilient.typed_per_filter_config.is_empty());

@@ -116,12 +116,15 @@ def main():
     out["fault_backend_calls"] = backends["v1"].calls - before
     out["fault_delay"] = call(faulty, [("x-fault", "delay")])
 
-    # 5. Retries on UNAVAILABLE, and the same backend without a retry policy as the control.
+    # 5. Retries on UNAVAILABLE: a VirtualService's policy, istiod's default policy (a host no
+    # VirtualService routes), and `attempts: 0` as the control.
     flaky = channel("flaky:50053")
     out["retry"] = [call(flaky, [("x-key", f"r{i}")], wait_for_ready=True, timeout=20)
                     for i in range(5)]
     noretry = channel("flaky-noretry:50054")
     out["no_retry"] = call(noretry, [("x-key", "n0")], wait_for_ready=True, timeout=20)
+    default = channel("flaky-default:50056")
+    out["default_retry"] = call(default, [("x-key", "d0")], wait_for_ready=True, timeout=20)
     out["flaky_attempts"] = dict(backends["flaky"].attempts)
 
     # 6. Last: a listener grpcio must NACK (no http_filters); the call fails, the NACK is sent.

@@ -98,6 +98,7 @@ fn config_yaml(ports: &BTreeMap<String, u16>) -> Result<String> {
     y += &se("faulty", 50052, &ep(v1, "v1"));
     y += &se("flaky", 50053, &ep(flaky, "v1"));
     y += &se("flaky-noretry", 50054, &ep(flaky, "v1"));
+    y += &se("flaky-default", 50056, &ep(flaky, "v1"));
     y += r#"apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: { name: greeter }
@@ -151,6 +152,15 @@ spec:
   http:
   - retries: { attempts: 3, retryOn: unavailable }
     route: [{ destination: { host: flaky } }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: flaky-noretry }
+spec:
+  hosts: [flaky-noretry]
+  http:
+  - retries: { attempts: 0 }
+    route: [{ destination: { host: flaky-noretry } }]
 "#;
     Ok(y)
 }
@@ -297,7 +307,9 @@ async fn grpcio_xds_client_against_our_control_plane() -> Result<()> {
     assert!(elapsed >= 0.3, "delay of 300 ms not applied: {elapsed} s");
 
     // 5. Retries: each call succeeds after FLAKY_FAILURES (2) UNAVAILABLE attempts, so the
-    // backend saw 3 attempts per key; without a retry policy the first failure is final.
+    // backend saw 3 attempts per key — under the VirtualService's policy and under istiod's
+    // default (2 retries on unavailable) for a host no VirtualService routes; with
+    // `attempts: 0` the first failure is final.
     let attempts = &r["flaky_attempts"];
     for (i, c) in r["retry"].as_array().context("list")?.iter().enumerate() {
         assert_eq!(code(c), "OK", "retry call {i}: {c}");
@@ -305,6 +317,8 @@ async fn grpcio_xds_client_against_our_control_plane() -> Result<()> {
     }
     assert_eq!(code(&r["no_retry"]), "UNAVAILABLE", "{}", r["no_retry"]);
     assert_eq!(count(attempts, "n0"), 1, "{attempts}");
+    assert_eq!(code(&r["default_retry"]), "OK", "{}", r["default_retry"]);
+    assert_eq!(count(attempts, "d0"), 3, "{attempts}");
 
     // 6. The NACK: grpcio fails the call, and the control plane recorded grpcio's own text.
     // grpcio ≥ 1.67 runs one XdsClient — one ADS stream — per channel target (gRFC A71), so

@@ -3,9 +3,15 @@
 //! `pilot/pkg/networking/core/route` `retry.ConvertPolicy`, `setTimeout`; XDS-SEMANTICS.md rows 11,
 //! 12 and section 1d).
 //!
+//! - No `retries` at all (and every default route) ⇒ istiod's default policy (`retry.DefaultPolicy`):
+//!   `num_retries: 2`, `retry_on: connect-failure,refused-stream,unavailable,cancelled,
+//!   retriable-status-codes` (no codes listed, so only the `x-envoy-retriable-status-codes`
+//!   request header can name some), `previous_hosts`, `host_selection_retry_max_attempts: 5`. A
+//!   gRPC client keeps `unavailable` and `cancelled`: UNAVAILABLE and CANCELLED get up to 3
+//!   attempts, as under istiod.
 //! - `retries.attempts` → `num_retries` (`attempts: 0` ⇒ no policy, as istiod); `retryOn` →
-//!   `retry_on` (default when empty: istio's mesh default
-//!   `connect-failure,refused-stream,unavailable,cancelled`), except numeric entries, which go to
+//!   `retry_on` (default when empty: the same default condition list), except numeric entries,
+//!   which go to
 //!   `retriable_status_codes` with `retriable-status-codes` added to `retry_on` (istiod
 //!   `parseRetryOn`); `perTryTimeout` → `per_try_timeout`. As istiod (with
 //!   `retryIgnorePreviousHosts` at its default, true): the `previous_hosts` retry host predicate
@@ -33,14 +39,24 @@ use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use super::pb_duration;
 use crate::source::model::Retries;
 
-/// Istio's default `retryOn` (mesh `defaultHttpRetryPolicy`).
-const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled";
+/// Istio's default `retryOn` (istiod `retry.DefaultPolicy`).
+const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+/// Istio's default number of retries when a route names none.
+const DEFAULT_NUM_RETRIES: u32 = 2;
 const PREVIOUS_HOSTS: &str = "envoy.retry_host_predicates.previous_hosts";
 const PREVIOUS_HOSTS_TYPE: &str =
     "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
 
-/// The retry policy for `retries`; `None` when it disables retries (`attempts: 0`).
-pub fn retry_policy(retries: &Retries) -> Option<RetryPolicy> {
+/// The retry policy for a route's `retries`: istiod's default when the route has none, `None`
+/// when it disables retries (`attempts: 0`).
+pub fn retry_policy(retries: Option<&Retries>) -> Option<RetryPolicy> {
+    let default = Retries {
+        attempts: DEFAULT_NUM_RETRIES,
+        retry_on: Vec::new(),
+        per_try_timeout: None,
+    };
+    let retries = retries.unwrap_or(&default);
     if retries.attempts == 0 {
         return None;
     }
@@ -82,7 +98,7 @@ pub(crate) fn apply(
     retries: Option<&Retries>,
     timeout: Option<Duration>,
 ) {
-    action.retry_policy = retries.and_then(retry_policy);
+    action.retry_policy = retry_policy(retries);
     match timeout {
         Some(t) => {
             action.timeout = Some(pb_duration(t));
@@ -107,23 +123,36 @@ mod tests {
             retry_on: on.iter().map(|s| s.to_string()).collect(),
             per_try_timeout: None,
         };
-        assert_eq!(retry_policy(&r(0, &["unavailable"])), None);
-        let p = retry_policy(&r(3, &[])).unwrap();
+        assert_eq!(retry_policy(Some(&r(0, &["unavailable"]))), None);
+        let p = retry_policy(Some(&r(3, &[]))).unwrap();
         assert_eq!(p.retry_on, DEFAULT_RETRY_ON);
         assert_eq!(p.num_retries, Some(UInt32Value { value: 3 }));
-        let p = retry_policy(&r(1, &["unavailable", "cancelled"])).unwrap();
+        let p = retry_policy(Some(&r(1, &["unavailable", "cancelled"]))).unwrap();
         assert_eq!(p.retry_on, "unavailable,cancelled");
         assert_eq!(p.retry_host_predicate[0].name, PREVIOUS_HOSTS);
         assert_eq!(p.host_selection_retry_max_attempts, 5);
     }
 
     #[test]
+    fn no_retries_gets_istiod_default_policy() {
+        let p = retry_policy(None).unwrap();
+        assert_eq!(
+            p.retry_on,
+            "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+        );
+        assert_eq!(p.num_retries, Some(UInt32Value { value: 2 }));
+        assert!(p.retriable_status_codes.is_empty());
+        assert_eq!(p.retry_host_predicate[0].name, PREVIOUS_HOSTS);
+        assert_eq!(p.host_selection_retry_max_attempts, 5);
+    }
+
+    #[test]
     fn numeric_retry_on_becomes_retriable_status_codes() {
-        let p = retry_policy(&Retries {
+        let p = retry_policy(Some(&Retries {
             attempts: 2,
             retry_on: vec!["gateway-error".into(), "503".into(), "409".into()],
             per_try_timeout: None,
-        })
+        }))
         .unwrap();
         assert_eq!(p.retry_on, "gateway-error,retriable-status-codes");
         assert_eq!(p.retriable_status_codes, vec![503, 409]);
