@@ -84,7 +84,9 @@ where
             return Poll::Pending;
         };
         let kind = match ctx.elapsed.which {
-            Which::Route | Which::StreamDuration | Which::Off => MeshErrorKind::Timeout,
+            Which::Route | Which::StreamDuration | Which::CallerDeadline | Which::Off => {
+                MeshErrorKind::Timeout
+            }
             Which::PerTry => MeshErrorKind::PerTryTimeout,
         };
         let (attempts, endpoint) = match &ctx.attempts {

@@ -14,8 +14,11 @@
 //! nothing parsed per request); a request without one passes through untimed.
 //!
 //! gRPC differs (gRFC A31): it ignores `timeout` and caps the call's own deadline with
-//! `max_stream_duration` / `grpc_timeout_header_max`, never extending it. That is the gRPC
-//! transport's job; this layer implements the Envoy (HTTP) semantics.
+//! `max_stream_duration` / `grpc_timeout_header_max`, never extending it. [`Which::StreamDuration`]
+//! does that for [`crate::MeshStackLayer::grpc`]: the call's deadline is the nearer of the
+//! caller's own (its `grpc-timeout` header, which a gRPC client enforces itself rather than
+//! leave to the server) and the route's cap; when the cap is nearer, the `grpc-timeout` sent
+//! upstream is lowered to it so the server sees the deadline the call really has.
 
 mod error;
 mod future;
@@ -48,6 +51,10 @@ pub enum Which {
     StreamDuration,
     /// No deadline from this layer (gRPC ignores `per_try_timeout`, gRFC A44).
     Off,
+    /// Reported (in [`Elapsed`]) when a gRPC call's own deadline — its `grpc-timeout` — was
+    /// nearer than the route's cap and ran out; as a layer setting it acts as
+    /// [`Which::StreamDuration`].
+    CallerDeadline,
 }
 
 /// The service [`TimeoutLayer`] produces.
@@ -81,6 +88,8 @@ where
             return ResponseFuture::untimed(self.inner.call(req));
         };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let mut which = self.which;
+        let mut lower_header = None;
         let after = match self.which {
             Which::Route => routed.policy.timeout,
             Which::PerTry => routed
@@ -88,10 +97,29 @@ where
                 .retry
                 .as_ref()
                 .and_then(|r| r.policy.per_try_timeout),
-            Which::StreamDuration => match routed.policy.grpc_timeout_header_max {
-                Some(max) => nonzero(max),
-                None => routed.policy.max_stream_duration.and_then(nonzero),
-            },
+            Which::StreamDuration | Which::CallerDeadline => {
+                let cap = match routed.policy.grpc_timeout_header_max {
+                    Some(max) => nonzero(max),
+                    None => routed.policy.max_stream_duration.and_then(nonzero),
+                };
+                let caller = req.headers().get(GRPC_TIMEOUT).and_then(parse_grpc_timeout);
+                match (caller, cap) {
+                    (Some(c), Some(cap)) if c <= cap => {
+                        which = Which::CallerDeadline;
+                        Some(c)
+                    }
+                    (Some(c), None) => {
+                        which = Which::CallerDeadline;
+                        Some(c)
+                    }
+                    (_, Some(cap)) => {
+                        which = Which::StreamDuration;
+                        lower_header = Some(cap);
+                        Some(cap)
+                    }
+                    (None, None) => None,
+                }
+            }
             Which::Off => None,
         };
         let Some(after) = after else {
@@ -99,8 +127,12 @@ where
         };
         let names = (routed.route.clone(), routed.cluster.cluster.name.clone());
         let authority = routed.authority.clone();
+        if let Some(cap) = lower_header {
+            req.headers_mut()
+                .insert(GRPC_TIMEOUT, encode_grpc_timeout(cap));
+        }
         let attempts = match self.which {
-            Which::Route | Which::StreamDuration | Which::Off => {
+            Which::Route | Which::StreamDuration | Which::CallerDeadline | Which::Off => {
                 let a = Attempts::default();
                 req.extensions_mut().insert(a.clone());
                 Some(a)
@@ -111,15 +143,48 @@ where
         ResponseFuture::timed(
             self.inner.call(req),
             sleep,
-            Elapsed {
-                which: self.which,
-                after,
-            },
+            Elapsed { which, after },
             names,
             authority,
             attempts,
         )
     }
+}
+
+const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// Parses a `grpc-timeout` value (PROTOCOL-HTTP2: 1–8 ASCII digits and a unit `H M S m u n`);
+/// anything else is no deadline, as gRPC servers treat it.
+fn parse_grpc_timeout(v: &http::HeaderValue) -> Option<Duration> {
+    let b = v.as_bytes();
+    let (digits, unit) = b.split_at(b.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b"H" => Duration::from_secs(n * 3600),
+        b"M" => Duration::from_secs(n * 60),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Encodes `d` as a `grpc-timeout` value: milliseconds (rounded up, so the server never sees
+/// less time than the call has) while they fit 8 digits, else seconds.
+fn encode_grpc_timeout(d: Duration) -> http::HeaderValue {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    let s = if ms < 100_000_000 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", d.as_secs().min(99_999_999))
+    };
+    http::HeaderValue::try_from(s).unwrap_or_else(|_| http::HeaderValue::from_static("99999999S"))
 }
 
 #[cfg(test)]
