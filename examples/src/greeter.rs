@@ -2,13 +2,20 @@
 //! at build time (`build.rs`, no `protoc`), and a server answering
 //! `hello <name> from <backend>` with the backend's name also in the `x-backend` response
 //! metadata, so a caller can see which endpoint the mesh picked.
+//!
+//! For resilience tests the server misbehaves when the request asks it to, through metadata:
+//! `x-delay-ms: N` answers after N ms; `x-fail-first: N` with `x-key: K` fails the first N
+//! attempts carrying key K with UNAVAILABLE (as a trailers-only response, what a real server
+//! shedding load sends), counting attempts per key ([`GreeterBackend::attempts`]).
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
+    time::Duration,
 };
 
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -29,6 +36,12 @@ pub use proto::{
 
 /// The response metadata key naming the backend that answered.
 pub const BACKEND_HEADER: &str = "x-backend";
+/// Request metadata: answer after this many milliseconds.
+pub const DELAY_HEADER: &str = "x-delay-ms";
+/// Request metadata: fail this many attempts of the request's `x-key` with UNAVAILABLE.
+pub const FAIL_FIRST_HEADER: &str = "x-fail-first";
+/// Request metadata: the key attempts are counted under.
+pub const KEY_HEADER: &str = "x-key";
 
 /// The greeter implementation: answers `hello <name> from <backend name>`.
 #[derive(Clone, Debug)]
@@ -36,6 +49,7 @@ pub struct GreeterService {
     name: Arc<str>,
     header: AsciiMetadataValue,
     served: Arc<AtomicU64>,
+    attempts: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl GreeterService {
@@ -47,6 +61,7 @@ impl GreeterService {
             name: name.into(),
             header,
             served: Arc::new(AtomicU64::new(0)),
+            attempts: Arc::default(),
         })
     }
 }
@@ -57,6 +72,32 @@ impl Greeter for GreeterService {
         &self,
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloReply>, Status> {
+        let meta = request.metadata();
+        let number = |key: &str| {
+            meta.get(key)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let (Some(fail_first), Some(key)) = (
+            number(FAIL_FIRST_HEADER),
+            meta.get(KEY_HEADER).and_then(|v| v.to_str().ok()),
+        ) {
+            let attempt = {
+                let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+                let n = attempts.entry(key.to_owned()).or_default();
+                *n += 1;
+                *n
+            };
+            if attempt <= fail_first {
+                return Err(Status::unavailable(format!(
+                    "{}: failing attempt {attempt} of {key}",
+                    self.name
+                )));
+            }
+        }
+        if let Some(ms) = number(DELAY_HEADER) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         self.served.fetch_add(1, Ordering::Relaxed);
         let message = format!("hello {} from {}", request.get_ref().name, self.name);
         let mut response = Response::new(HelloReply { message });
@@ -112,6 +153,16 @@ impl GreeterBackend {
     /// Calls served so far.
     pub fn served(&self) -> u64 {
         self.service.served.load(Ordering::Relaxed)
+    }
+
+    /// Attempts seen for `key` (requests carrying `x-fail-first` and `x-key: key`).
+    pub fn attempts(&self, key: &str) -> u64 {
+        let attempts = self
+            .service
+            .attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        attempts.get(key).copied().unwrap_or(0)
     }
 }
 
