@@ -8,7 +8,10 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
 };
+
+use bytes::Bytes;
 
 use tokio::sync::watch;
 
@@ -39,6 +42,22 @@ pub struct Entry<R> {
     pub status: ResourceStatus,
     /// The `version_info` of the response that last delivered it.
     pub version: Arc<str>,
+    /// The accepted value's serialized proto as received (for CSDS `xds_config`), when the
+    /// source had it.
+    pub raw: Option<Bytes>,
+    /// When the accepted value arrived (wall clock, for CSDS `last_updated`).
+    pub updated_at: Option<SystemTime>,
+    /// The last rejected update, while the resource stays NACKed.
+    pub failed: Option<FailedUpdate>,
+}
+
+/// A rejected update of one resource (CSDS `UpdateFailureState`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedUpdate {
+    /// The `version_info` of the response that carried it.
+    pub version: Arc<str>,
+    /// When it was rejected (wall clock).
+    pub at: SystemTime,
 }
 
 impl<R> Default for Entry<R> {
@@ -47,6 +66,9 @@ impl<R> Default for Entry<R> {
             value: None,
             status: ResourceStatus::Requested,
             version: "".into(),
+            raw: None,
+            updated_at: None,
+            failed: None,
         }
     }
 }
@@ -162,6 +184,18 @@ impl ResourceCache {
 
     /// Stores an accepted value.
     pub fn accept<R: Cached>(&self, name: &str, value: R, version: &str) {
+        self.accept_received(name, value, version, None);
+    }
+
+    /// Stores an accepted value with its serialized proto as received (`raw`, reported by
+    /// CSDS as `xds_config`).
+    pub fn accept_received<R: Cached>(
+        &self,
+        name: &str,
+        value: R,
+        version: &str,
+        raw: Option<Bytes>,
+    ) {
         self.update(|s| {
             R::map_mut(s).insert(
                 name.into(),
@@ -169,6 +203,9 @@ impl ResourceCache {
                     value: Some(Arc::new(value)),
                     status: ResourceStatus::Acked,
                     version: version.into(),
+                    raw,
+                    updated_at: Some(SystemTime::now()),
+                    failed: None,
                 },
             );
             true
@@ -177,9 +214,19 @@ impl ResourceCache {
 
     /// Records a rejected value, keeping the last accepted one.
     pub fn reject<R: Cached>(&self, name: &str, error: ModelError) {
+        self.reject_received::<R>(name, error, "");
+    }
+
+    /// Records a rejected value delivered in the response of `version`, keeping the last
+    /// accepted one.
+    pub fn reject_received<R: Cached>(&self, name: &str, error: ModelError, version: &str) {
         self.update(|s| {
             let e = R::map_mut(s).entry(name.into()).or_default();
             e.status = ResourceStatus::Nacked(error);
+            e.failed = Some(FailedUpdate {
+                version: version.into(),
+                at: SystemTime::now(),
+            });
             true
         });
     }
@@ -191,6 +238,8 @@ impl ResourceCache {
             let e = R::map_mut(s).entry(name.into()).or_default();
             let changed = e.value.is_some() || e.status != ResourceStatus::DoesNotExist;
             e.value = None;
+            e.raw = None;
+            e.failed = None;
             e.status = ResourceStatus::DoesNotExist;
             changed
         });

@@ -18,14 +18,13 @@
 //! has its own config to report), and the streaming method answers each request on the stream
 //! with the state at that moment.
 //!
-//! Known gaps against A40 / A88, each because mesh-core's cache does not keep the data (the
-//! cache is the source of truth here and is not extended by this module):
-//! - `xds_config` (the raw resource as received, as an `Any`) is left empty: the cache holds
-//!   validated models, not the received protos.
-//! - `error_state.version_info` (the rejected version) and `last_update_attempt` are left
-//!   empty: the cache records why a resource was NACKed, not in which version or when.
-//!   `version_info` of a NACKed resource is the version of its last accepted value, if any.
-//! - `last_updated`, `is_static_resource` and `client_scope` (A71) are not filled in.
+//! Every entry also carries `xds_config` — the resource exactly as received, as an `Any` of its
+//! type — and `last_updated`; a NACKed entry's `error_state` names the rejected response's
+//! `version_info` and when it was rejected (`last_update_attempt`), while `version_info` and
+//! `xds_config` stay those of the last accepted value, which the client keeps using (A88).
+//!
+//! Known gaps against A40 / A88:
+//! - `is_static_resource` and `client_scope` (A71) are not filled in.
 //! - `RECEIVED_ERROR` / `TIMEOUT` (A88) are never reported: the cache has no such states.
 //! - A NACK is attached to the resources that failed validation, not to every resource of the
 //!   rejected response (row 38 says "attach error to all resources in that response").
@@ -126,6 +125,12 @@ fn generic<R>(ty: ResourceType, name: &str, entry: &Entry<R>) -> GenericXdsConfi
             ClientResourceStatus::Nacked,
             Some(UpdateFailureState {
                 details: e.to_string(),
+                version_info: entry
+                    .failed
+                    .as_ref()
+                    .map(|f| f.version.to_string())
+                    .unwrap_or_default(),
+                last_update_attempt: entry.failed.as_ref().map(|f| timestamp(f.at)),
                 ..Default::default()
             }),
         ),
@@ -134,9 +139,26 @@ fn generic<R>(ty: ResourceType, name: &str, entry: &Entry<R>) -> GenericXdsConfi
         type_url: ty.type_url().to_owned(),
         name: name.to_owned(),
         version_info: entry.version.to_string(),
+        xds_config: entry
+            .raw
+            .as_ref()
+            .map(|raw| envoy_types::pb::google::protobuf::Any {
+                type_url: ty.type_url().to_owned(),
+                value: raw.to_vec(),
+            }),
+        last_updated: entry.updated_at.map(timestamp),
         client_status: client_status as i32,
         error_state,
         ..Default::default()
+    }
+}
+
+/// A wall-clock time as a protobuf `Timestamp` (times before the epoch read as the epoch).
+fn timestamp(t: std::time::SystemTime) -> envoy_types::pb::google::protobuf::Timestamp {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    envoy_types::pb::google::protobuf::Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
     }
 }
 

@@ -124,7 +124,19 @@ async fn csds_reports_acked_nacked_and_requested_resources() -> Result<()> {
         assert_eq!(g.client_status, ClientResourceStatus::Acked as i32, "{g:?}");
         assert!(!g.version_info.is_empty(), "{g:?}");
         assert!(g.error_state.is_none(), "{g:?}");
+        assert!(g.last_updated.is_some(), "{g:?}");
+        // The resource as received, typed: a status tool can decode it.
+        let raw = g.xds_config.as_ref().context("xds_config")?;
+        assert_eq!(raw.type_url, ty, "{g:?}");
     }
+    let listener = find(&configs, LDS, target)
+        .and_then(|g| g.xds_config.as_ref())
+        .context("listener config")?;
+    let listener =
+        <envoy_types::pb::envoy::config::listener::v3::Listener as prost::Message>::decode(
+            listener.value.as_slice(),
+        )?;
+    assert_eq!(listener.name, target);
     let acked_rds_version = find(&configs, RDS, "bad.test:8080")
         .context("bad.test route")?
         .version_info
@@ -154,8 +166,14 @@ async fn csds_reports_acked_nacked_and_requested_resources() -> Result<()> {
     let details = &bad.error_state.as_ref().context("error_state")?.details;
     assert!(details.contains("safe_regex"), "{details}");
     assert!(details.contains("bad.test:8080"), "{details}");
-    // The last accepted version is kept alongside the NACK.
+    // The last accepted version (and its config) is kept alongside the NACK, and the error
+    // names the rejected version and when it was rejected.
     assert_eq!(bad.version_info, acked_rds_version);
+    assert!(bad.xds_config.is_some(), "{bad:?}");
+    let failure = bad.error_state.as_ref().context("error_state")?;
+    assert!(!failure.version_info.is_empty(), "{failure:?}");
+    assert_ne!(failure.version_info, acked_rds_version, "{failure:?}");
+    assert!(failure.last_update_attempt.is_some(), "{failure:?}");
     for (ty, name) in [(LDS, target), (RDS, target), (LDS, "bad.test:8080")] {
         assert_eq!(
             status_of(&configs, ty, name),

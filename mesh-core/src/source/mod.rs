@@ -259,13 +259,15 @@ fn store<R: Cached>(
     version: &str,
 ) -> Result<(), ModelError> {
     let name = R::proto_name(&proto).to_owned();
+    // Kept for CSDS `xds_config`, as the ADS client keeps what it received.
+    let raw = bytes::Bytes::from(prost::Message::encode_to_vec(&proto));
     match R::from_proto(proto) {
         Ok(v) => {
-            cache.accept::<R>(&name, v, version);
+            cache.accept_received::<R>(&name, v, version, Some(raw));
             Ok(())
         }
         Err(e) => {
-            cache.reject::<R>(&name, e.clone());
+            cache.reject_received::<R>(&name, e.clone(), version);
             Err(e)
         }
     }

@@ -12,6 +12,7 @@ use std::{
     sync::Arc,
 };
 
+use bytes::Bytes;
 use envoy_types::pb::{
     envoy::service::discovery::v3::{DiscoveryResponse, Resource},
     google::protobuf::Any,
@@ -83,8 +84,8 @@ fn apply_typed<R: Cached>(
     let ty = R::RESOURCE_TYPE;
     let mut out = Outcome::default();
     for (index, any) in response.resources.iter().enumerate() {
-        let proto = match decode::<R>(any) {
-            Ok(Decoded::Proto(p)) => p,
+        let (proto, raw) = match decode::<R>(any) {
+            Ok(Decoded::Proto(p, raw)) => (p, raw),
             Ok(Decoded::Heartbeat(name)) => {
                 // A `Resource` without a body refreshes a TTL; we do not implement TTLs, so it
                 // only says "still there".
@@ -107,18 +108,18 @@ fn apply_typed<R: Cached>(
             let e =
                 ModelError::invalid(ty, &name, "name", "appears more than once in the response");
             out.errors.push(format!("resource index {index}: {e}"));
-            cache.reject::<R>(&name, e);
+            cache.reject_received::<R>(&name, e, &response.version_info);
             continue;
         }
         match R::from_proto(proto) {
             Ok(value) => {
-                cache.accept::<R>(&name, value, &response.version_info);
+                cache.accept_received::<R>(&name, value, &response.version_info, Some(raw));
                 out.accepted += 1;
             }
             Err(e) => {
                 debug!(%ty, %name, error = %e, "xds: resource rejected");
                 out.errors.push(format!("resource index {index}: {e}"));
-                cache.reject::<R>(&name, e);
+                cache.reject_received::<R>(&name, e, &response.version_info);
             }
         }
     }
@@ -128,8 +129,8 @@ fn apply_typed<R: Cached>(
 /// A decoded entry of `DiscoveryResponse.resources`.
 #[derive(Debug)]
 enum Decoded<P> {
-    /// The resource's proto.
-    Proto(P),
+    /// The resource's proto, and its bytes as received (unwrapped from a `Resource`).
+    Proto(P, Bytes),
     /// A `Resource` wrapper without a body (TTL heartbeat), by name.
     Heartbeat(String),
 }
@@ -143,11 +144,15 @@ fn decode<R: Cached>(any: &Any) -> Result<Decoded<R::Proto>, String> {
         let wrapper = Resource::decode(any.value.as_slice())
             .map_err(|e| format!("cannot decode {RESOURCE_WRAPPER}: {e}"))?;
         return match wrapper.resource {
-            Some(inner) => decode_bare::<R>(&inner).map(Decoded::Proto),
+            Some(inner) => {
+                let proto = decode_bare::<R>(&inner)?;
+                Ok(Decoded::Proto(proto, Bytes::from(inner.value)))
+            }
             None => Ok(Decoded::Heartbeat(wrapper.name)),
         };
     }
-    decode_bare::<R>(any).map(Decoded::Proto)
+    let proto = decode_bare::<R>(any)?;
+    Ok(Decoded::Proto(proto, Bytes::copy_from_slice(&any.value)))
 }
 
 fn decode_bare<R: Cached>(any: &Any) -> Result<R::Proto, String> {
