@@ -56,9 +56,11 @@ impl MeshStackLayer {
     /// gRPC's timeout semantics instead of Envoy's (XDS-SEMANTICS.md row 11, gRFC A31/A44):
     /// the call is capped by `grpc_timeout_header_max` / `max_stream_duration` instead of
     /// `RouteAction.timeout`, and `per_try_timeout` is ignored. Retry conditions are read from
-    /// the response headers (trailers-only responses), as Envoy does.
+    /// the response headers (trailers-only responses), as Envoy does; retries follow gRFC A6
+    /// (at most 5 attempts, A6 backoff, `grpc-retry-pushback-ms`).
     pub fn grpc(mut self) -> Self {
         self.grpc = true;
+        self.retry = self.retry.grpc();
         self
     }
 

@@ -14,7 +14,7 @@ use tower::{Service, ServiceExt};
 
 use super::{
     body::{buffer, Buffered, ReplayBody},
-    policy::{backoff, retriable, retriable_error},
+    policy::{backoff, grpc_backoff, pushback, retriable, retriable_error, Pushback},
     NotRetried,
 };
 use crate::{
@@ -23,6 +23,9 @@ use crate::{
     route::Routed,
     MeshError, MeshErrorKind,
 };
+
+/// gRPC's cap on attempts per call, original included (gRFC A6).
+const GRPC_MAX_ATTEMPTS: u32 = 5;
 
 type Retrying<RB> = Pin<Box<dyn Future<Output = Result<Response<RB>, MeshError>> + Send>>;
 
@@ -87,6 +90,7 @@ pub(super) async fn run<S, B, RB>(
     req: Request<B>,
     routed: Routed,
     replay_cap: usize,
+    grpc: bool,
     _active: ActiveGuard,
 ) -> Result<Response<RB>, MeshError>
 where
@@ -131,6 +135,14 @@ where
     let mut tried: Vec<std::net::SocketAddr> = Vec::new();
     let mut retry_guard: Option<ActiveGuard> = None;
     let mut attempt: u32 = 0;
+    // gRPC: at most 5 attempts (gRFC A6 `maxAttempts` cap; XDS-SEMANTICS row 12).
+    let num_retries = if grpc {
+        policy.num_retries.min(GRPC_MAX_ATTEMPTS - 1)
+    } else {
+        policy.num_retries
+    };
+    // gRPC's backoff exponent, restarted by server pushback (A6).
+    let mut backoff_n: u32 = 0;
     loop {
         attempt += 1;
         // A partial body returned above, so this is always a complete copy.
@@ -153,7 +165,13 @@ where
             }
         };
         drop(retry_guard.take());
-        let retry_due = attempt <= policy.num_retries && retriable(retry, &outcome);
+        let push = if grpc {
+            pushback(&outcome)
+        } else {
+            Pushback::None
+        };
+        let retry_due =
+            attempt <= num_retries && retriable(retry, &outcome) && push != Pushback::Stop;
         if !retry_due {
             return outcome.map_err(|mut e| {
                 e.set_attempts(attempt);
@@ -189,7 +207,17 @@ where
             tried.push(ep);
         }
         drop(outcome);
-        let delay = backoff(attempt, policy.backoff, rand::random::<f64>());
+        let delay = match push {
+            Pushback::After(d) => {
+                backoff_n = 0;
+                d
+            }
+            _ if grpc => {
+                backoff_n += 1;
+                grpc_backoff(backoff_n, policy.backoff, rand::random::<f64>())
+            }
+            _ => backoff(attempt, policy.backoff, rand::random::<f64>()),
+        };
         tokio::time::sleep(delay).await;
     }
 }

@@ -6,6 +6,7 @@ use super::Retry;
 #[derive(Clone, Copy, Debug)]
 pub struct RetryLayer {
     replay_cap: usize,
+    grpc: bool,
 }
 
 impl RetryLayer {
@@ -16,7 +17,15 @@ impl RetryLayer {
     pub fn new() -> Self {
         RetryLayer {
             replay_cap: Self::DEFAULT_REPLAY_CAP,
+            grpc: false,
         }
+    }
+
+    /// gRPC's retry semantics (gRFC A6): at most 5 attempts, A6's backoff, and server pushback
+    /// (`grpc-retry-pushback-ms`). See the [module docs](super).
+    pub fn grpc(mut self) -> Self {
+        self.grpc = true;
+        self
     }
 
     /// Sets the largest request body (bytes) buffered for replay; larger bodies are never
@@ -37,6 +46,8 @@ impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Retry<S> {
-        Retry::new(inner, self.replay_cap)
+        let mut retry = Retry::new(inner, self.replay_cap);
+        retry.grpc = self.grpc;
+        retry
     }
 }

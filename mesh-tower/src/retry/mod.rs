@@ -12,12 +12,15 @@
 //!   conditions `cancelled`, `deadline-exceeded`, `internal`, `resource-exhausted`,
 //!   `unavailable` — read from `grpc-status` in the *response headers* only (trailers-only
 //!   responses), as Envoy does; gRPC itself retries until the call commits (§4).
-//! - **How many**: `num_retries` (default 1). gRPC caps attempts at 5; Envoy does not, nor this.
-//! - **Backoff**: Envoy's full jitter — before retry N, a uniform draw in
-//!   `[0, (2^N − 1) · base)`, capped at `max` (defaults 25 ms / 250 ms). This is the
-//!   distribution used for HTTP. gRPC's differs (gRFC A6 since 2024):
-//!   `min(base · 2^(N−1), max) · U(0.8, 1.2)`; the gRPC transport applies that one. Server
-//!   pushback (`grpc-retry-pushback-ms`, rate-limited backoff) is not implemented.
+//! - **How many**: `num_retries` (default 1). Envoy sets no cap; in gRPC mode
+//!   ([`RetryLayer::grpc`], which [`crate::MeshStackLayer::grpc`] uses) attempts are capped at 5
+//!   as gRPC's `maxAttempts` is (gRFC A6/A44).
+//! - **Backoff**: for HTTP, Envoy's full jitter — before retry N, a uniform draw in
+//!   `[0, (2^N − 1) · base)`, capped at `max` (defaults 25 ms / 250 ms). In gRPC mode, gRFC A6
+//!   as revised in 2024: `min(base · 2^(N−1), max) · U(0.8, 1.2)`, and server pushback: a
+//!   `grpc-retry-pushback-ms` response header delays the next retry by exactly that many
+//!   milliseconds (restarting the backoff sequence); a negative or unparseable value means do
+//!   not retry. Envoy's rate-limited backoff (`rate_limited_retry_back_off`) is not implemented.
 //! - **Where**: with the `previous_hosts` predicate, a retry avoids endpoints earlier attempts
 //!   used, redrawing up to `host_selection_retry_max_attempts` times.
 //! - **Budget**: before each retry the cluster's limit is checked against its live counters
@@ -63,12 +66,17 @@ use crate::{
 pub struct Retry<S> {
     inner: S,
     replay_cap: usize,
+    grpc: bool,
 }
 
 impl<S> Retry<S> {
     /// Wraps `inner`; request bodies up to `replay_cap` bytes can be retried.
     pub fn new(inner: S, replay_cap: usize) -> Self {
-        Retry { inner, replay_cap }
+        Retry {
+            inner,
+            replay_cap,
+            grpc: false,
+        }
     }
 }
 
@@ -127,6 +135,7 @@ where
             req,
             routed,
             self.replay_cap,
+            self.grpc,
             guard,
         )))
     }

@@ -98,9 +98,80 @@ pub(crate) fn backoff(retry: u32, b: RetryBackoff, unit: f64) -> Duration {
     b.max.min(ceiling.mul_f64(unit.clamp(0.0, 1.0)))
 }
 
+/// gRPC's backoff before retry number `retry` (1-based; gRFC A6 as revised in 2024):
+/// `min(base · 2^(retry−1), max) · U(0.8, 1.2)`. `unit` is a uniform draw in `[0, 1)`.
+pub(crate) fn grpc_backoff(retry: u32, b: RetryBackoff, unit: f64) -> Duration {
+    let exp = 1u32 << retry.saturating_sub(1).min(31);
+    let ceiling = b.max.min(b.base.saturating_mul(exp));
+    ceiling.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0))
+}
+
+/// What a gRPC server's `grpc-retry-pushback-ms` says about the next retry (gRFC A6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pushback {
+    /// No header: back off as usual.
+    None,
+    /// Retry after exactly this long (and restart the backoff sequence).
+    After(Duration),
+    /// A negative or unparseable value: do not retry.
+    Stop,
+}
+
+/// Reads `grpc-retry-pushback-ms` from a response's headers (trailers-only responses carry
+/// the status there; trailers after a body are not read, as for `grpc-status`).
+pub(crate) fn pushback<RB>(outcome: &Result<Response<RB>, MeshError>) -> Pushback {
+    let Ok(resp) = outcome else {
+        return Pushback::None;
+    };
+    match resp.headers().get("grpc-retry-pushback-ms") {
+        None => Pushback::None,
+        Some(v) => match v.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(ms) => Pushback::After(Duration::from_millis(ms)),
+            None => Pushback::Stop,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_backoff_follows_a6() {
+        let b = RetryBackoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+        };
+        // Centre of the jitter (unit 0.5 ⇒ factor 1.0): 100, 200, 400, 800, then capped.
+        let mid = |n| grpc_backoff(n, b, 0.5);
+        assert_eq!(mid(1), Duration::from_millis(100));
+        assert_eq!(mid(2), Duration::from_millis(200));
+        assert_eq!(mid(4), Duration::from_millis(800));
+        assert_eq!(mid(5), Duration::from_millis(1000));
+        assert_eq!(mid(40), Duration::from_millis(1000));
+        // Jitter bounds ±20 %.
+        assert_eq!(grpc_backoff(1, b, 0.0), Duration::from_millis(80));
+        assert_eq!(grpc_backoff(2, b, 1.0), Duration::from_millis(240));
+    }
+
+    #[test]
+    fn pushback_header_is_read_per_a6() {
+        let resp = |v: Option<&str>| -> Result<Response<()>, MeshError> {
+            let mut r = Response::new(());
+            if let Some(v) = v {
+                r.headers_mut()
+                    .insert("grpc-retry-pushback-ms", v.parse().unwrap());
+            }
+            Ok(r)
+        };
+        assert_eq!(pushback(&resp(None)), Pushback::None);
+        assert_eq!(
+            pushback(&resp(Some("250"))),
+            Pushback::After(Duration::from_millis(250))
+        );
+        assert_eq!(pushback(&resp(Some("-1"))), Pushback::Stop);
+        assert_eq!(pushback(&resp(Some("soon"))), Pushback::Stop);
+    }
 
     #[test]
     fn backoff_follows_envoy_full_jitter() {

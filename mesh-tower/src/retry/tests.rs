@@ -248,3 +248,66 @@ async fn max_requests_overflow_fails_fast_and_recovers() {
     third.await.unwrap().unwrap();
     second.await.unwrap().unwrap();
 }
+
+/// gRPC mode (gRFC A6): at most 5 attempts, server pushback delays the next retry by exactly
+/// its value, and a negative pushback stops retrying.
+#[tokio::test(start_paused = true)]
+async fn grpc_mode_caps_attempts_and_honours_pushback() {
+    let mesh = mesh(
+        with_retry(retry(RetryOn::UNAVAILABLE, 10)),
+        RetryLimits {
+            max_retries: 1024,
+            ..RetryLimits::default()
+        },
+        &endpoints(1),
+    );
+    let unavailable = |pushback: Option<&str>| {
+        let mut r = status(200);
+        r.headers_mut().insert("grpc-status", "14".parse().unwrap());
+        if let Some(p) = pushback {
+            r.headers_mut()
+                .insert("grpc-retry-pushback-ms", p.parse().unwrap());
+        }
+        r
+    };
+
+    // num_retries 10 acts as 4: five attempts, then the last UNAVAILABLE stands.
+    let (svc, mut handle) = grpc_stack(&mesh).await;
+    let call = tokio::spawn(svc.clone().oneshot(get("/pkg.Svc/M")));
+    for _ in 0..5 {
+        let (_req, send) = handle.next_request().await.expect("attempt");
+        send.send_response(unavailable(None));
+    }
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(resp.headers()["grpc-status"], "14");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .is_err(),
+        "no sixth attempt"
+    );
+
+    // Pushback 700 ms: the retry comes exactly then, not at the 25 ms-based backoff.
+    let call = tokio::spawn(svc.clone().oneshot(get("/pkg.Svc/M")));
+    let (_req, send) = handle.next_request().await.expect("first");
+    send.send_response(unavailable(Some("700")));
+    let start = tokio::time::Instant::now();
+    let (_req, send) = handle.next_request().await.expect("pushed-back retry");
+    assert_eq!(start.elapsed(), Duration::from_millis(700));
+    send.send_response(status(200));
+    assert_eq!(call.await.unwrap().unwrap().status(), 200);
+
+    // Negative pushback: the server says stop; the UNAVAILABLE is the answer. (`svc` is kept
+    // alive: a dropped service would end the mock's request stream.)
+    let call = tokio::spawn(svc.clone().oneshot(get("/pkg.Svc/M")));
+    let (_req, send) = handle.next_request().await.expect("first");
+    send.send_response(unavailable(Some("-1")));
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(resp.headers()["grpc-retry-pushback-ms"], "-1");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+            .await
+            .is_err(),
+        "not retried"
+    );
+}
