@@ -68,6 +68,17 @@ pub(crate) struct AvoidHosts {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AnsweredBy(pub(crate) SocketAddr);
 
+/// Request extension (set by [`crate::metrics`]): the caller wants the [`crate::RouteInfo`] of
+/// the attempt that answered back as a response extension. A marker, so requests without it
+/// pay nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReportRoute;
+
+/// Response extension (set by the retry layer when the route has a retry policy): attempts sent
+/// for the request that produced this response. Absent = one attempt.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttemptCount(pub(crate) u32);
+
 #[cfg(test)]
 mod tests {
     use super::*;

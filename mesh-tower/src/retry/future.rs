@@ -18,7 +18,7 @@ use super::{
     NotRetried,
 };
 use crate::{
-    attempt::{AnsweredBy, AvoidHosts},
+    attempt::{AnsweredBy, AttemptCount, AvoidHosts},
     error::{BoxError, OverflowLimit},
     route::Routed,
     MeshError, MeshErrorKind,
@@ -173,14 +173,17 @@ where
         let retry_due =
             attempt <= num_retries && retriable(retry, &outcome) && push != Pushback::Stop;
         if !retry_due {
-            return outcome.map_err(|mut e| {
-                e.set_attempts(attempt);
-                e
-            });
+            return match outcome {
+                Ok(resp) => Ok(counted(resp, attempt)),
+                Err(mut e) => {
+                    e.set_attempts(attempt);
+                    Err(e)
+                }
+            };
         }
         let Some(g) = counters.try_retry(&limits) else {
             return match outcome {
-                Ok(resp) => Ok(resp),
+                Ok(resp) => Ok(counted(resp, attempt)),
                 Err(e) => {
                     let kind = if limits.budget.is_some() {
                         MeshErrorKind::RetryBudgetExhausted
@@ -220,4 +223,12 @@ where
         };
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Tells outer layers (metrics) how many attempts the response took.
+fn counted<RB>(mut resp: Response<RB>, attempts: u32) -> Response<RB> {
+    if attempts > 1 {
+        resp.extensions_mut().insert(AttemptCount(attempts));
+    }
+    resp
 }
