@@ -18,6 +18,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`MetricsLayer::from_provider`] takes its own meter (scope `mesh-tower`, schema URL
+//! [`SCHEMA_URL`]); [`MetricsLayer::new`] uses the meter given.
+//!
 //! # Instruments
 //!
 //! | name | kind | unit | attributes |
@@ -137,6 +140,9 @@ pub mod name {
     /// `mesh.client.overflows`: counter of requests failed by a circuit-breaker limit.
     pub const OVERFLOWS: &str = "mesh.client.overflows";
 }
+
+/// The semantic-conventions version these instruments follow, as a schema URL.
+pub const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.37.0";
 
 /// The bucket boundaries the semantic conventions advise for `http.client.request.duration`.
 pub const DURATION_BOUNDARIES: [f64; 14] = [

@@ -43,7 +43,7 @@ impl Harness {
     }
 
     fn layer(&self) -> MetricsLayer {
-        MetricsLayer::new(&self.provider.meter("mesh-tower-test"))
+        MetricsLayer::from_provider(&self.provider)
     }
 
     /// Every instrument's points as of now (cumulative), with its unit.
@@ -63,6 +63,24 @@ impl Harness {
             }
         }
         out
+    }
+
+    /// The instrumentation scopes exported: name and schema URL.
+    fn scopes(&self) -> Vec<(String, Option<String>)> {
+        self.exporter.reset();
+        self.provider.force_flush().expect("flush");
+        let batches = self.exporter.get_finished_metrics().expect("metrics");
+        batches
+            .iter()
+            .flat_map(|rm| rm.scope_metrics())
+            .map(|s| {
+                let scope = s.scope();
+                (
+                    scope.name().to_owned(),
+                    scope.schema_url().map(str::to_owned),
+                )
+            })
+            .collect()
     }
 
     /// The points of one instrument (none if it has recorded nothing).
@@ -171,6 +189,10 @@ async fn success_records_duration_with_semconv_and_mesh_attributes() {
     assert_eq!((unit.as_str(), active[0].value), ("{request}", 0.0));
     assert!(!all.contains_key(name::RETRIES));
     assert!(!all.contains_key(name::OVERFLOWS));
+    assert_eq!(
+        h.scopes(),
+        vec![("mesh-tower".to_owned(), Some(SCHEMA_URL.to_owned()))]
+    );
 }
 
 #[tokio::test(start_paused = true)]
