@@ -14,7 +14,7 @@
 //! let client = ServiceBuilder::new()
 //!     .layer(mesh_tower::metrics::MetricsLayer::new(&meter))
 //!     .layer(mesh_tower::MeshStackLayer::new(mesh))
-//!     .service(mesh_tower::client::http1());
+//!     .service(mesh_tower::client::http1::<mesh_tower::retry::ReplayBody<http_body_util::Empty<bytes::Bytes>>>());
 //! # Ok(()) }
 //! ```
 //!

@@ -1,22 +1,7 @@
 //! The observable-counter hook: values that live in a cluster's shared state (atomics next to
 //! the balancer and breakers), read when the metrics are collected, never on the request path.
 //!
-//! Each [`ClusterCounter`] is a name, a kind and a `fn` reading one number from a
-//! [`ClusterHandle`]; [`observe_clusters`] registers it as an observable instrument whose
-//! callback walks the mesh's targets and their current snapshots and reports the value per
-//! `(mesh.target, mesh.cluster)`. Per target, because each target's snapshot holds its own
-//! handle for a cluster (so per-handle counters stay exact; sum over `mesh.target` for the
-//! cluster). A new per-cluster counter — outlier ejections, injected faults — is one `const`:
-//!
-//! ```ignore
-//! const EJECTIONS: ClusterCounter = ClusterCounter {
-//!     name: "mesh.cluster.outlier.ejections",
-//!     description: "Endpoints ejected by outlier detection.",
-//!     unit: "{ejection}",
-//!     reading: ClusterReading::Counter,
-//!     read: |c| c.outlier_stats().ejections(), // whatever the outlier state exposes
-//! };
-//! ```
+//! See [`ClusterCounter`].
 
 use mesh_core::{mesh::Mesh, snapshot::ClusterHandle};
 use opentelemetry::{metrics::Meter, Key, KeyValue, Value};
@@ -33,6 +18,28 @@ pub enum ClusterReading {
 }
 
 /// One number read from each cluster's live state at collection time.
+///
+/// Each [`ClusterCounter`] is a name, a kind and a `fn` reading one number from a
+/// [`ClusterHandle`]; [`observe_clusters`] registers it as an observable instrument whose
+/// callback walks the mesh's targets and their current snapshots and reports the value per
+/// `(mesh.target, mesh.cluster)`. Per target, because each target's snapshot holds its own
+/// handle for a cluster (so per-handle counters stay exact; sum over `mesh.target` for the
+/// cluster). A new per-cluster counter is one `const` — e.g. the `max_requests` breaker's own
+/// overflow count (which `mesh.client.overflows` also sees, from the request path):
+///
+/// ```
+/// use mesh_tower::metrics::{ClusterCounter, ClusterReading};
+/// const BREAKER_OVERFLOWS: ClusterCounter = ClusterCounter {
+///     name: "mesh.cluster.max_requests.overflows",
+///     description: "Requests refused by the cluster's max_requests breaker.",
+///     unit: "{request}",
+///     reading: ClusterReading::Counter,
+///     read: |c| c.retry_counters().overflows(),
+/// };
+/// ```
+///
+/// Outlier ejections and injected faults plug in the same way once their per-cluster atomics
+/// exist (`read: |c| c.<outlier state>.ejections()`), then go into [`ClusterCounter::ALL`].
 #[derive(Clone, Copy, Debug)]
 pub struct ClusterCounter {
     /// The instrument name, e.g. `mesh.cluster.endpoints`.
@@ -85,7 +92,7 @@ impl ClusterCounter {
 }
 
 /// Registers each of `counters` on `meter` as an observable instrument over `mesh`'s clusters
-/// (see the [module docs](self)). The callbacks hold a clone of `mesh` and live as long as the
+/// (see [`ClusterCounter`]). The callbacks hold a clone of `mesh` and live as long as the
 /// meter provider.
 pub fn observe_clusters(meter: &Meter, mesh: &Mesh, counters: &[ClusterCounter]) {
     for c in counters {
