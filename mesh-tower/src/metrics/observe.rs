@@ -34,12 +34,13 @@ pub enum ClusterReading {
 ///     description: "Requests refused by the cluster's max_requests breaker.",
 ///     unit: "{request}",
 ///     reading: ClusterReading::Counter,
-///     read: |c| c.retry_counters().overflows(),
+///     read: |c| Some(c.retry_counters().overflows()),
 /// };
 /// ```
 ///
 /// Outlier ejections and injected faults plug in the same way once their per-cluster atomics
-/// exist (`read: |c| c.<outlier state>.ejections()`), then go into [`ClusterCounter::ALL`].
+/// exist (`read: |c| c.outlier().map(|o| o.ejections_total())`, clusters without detection
+/// skipped), then go into [`ClusterCounter::ALL`].
 #[derive(Clone, Copy, Debug)]
 pub struct ClusterCounter {
     /// The instrument name, e.g. `mesh.cluster.endpoints`.
@@ -50,8 +51,9 @@ pub struct ClusterCounter {
     pub unit: &'static str,
     /// Counter or gauge.
     pub reading: ClusterReading,
-    /// Reads the value (an atomic load; called once per cluster per collection).
-    pub read: fn(&ClusterHandle) -> u64,
+    /// Reads the value (an atomic load; called once per cluster per collection); `None` skips
+    /// the cluster (e.g. one without the feature counted).
+    pub read: fn(&ClusterHandle) -> Option<u64>,
 }
 
 impl ClusterCounter {
@@ -61,7 +63,7 @@ impl ClusterCounter {
         description: "Endpoints in the cluster's current assignment.",
         unit: "{endpoint}",
         reading: ClusterReading::Gauge,
-        read: |c| c.balancer().total_endpoints() as u64,
+        read: |c| Some(c.balancer().total_endpoints() as u64),
     };
 
     /// `mesh.cluster.active_requests`: requests in flight to the cluster, as its `max_requests`
@@ -71,7 +73,7 @@ impl ClusterCounter {
         description: "Requests in flight to the cluster, as its max_requests breaker counts them.",
         unit: "{request}",
         reading: ClusterReading::Gauge,
-        read: |c| c.retry_counters().active_requests() as u64,
+        read: |c| Some(c.retry_counters().active_requests() as u64),
     };
 
     /// `mesh.cluster.active_retries`: retries in flight to the cluster (gauge).
@@ -80,7 +82,7 @@ impl ClusterCounter {
         description: "Retries in flight to the cluster, as its retry budget counts them.",
         unit: "{retry}",
         reading: ClusterReading::Gauge,
-        read: |c| c.retry_counters().active_retries() as u64,
+        read: |c| Some(c.retry_counters().active_retries() as u64),
     };
 
     /// The counters available today.
@@ -120,10 +122,10 @@ pub fn observe_clusters(meter: &Meter, mesh: &Mesh, counters: &[ClusterCounter])
 }
 
 /// Calls `observe` with `read(cluster)` and its attributes for every cluster of every warm
-/// target.
+/// target that `read` has a value for.
 fn each_cluster(
     mesh: &Mesh,
-    read: fn(&ClusterHandle) -> u64,
+    read: fn(&ClusterHandle) -> Option<u64>,
     mut observe: impl FnMut(u64, &[KeyValue]),
 ) {
     for target in mesh.targets() {
@@ -135,11 +137,12 @@ fn each_cluster(
             Value::from(target.name().clone()),
         );
         for (name, handle) in snapshot.clusters() {
+            let Some(v) = read(handle) else { continue };
             let c = KeyValue::new(
                 Key::from_static_str(attr::MESH_CLUSTER),
                 Value::from(name.clone()),
             );
-            observe(read(handle), &[t.clone(), c]);
+            observe(v, &[t.clone(), c]);
         }
     }
 }

@@ -461,6 +461,15 @@ async fn cluster_counters_are_observed_per_target_and_cluster() {
         &mesh,
         ClusterCounter::ALL,
     );
+    // A counter the cluster has no value for (a feature it does not use) reports nothing.
+    let absent = ClusterCounter {
+        name: "mesh.cluster.absent",
+        description: "never present",
+        unit: "{thing}",
+        reading: ClusterReading::Counter,
+        read: |_| None,
+    };
+    observe_clusters(&h.provider.meter("mesh-tower-test"), &mesh, &[absent]);
     let call = tokio::spawn(h.layer().layer(stack).oneshot(get("/")));
     let (_req, send) = handle.next_request().await.unwrap();
     let all = h.collect();
@@ -468,6 +477,9 @@ async fn cluster_counters_are_observed_per_target_and_cluster() {
     let (unit, endpoints) = &all["mesh.cluster.endpoints"];
     assert_eq!(unit, "{endpoint}");
     assert_eq!((&endpoints[0].attrs, endpoints[0].value), (&at, 3.0));
+    assert!(all
+        .get("mesh.cluster.absent")
+        .is_none_or(|(_, p)| p.is_empty()));
     let active = &all["mesh.cluster.active_requests"].1;
     assert_eq!((&active[0].attrs, active[0].value), (&at, 1.0));
     send.send_response(status(200));
