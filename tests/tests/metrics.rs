@@ -126,6 +126,7 @@ async fn prometheus_endpoint_shows_semconv_duration_retries_and_mesh_errors() ->
         .copied()
         .chain([
             ("http_response_status_code", "200"),
+            ("network_protocol_version", "1.1"),
             ("mesh_route", "api"),
             ("mesh_cluster", cluster),
             ("mesh_outcome", "success"),

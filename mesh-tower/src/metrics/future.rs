@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// Most attributes one measurement carries.
-const MAX_ATTRS: usize = 9;
+const MAX_ATTRS: usize = 10;
 
 /// The attributes known when the request starts: method, and server when it has an authority.
 #[derive(Debug)]
@@ -97,6 +97,7 @@ impl Drop for InFlight {
 /// What a finished request contributes beyond its base attributes.
 struct Finished {
     status: Option<u16>,
+    version: Option<&'static str>,
     error_type: Option<Value>,
     route: Option<Value>,
     cluster: Option<Value>,
@@ -115,6 +116,9 @@ impl InFlight {
         }
         if let Some(s) = f.status {
             a.push(attr::HTTP_RESPONSE_STATUS_CODE, i64::from(s));
+        }
+        if let Some(v) = f.version {
+            a.push(attr::NETWORK_PROTOCOL_VERSION, v);
         }
         if let Some(e) = &f.error_type {
             a.push(attr::ERROR_TYPE, e.clone());
@@ -156,9 +160,21 @@ impl Attrs {
     }
 }
 
+/// `network.protocol.version` (semconv, recommended) of the response.
+fn protocol_version(v: http::Version) -> Option<&'static str> {
+    match v {
+        http::Version::HTTP_10 => Some("1.0"),
+        http::Version::HTTP_11 => Some("1.1"),
+        http::Version::HTTP_2 => Some("2"),
+        http::Version::HTTP_3 => Some("3"),
+        _ => None,
+    }
+}
+
 fn classify<RB, E: 'static>(out: &Result<Response<RB>, E>) -> Finished {
     let mut f = Finished {
         status: None,
+        version: None,
         error_type: None,
         route: None,
         cluster: None,
@@ -170,6 +186,7 @@ fn classify<RB, E: 'static>(out: &Result<Response<RB>, E>) -> Finished {
         Ok(resp) => {
             let status = resp.status().as_u16();
             f.status = Some(status);
+            f.version = protocol_version(resp.version());
             if let Some(info) = resp.extensions().get::<RouteInfo>() {
                 f.route = Some(Value::from(info.route.clone()));
                 f.cluster = Some(Value::from(info.cluster.clone()));
@@ -184,6 +201,7 @@ fn classify<RB, E: 'static>(out: &Result<Response<RB>, E>) -> Finished {
             let header = resp.headers().get(HEADER).and_then(|v| v.to_str().ok());
             if let Some(h) = header.filter(|_| local).and_then(ErrorHeader::parse) {
                 f.outcome = outcome::MESH_ERROR;
+                f.version = None; // made here, not received over any protocol
                 f.route = h.route.map(|r| Value::from(Arc::<str>::from(r)));
                 f.cluster = h.cluster.map(|c| Value::from(Arc::<str>::from(c)));
                 f.attempts = h.attempts;

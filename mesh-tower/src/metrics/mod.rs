@@ -25,15 +25,15 @@
 //!
 //! | name | kind | unit | attributes |
 //! |---|---|---|---|
-//! | `http.client.request.duration` | histogram (f64), semconv buckets 5 ms … 10 s | `s` | method, server, status, `error.type`, `mesh.route`, `mesh.cluster`, `mesh.outcome` |
+//! | `http.client.request.duration` | histogram (f64), semconv buckets 5 ms … 10 s | `s` | method, server, status, version, `error.type`, `mesh.route`, `mesh.cluster`, `mesh.outcome` |
 //! | `http.client.active_requests` | up-down counter (i64) | `{request}` | method, server |
 //! | `mesh.client.retries` | counter (u64) | `{retry}` | `mesh.route`, `mesh.cluster` |
 //! | `mesh.client.overflows` | counter (u64) | `{request}` | `mesh.cluster`, `mesh.limit` |
 //!
 //! *method, server* are `http.request.method` (the nine methods of RFC 9110 + PATCH, else
 //! `_OTHER`), `server.address` and `server.port` (the request's authority: the mesh target as
-//! addressed, e.g. `reviews.demo` and `9080`). *status* is `http.response.status_code`, present
-//! when a response came back. `error.type` is present when the request failed: the
+//! addressed, e.g. `reviews.demo` and `9080`). *status* is `http.response.status_code` and
+//! *version* `network.protocol.version` (`1.1`, `2`), present when a response came back. `error.type` is present when the request failed: the
 //! [`crate::MeshErrorKind`] name (`no_route`, `timeout`, `overflow`, …; `fault_abort` once fault
 //! injection lands, with no change here) for a failure the mesh made, the status code (`"503"`)
 //! for a 4xx/5xx response — semconv's rule for HTTP clients — or the error's Rust type name for
@@ -110,6 +110,8 @@ pub mod attr {
     pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
     /// `http.response.status_code` (semconv), when a response came back.
     pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+    /// `network.protocol.version` (semconv): the response's HTTP version, `1.1` or `2`.
+    pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
     /// `server.address` (semconv): the host of the request's authority (the mesh target).
     pub const SERVER_ADDRESS: &str = "server.address";
     /// `server.port` (semconv): the port of the request's authority (80/443 by scheme if none).

@@ -175,6 +175,7 @@ async fn success_records_duration_with_semconv_and_mesh_attributes() {
         p.attrs,
         with_server(&[
             ("http.response.status_code", "200"),
+            ("network.protocol.version", "1.1"),
             ("mesh.route", "r"),
             ("mesh.cluster", "c"),
             ("mesh.outcome", "success"),
@@ -215,6 +216,7 @@ async fn upstream_5xx_is_an_http_error_typed_by_its_status() {
         d[0].attrs,
         with_server(&[
             ("http.response.status_code", "503"),
+            ("network.protocol.version", "1.1"),
             ("error.type", "503"),
             ("mesh.route", "r"),
             ("mesh.cluster", "c"),
