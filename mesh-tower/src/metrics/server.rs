@@ -35,7 +35,13 @@ impl ServerCache {
                 port,
             };
         }
-        let address = Value::from(Arc::<str>::from(authority.host()));
+        // An IPv6 literal without its URI brackets, as semconv writes addresses.
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let address = Value::from(Arc::<str>::from(host));
         if self.hosts.load().len() < MAX_ENTRIES {
             self.hosts.rcu(|map| {
                 let mut map = HashMap::clone(map);
@@ -66,5 +72,7 @@ mod tests {
         let tls: Authority = "pay.demo".parse().unwrap();
         assert_eq!(cache.get(&tls, true).port, 443);
         assert_eq!(cache.get(&tls, false).port, 80);
+        let v6: Authority = "[fd00::7]:8080".parse().unwrap();
+        assert_eq!(cache.get(&v6, false).address.as_str(), "fd00::7");
     }
 }
