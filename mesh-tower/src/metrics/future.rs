@@ -192,7 +192,8 @@ fn classify<RB, E: 'static>(out: &Result<Response<RB>, E>) -> Finished {
                 f.cluster = Some(Value::from(info.cluster.clone()));
             }
             if let Some(n) = resp.extensions().get::<AttemptCount>() {
-                f.attempts = n.0;
+                f.attempts = n.attempts;
+                f.overflow = n.retry_refused.map(Value::from);
             }
             // A mesh failure already turned into a response by an inner ErrorResponseLayer:
             // read it back from its header (the error path only, so copying is fine).

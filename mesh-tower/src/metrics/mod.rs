@@ -46,10 +46,10 @@
 //! of the traffic; no path or endpoint address is ever an attribute.
 //!
 //! `mesh.client.retries` counts retries made (attempts − 1) for requests that finished, with
-//! or without success. `mesh.client.overflows` counts requests failed by a circuit-breaker
-//! limit, `mesh.limit` = `max_requests`, `max_retries` or `retry_budget` (a retry refused by
-//! the budget when the last attempt's *response* stands is not visible here: Envoy's
-//! `upstream_rq_retry_overflow` for that case needs a per-cluster counter, see below).
+//! or without success. `mesh.client.overflows` counts requests a circuit-breaker limit acted
+//! on, `mesh.limit` = `max_requests` (refused outright), or `max_retries` / `retry_budget` (a
+//! due retry refused — whether the request then failed or its last response stood; Envoy's
+//! `upstream_rq_pending_overflow` and `upstream_rq_retry_overflow`).
 //!
 //! # Per-cluster state: [`observe_clusters`]
 //!
@@ -139,7 +139,7 @@ pub mod name {
     pub const ACTIVE_REQUESTS: &str = "http.client.active_requests";
     /// `mesh.client.retries`: counter of retries made.
     pub const RETRIES: &str = "mesh.client.retries";
-    /// `mesh.client.overflows`: counter of requests failed by a circuit-breaker limit.
+    /// `mesh.client.overflows`: counter of requests a circuit-breaker limit acted on.
     pub const OVERFLOWS: &str = "mesh.client.overflows";
 }
 
@@ -191,7 +191,9 @@ impl Instruments {
             overflows: meter
                 .u64_counter(name::OVERFLOWS)
                 .with_unit("{request}")
-                .with_description("Requests failed by a circuit-breaker limit.")
+                .with_description(
+                    "Requests refused, or retries not made, at a circuit-breaker limit.",
+                )
                 .build(),
             servers: ServerCache::default(),
         }

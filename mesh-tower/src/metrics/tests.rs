@@ -488,3 +488,43 @@ async fn cluster_counters_are_observed_per_target_and_cluster() {
     call.await.unwrap().unwrap();
     assert_eq!(h.points("mesh.cluster.active_requests")[0].value, 0.0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_refused_by_max_retries_is_an_overflow_even_when_the_response_stands() {
+    let h = Harness::new();
+    let policy = RoutePolicy {
+        retry: Some(ts::retry(RetryOn::SERVER_ERROR, 2).into()),
+        ..Default::default()
+    };
+    let limits = RetryLimits {
+        max_retries: 0,
+        ..RetryLimits::default()
+    };
+    let mesh = one_endpoint(policy, limits);
+    let (stack, mut handle) = ts::stack(&mesh, 1024).await;
+    let svc = h.layer().layer(stack);
+    let call = tokio::spawn(svc.oneshot(get("/")));
+    handle
+        .next_request()
+        .await
+        .unwrap()
+        .1
+        .send_response(status(503));
+    // The retry was due but refused: the 503 stands, nothing more was sent.
+    assert_eq!(call.await.unwrap().unwrap().status(), 503);
+    let all = h.collect();
+    let overflows = &all[name::OVERFLOWS].1;
+    assert_eq!(overflows.len(), 1);
+    assert_eq!(
+        (&overflows[0].attrs, overflows[0].value),
+        (
+            &expect(&[("mesh.cluster", "c"), ("mesh.limit", "max_retries")]),
+            1.0
+        )
+    );
+    assert!(!all.contains_key(name::RETRIES));
+    assert_eq!(
+        all[name::REQUEST_DURATION].1[0].attrs["mesh.outcome"],
+        "http_error"
+    );
+}

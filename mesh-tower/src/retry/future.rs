@@ -174,7 +174,7 @@ where
             attempt <= num_retries && retriable(retry, &outcome) && push != Pushback::Stop;
         if !retry_due {
             return match outcome {
-                Ok(resp) => Ok(counted(resp, attempt)),
+                Ok(resp) => Ok(counted(resp, attempt, None)),
                 Err(mut e) => {
                     e.set_attempts(attempt);
                     Err(e)
@@ -182,8 +182,12 @@ where
             };
         }
         let Some(g) = counters.try_retry(&limits) else {
+            let limit = match limits.budget {
+                Some(_) => "retry_budget",
+                None => OverflowLimit::MaxRetries.as_str(),
+            };
             return match outcome {
-                Ok(resp) => Ok(counted(resp, attempt)),
+                Ok(resp) => Ok(counted(resp, attempt, Some(limit))),
                 Err(e) => {
                     let kind = if limits.budget.is_some() {
                         MeshErrorKind::RetryBudgetExhausted
@@ -225,10 +229,18 @@ where
     }
 }
 
-/// Tells outer layers (metrics) how many attempts the response took.
-fn counted<RB>(mut resp: Response<RB>, attempts: u32) -> Response<RB> {
-    if attempts > 1 {
-        resp.extensions_mut().insert(AttemptCount(attempts));
+/// Tells outer layers (metrics) how many attempts the response took, and which limit refused
+/// a due retry.
+fn counted<RB>(
+    mut resp: Response<RB>,
+    attempts: u32,
+    retry_refused: Option<&'static str>,
+) -> Response<RB> {
+    if attempts > 1 || retry_refused.is_some() {
+        resp.extensions_mut().insert(AttemptCount {
+            attempts,
+            retry_refused,
+        });
     }
     resp
 }
