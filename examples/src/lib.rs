@@ -1,8 +1,10 @@
 //! Support code shared by the examples, the end-to-end tests and the benches: a real HTTP
-//! backend on loopback, and the `helloworld.Greeter` gRPC service ([`greeter`]).
+//! backend on loopback, the `helloworld.Greeter` gRPC service ([`greeter`]), and metrics exposed
+//! for Prometheus ([`metrics`]).
 
 pub mod demo;
 pub mod greeter;
+pub mod metrics;
 
 use std::{
     net::SocketAddr,

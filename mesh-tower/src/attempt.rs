@@ -68,6 +68,23 @@ pub(crate) struct AvoidHosts {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AnsweredBy(pub(crate) SocketAddr);
 
+/// Request extension (set by [`crate::metrics`]): the caller wants the [`crate::RouteInfo`] of
+/// the attempt that answered back as a response extension. A marker, so requests without it
+/// pay nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReportRoute;
+
+/// Response extension (set by the retry layer when the route has a retry policy and there is
+/// something to say): attempts sent for the request that produced this response, and the
+/// circuit-breaker limit that refused a due retry, when one did and this response stood.
+/// Absent = one attempt, nothing refused.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AttemptCount {
+    pub(crate) attempts: u32,
+    /// `max_retries` or `retry_budget`.
+    pub(crate) retry_refused: Option<&'static str>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -231,6 +231,16 @@ impl MeshError {
     pub fn path(&self) -> Option<&str> {
         self.0.path.as_deref()
     }
+
+    /// The route name, shared (metrics attributes without a copy).
+    pub(crate) fn route_shared(&self) -> Option<&Arc<str>> {
+        self.0.route.as_ref()
+    }
+
+    /// The cluster name, shared (metrics attributes without a copy).
+    pub(crate) fn cluster_shared(&self) -> Option<&Arc<str>> {
+        self.0.cluster.as_ref()
+    }
 }
 
 impl fmt::Display for MeshError {

@@ -24,6 +24,7 @@ pub mod client;
 pub mod endpoint;
 mod error;
 pub mod error_response;
+pub mod metrics;
 pub mod retry;
 pub mod route;
 pub mod stack;

@@ -220,6 +220,12 @@ impl Mesh {
         self.inner.targets.load().get(name).cloned()
     }
 
+    /// The targets in use, lock-free (for status pages and metrics collection; not for the
+    /// request path, it copies the list).
+    pub fn targets(&self) -> Vec<Target> {
+        self.inner.targets.load().values().cloned().collect()
+    }
+
     /// The target for `name` (`host:port`, the listener name), created and subscribed on first
     /// use. Must be called within a Tokio runtime.
     pub fn target(&self, name: &str) -> Target {

@@ -28,6 +28,7 @@ pin_project! {
             info: RouteInfo,
             authority: Authority,
             report: bool,
+            report_route: bool,
         },
         /// Failed before anything was sent.
         Failed { error: Option<MeshError> },
@@ -40,7 +41,7 @@ impl<F> PickFuture<F> {
         picked: PickedEndpoint,
         info: RouteInfo,
         authority: Authority,
-        report: bool,
+        (report, report_route): (bool, bool),
     ) -> Self {
         PickFuture::Sent {
             fut,
@@ -48,6 +49,7 @@ impl<F> PickFuture<F> {
             info,
             authority,
             report,
+            report_route,
         }
     }
 
@@ -71,6 +73,7 @@ where
                 info,
                 authority,
                 report,
+                report_route,
             } => {
                 let result = ready!(fut.poll(cx));
                 let endpoint = picked.take().map(|p| p.address()).unwrap_or(info.endpoint);
@@ -78,6 +81,9 @@ where
                     Ok(mut resp) => {
                         if *report {
                             resp.extensions_mut().insert(AnsweredBy(endpoint));
+                        }
+                        if *report_route {
+                            resp.extensions_mut().insert(info.clone());
                         }
                         Ok(resp)
                     }

@@ -18,7 +18,7 @@ pub use future::PickFuture;
 pub use layer::PickLayer;
 
 use crate::{
-    attempt::{Attempts, AvoidHosts},
+    attempt::{Attempts, AvoidHosts, ReportRoute},
     error::BoxError,
     route::{pick_and_rewrite, Routed},
     MeshError, MeshErrorKind,
@@ -62,6 +62,7 @@ where
         // An `Arc` clone, not a copy of the list.
         let avoid = req.extensions().get::<AvoidHosts>().cloned();
         let report = avoid.is_some();
+        let report_route = req.extensions().get::<ReportRoute>().is_some();
         let (hosts, tries) = avoid
             .as_ref()
             .map_or((&[][..], 1), |a| (&a.hosts[..], a.tries));
@@ -71,7 +72,8 @@ where
                     a.record(info.endpoint);
                 }
                 req.extensions_mut().insert(info.clone());
-                PickFuture::sent(self.inner.call(req), picked, info, routed.authority, report)
+                let fut = self.inner.call(req);
+                PickFuture::sent(fut, picked, info, routed.authority, (report, report_route))
             }
             Err(e) => PickFuture::failed(e),
         }

@@ -18,7 +18,7 @@ use super::{
     NotRetried,
 };
 use crate::{
-    attempt::{AnsweredBy, AvoidHosts},
+    attempt::{AnsweredBy, AttemptCount, AvoidHosts},
     error::{BoxError, OverflowLimit},
     route::Routed,
     MeshError, MeshErrorKind,
@@ -173,14 +173,21 @@ where
         let retry_due =
             attempt <= num_retries && retriable(retry, &outcome) && push != Pushback::Stop;
         if !retry_due {
-            return outcome.map_err(|mut e| {
-                e.set_attempts(attempt);
-                e
-            });
+            return match outcome {
+                Ok(resp) => Ok(counted(resp, attempt, None)),
+                Err(mut e) => {
+                    e.set_attempts(attempt);
+                    Err(e)
+                }
+            };
         }
         let Some(g) = counters.try_retry(&limits) else {
+            let limit = match limits.budget {
+                Some(_) => "retry_budget",
+                None => OverflowLimit::MaxRetries.as_str(),
+            };
             return match outcome {
-                Ok(resp) => Ok(resp),
+                Ok(resp) => Ok(counted(resp, attempt, Some(limit))),
                 Err(e) => {
                     let kind = if limits.budget.is_some() {
                         MeshErrorKind::RetryBudgetExhausted
@@ -220,4 +227,20 @@ where
         };
         tokio::time::sleep(delay).await;
     }
+}
+
+/// Tells outer layers (metrics) how many attempts the response took, and which limit refused
+/// a due retry.
+fn counted<RB>(
+    mut resp: Response<RB>,
+    attempts: u32,
+    retry_refused: Option<&'static str>,
+) -> Response<RB> {
+    if attempts > 1 || retry_refused.is_some() {
+        resp.extensions_mut().insert(AttemptCount {
+            attempts,
+            retry_refused,
+        });
+    }
+    resp
 }

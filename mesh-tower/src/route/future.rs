@@ -25,6 +25,7 @@ pin_project! {
             picked: Option<PickedEndpoint>,
             info: RouteInfo,
             authority: Authority,
+            report_route: bool,
         },
         /// The first request to a target, waiting for it to warm.
         Waiting {
@@ -43,12 +44,14 @@ impl<F, RB> ResponseFuture<F, RB> {
         picked: PickedEndpoint,
         info: RouteInfo,
         authority: Authority,
+        report_route: bool,
     ) -> Self {
         ResponseFuture::Sent {
             fut,
             picked: Some(picked),
             info,
             authority,
+            report_route,
         }
     }
 
@@ -75,12 +78,21 @@ where
                 picked,
                 info,
                 authority,
+                report_route,
             } => {
                 let result = ready!(fut.poll(cx));
                 // Response headers are in (or the attempt failed): the request no longer counts
                 // as outstanding for least-request balancing.
                 let endpoint = picked.take().map(|p| p.address()).unwrap_or(info.endpoint);
-                Poll::Ready(result.map_err(|e| upstream_error(e.into(), info, endpoint, authority)))
+                Poll::Ready(match result {
+                    Ok(mut resp) => {
+                        if *report_route {
+                            resp.extensions_mut().insert(info.clone());
+                        }
+                        Ok(resp)
+                    }
+                    Err(e) => Err(upstream_error(e.into(), info, endpoint, authority)),
+                })
             }
             Proj::Waiting { fut } => fut.as_mut().poll(cx),
             Proj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {

@@ -43,9 +43,10 @@ pub use future::ResponseFuture;
 pub use layer::MeshLayer;
 pub use split::{RouteLayer, RouteService};
 
-use crate::{error::BoxError, MeshError, MeshErrorKind};
+use crate::{attempt::ReportRoute, error::BoxError, MeshError, MeshErrorKind};
 
-/// The routing decision, attached to the forwarded request's extensions.
+/// The routing decision, attached to the forwarded request's extensions (and, when
+/// [`crate::metrics`] asks for it, to the response's).
 #[derive(Clone, Debug)]
 pub struct RouteInfo {
     /// The target (listener) name.
@@ -116,12 +117,14 @@ where
         let Some(authority) = authority_of(&req) else {
             return ResponseFuture::failed(MeshError::missing_authority());
         };
+        let report_route = req.extensions().get::<ReportRoute>().is_some();
         // Fast path: the target is known and warm.
         if let Some(target) = self.mesh.lookup(authority.as_str()) {
             if let Some(snapshot) = &*target.snapshot() {
                 return match dispatch(snapshot, req, &authority) {
                     Ok((req, picked, info)) => {
-                        ResponseFuture::sent(self.inner.call(req), picked, info, authority)
+                        let fut = self.inner.call(req);
+                        ResponseFuture::sent(fut, picked, info, authority, report_route)
                     }
                     Err(e) => ResponseFuture::failed(e),
                 };
@@ -141,7 +144,15 @@ where
             let endpoint = info.endpoint;
             let result = inner.call(req).await;
             drop(picked);
-            result.map_err(|e| upstream_error(e.into(), &info, endpoint, &authority))
+            match result {
+                Ok(mut resp) => {
+                    if report_route {
+                        resp.extensions_mut().insert(info);
+                    }
+                    Ok(resp)
+                }
+                Err(e) => Err(upstream_error(e.into(), &info, endpoint, &authority)),
+            }
         }))
     }
 }
