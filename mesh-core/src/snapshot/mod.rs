@@ -9,6 +9,7 @@
 pub mod balancer;
 mod domain;
 mod matcher;
+pub mod outlier;
 pub mod policy;
 mod route_index;
 
@@ -16,6 +17,7 @@ use std::{collections::HashMap, sync::Arc};
 
 pub use balancer::{Balancer, EndpointState, PickedEndpoint};
 pub use matcher::RequestView;
+pub use outlier::{HostStats, Outcome, OutlierDetector};
 pub use policy::{ActiveGuard, CompiledPolicy, CompiledRetry, RetryCounters};
 
 use crate::model::{
@@ -35,6 +37,7 @@ pub struct ClusterHandle {
     pub assignment: Option<Arc<ClusterLoadAssignment>>,
     balancer: Balancer,
     retry_counters: Arc<RetryCounters>,
+    outlier: Option<OutlierDetector>,
 }
 
 impl ClusterHandle {
@@ -53,12 +56,42 @@ impl ClusterHandle {
         let retry_counters = previous
             .map(|p| p.retry_counters.clone())
             .unwrap_or_default();
+        // Outlier state, like retry accounting, is per cluster and carries over; endpoints keep
+        // their stats by address (see the balancer).
+        let hosts = || {
+            balancer
+                .endpoints()
+                .iter()
+                .map(|e| (e.address, e.outlier().clone()))
+                .collect()
+        };
+        let outlier = match (
+            cluster.outlier_detection,
+            previous.and_then(|p| p.outlier.as_ref()),
+        ) {
+            (Some(cfg), Some(prev)) => Some(prev.update(cfg, hosts())),
+            (Some(cfg), None) => Some(OutlierDetector::new(cfg, hosts())),
+            (None, _) => {
+                // Detection removed (or never configured): nobody stays ejected (gRFC A50).
+                balancer
+                    .endpoints()
+                    .iter()
+                    .for_each(|e| e.outlier().clear());
+                None
+            }
+        };
         ClusterHandle {
             cluster,
             assignment,
             balancer,
             retry_counters,
+            outlier,
         }
+    }
+
+    /// The cluster's outlier detector, when it has `outlier_detection`.
+    pub fn outlier(&self) -> Option<&OutlierDetector> {
+        self.outlier.as_ref()
     }
 
     /// The cluster's live request / retry counters (for `retry_budget` and `max_retries`).
