@@ -4,8 +4,10 @@ use std::{
     task::{ready, Context, Poll},
 };
 
+use std::sync::Arc;
+
 use http::{uri::Authority, Response};
-use mesh_core::snapshot::PickedEndpoint;
+use mesh_core::snapshot::{ClusterHandle, Outcome, PickedEndpoint};
 use pin_project_lite::pin_project;
 
 use crate::{
@@ -29,6 +31,8 @@ pin_project! {
             authority: Authority,
             report: bool,
             report_route: bool,
+            // Set when the cluster has outlier detection: the attempt's outcome is reported.
+            outlier: Option<Arc<ClusterHandle>>,
         },
         /// Failed before anything was sent.
         Failed { error: Option<MeshError> },
@@ -42,6 +46,7 @@ impl<F> PickFuture<F> {
         info: RouteInfo,
         authority: Authority,
         (report, report_route): (bool, bool),
+        outlier: Option<Arc<ClusterHandle>>,
     ) -> Self {
         PickFuture::Sent {
             fut,
@@ -50,6 +55,7 @@ impl<F> PickFuture<F> {
             authority,
             report,
             report_route,
+            outlier,
         }
     }
 
@@ -74,9 +80,22 @@ where
                 authority,
                 report,
                 report_route,
+                outlier,
             } => {
                 let result = ready!(fut.poll(cx));
-                let endpoint = picked.take().map(|p| p.address()).unwrap_or(info.endpoint);
+                let picked = picked.take();
+                if let (Some(p), Some(detector)) =
+                    (&picked, outlier.as_ref().and_then(|c| c.outlier()))
+                {
+                    // Envoy's outlier classes: any response is an external outcome (5xx
+                    // counts), no response (connect failure, reset) is a local-origin failure.
+                    let outcome = match &result {
+                        Ok(resp) => Outcome::Status(resp.status().as_u16()),
+                        Err(_) => Outcome::LocalOriginFailure,
+                    };
+                    detector.report(p.outlier(), outcome);
+                }
+                let endpoint = picked.map(|p| p.address()).unwrap_or(info.endpoint);
                 Poll::Ready(match result {
                     Ok(mut resp) => {
                         if *report {

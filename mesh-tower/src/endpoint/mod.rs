@@ -5,6 +5,11 @@
 //! the cluster is fixed per request, the endpoint per attempt). When the retry policy has
 //! Envoy's `previous_hosts` predicate, the retry layer passes the endpoints already tried and
 //! the pick is redrawn up to `host_selection_retry_max_attempts` times to avoid them.
+//!
+//! When the cluster has outlier detection, each attempt's outcome is reported to the picked
+//! endpoint's counters ([`mesh_core::snapshot::outlier`]): the response status, or a
+//! local-origin failure when no response came (connect failure, reset). An attempt cut short by
+//! the per-try timeout is dropped, not completed, and is not reported.
 
 mod future;
 mod layer;
@@ -72,8 +77,20 @@ where
                     a.record(info.endpoint);
                 }
                 req.extensions_mut().insert(info.clone());
+                let outlier = routed
+                    .cluster
+                    .outlier()
+                    .is_some()
+                    .then(|| routed.cluster.clone());
                 let fut = self.inner.call(req);
-                PickFuture::sent(fut, picked, info, routed.authority, (report, report_route))
+                PickFuture::sent(
+                    fut,
+                    picked,
+                    info,
+                    routed.authority,
+                    (report, report_route),
+                    outlier,
+                )
             }
             Err(e) => PickFuture::failed(e),
         }
