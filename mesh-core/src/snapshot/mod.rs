@@ -11,6 +11,7 @@ mod domain;
 mod matcher;
 pub mod outlier;
 pub mod policy;
+pub mod pool;
 mod route_index;
 
 use std::{collections::HashMap, sync::Arc};
@@ -19,6 +20,7 @@ pub use balancer::{Balancer, EndpointState, PickedEndpoint};
 pub use matcher::RequestView;
 pub use outlier::{HostStats, Outcome, OutlierDetector};
 pub use policy::{ActiveGuard, CompiledPolicy, CompiledRetry, RetryCounters};
+pub use pool::{Admission, PendingSlot, PoolGate, PoolSlot};
 
 use crate::model::{
     Cluster, ClusterLoadAssignment, Listener, ResourceType, RouteAction, RouteConfiguration,
@@ -38,6 +40,7 @@ pub struct ClusterHandle {
     balancer: Balancer,
     retry_counters: Arc<RetryCounters>,
     outlier: Option<OutlierDetector>,
+    pool: Arc<PoolGate>,
 }
 
 impl ClusterHandle {
@@ -80,13 +83,20 @@ impl ClusterHandle {
                 None
             }
         };
+        let pool = previous.map(|p| p.pool.clone()).unwrap_or_default();
         ClusterHandle {
             cluster,
             assignment,
             balancer,
             retry_counters,
             outlier,
+            pool,
         }
+    }
+
+    /// The cluster's connection-pool breakers (`max_connections`, `max_pending_requests`).
+    pub fn pool(&self) -> &Arc<PoolGate> {
+        &self.pool
     }
 
     /// The cluster's outlier detector, when it has `outlier_detection`.

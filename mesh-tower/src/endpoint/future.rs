@@ -1,13 +1,12 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{ready, Context, Poll},
 };
 
-use std::sync::Arc;
-
 use http::{uri::Authority, Response};
-use mesh_core::snapshot::{ClusterHandle, Outcome, PickedEndpoint};
+use mesh_core::snapshot::{ClusterHandle, Outcome, PickedEndpoint, PoolSlot};
 use pin_project_lite::pin_project;
 
 use crate::{
@@ -17,46 +16,53 @@ use crate::{
     MeshError, MeshErrorKind,
 };
 
+/// What an attempt in flight holds until its response head (or failure) arrives.
+#[derive(Debug)]
+pub(super) struct Held {
+    pub(super) picked: PickedEndpoint,
+    pub(super) info: RouteInfo,
+    pub(super) authority: Authority,
+    /// Mark the response with the endpoint that answered (for the retry layer).
+    pub(super) report: bool,
+    /// Attach the attempt's `RouteInfo` to the response (for the metrics layer).
+    pub(super) report_route: bool,
+    /// Set when the cluster has outlier detection: the attempt's outcome is reported.
+    pub(super) outlier: Option<Arc<ClusterHandle>>,
+    /// The cluster connection slot ([`mesh_core::snapshot::pool`]).
+    pub(super) _slot: PoolSlot,
+}
+
+/// The wait for a connection slot, resolving to the attempt sent (or failed).
+pub(super) type Queued<F> = Pin<Box<dyn Future<Output = PickFuture<F>> + Send>>;
+
 pin_project! {
     /// Response future of [`super::PickService`].
     #[project = Proj]
     #[allow(missing_docs)]
     pub enum PickFuture<F> {
-        /// Sent: the inner future, and the endpoint held until it completes.
+        /// Sent: the inner future, and what the attempt holds until it completes.
         Sent {
             #[pin]
             fut: F,
-            picked: Option<PickedEndpoint>,
-            info: RouteInfo,
-            authority: Authority,
-            report: bool,
-            report_route: bool,
-            // Set when the cluster has outlier detection: the attempt's outcome is reported.
-            outlier: Option<Arc<ClusterHandle>>,
+            held: Option<Held>,
         },
+        /// Waiting as a pending request for one of the cluster's connection slots.
+        Queued { wait: Queued<F> },
         /// Failed before anything was sent.
         Failed { error: Option<MeshError> },
     }
 }
 
 impl<F> PickFuture<F> {
-    pub(super) fn sent(
-        fut: F,
-        picked: PickedEndpoint,
-        info: RouteInfo,
-        authority: Authority,
-        (report, report_route): (bool, bool),
-        outlier: Option<Arc<ClusterHandle>>,
-    ) -> Self {
+    pub(super) fn sent(fut: F, held: Held) -> Self {
         PickFuture::Sent {
             fut,
-            picked: Some(picked),
-            info,
-            authority,
-            report,
-            report_route,
-            outlier,
+            held: Some(held),
         }
+    }
+
+    pub(super) fn queued(wait: Queued<F>) -> Self {
+        PickFuture::Queued { wait }
     }
 
     pub(super) fn failed(error: MeshError) -> Self {
@@ -71,47 +77,61 @@ where
 {
     type Output = Result<Response<RB>, MeshError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            Proj::Sent {
-                fut,
-                picked,
-                info,
-                authority,
-                report,
-                report_route,
-                outlier,
-            } => {
-                let result = ready!(fut.poll(cx));
-                let picked = picked.take();
-                if let (Some(p), Some(detector)) =
-                    (&picked, outlier.as_ref().and_then(|c| c.outlier()))
-                {
-                    // Envoy's outlier classes: any response is an external outcome (5xx
-                    // counts), no response (connect failure, reset) is a local-origin failure.
-                    let outcome = match &result {
-                        Ok(resp) => Outcome::Status(resp.status().as_u16()),
-                        Err(_) => Outcome::LocalOriginFailure,
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                Proj::Sent { fut, held } => {
+                    let result = ready!(fut.poll(cx));
+                    let Some(held) = held.take() else {
+                        return Poll::Ready(Err(MeshError::new(MeshErrorKind::Upstream)
+                            .detail("polled after completion")));
                     };
-                    detector.report(p.outlier(), outcome);
+                    return Poll::Ready(finish(result, held));
                 }
-                let endpoint = picked.map(|p| p.address()).unwrap_or(info.endpoint);
-                Poll::Ready(match result {
-                    Ok(mut resp) => {
-                        if *report {
-                            resp.extensions_mut().insert(AnsweredBy(endpoint));
-                        }
-                        if *report_route {
-                            resp.extensions_mut().insert(info.clone());
-                        }
-                        Ok(resp)
-                    }
-                    Err(e) => Err(upstream_error(e.into(), info, endpoint, authority)),
-                })
+                Proj::Queued { wait } => {
+                    let next = ready!(wait.as_mut().poll(cx));
+                    self.set(next);
+                }
+                Proj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().unwrap_or_else(|| {
+                        MeshError::new(MeshErrorKind::Upstream).detail("polled after completion")
+                    })))
+                }
             }
-            Proj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
-                MeshError::new(MeshErrorKind::Upstream).detail("polled after completion")
-            }))),
         }
+    }
+}
+
+fn finish<RB, E: Into<BoxError>>(
+    result: Result<Response<RB>, E>,
+    held: Held,
+) -> Result<Response<RB>, MeshError> {
+    if let Some(detector) = held.outlier.as_ref().and_then(|c| c.outlier()) {
+        // Envoy's outlier classes: any response is an external outcome (5xx counts), no
+        // response (connect failure, reset) is a local-origin failure.
+        let outcome = match &result {
+            Ok(resp) => Outcome::Status(resp.status().as_u16()),
+            Err(_) => Outcome::LocalOriginFailure,
+        };
+        detector.report(held.picked.outlier(), outcome);
+    }
+    let endpoint = held.picked.address();
+    // The endpoint's outstanding count and the connection slot are released here.
+    match result {
+        Ok(mut resp) => {
+            if held.report {
+                resp.extensions_mut().insert(AnsweredBy(endpoint));
+            }
+            if held.report_route {
+                resp.extensions_mut().insert(held.info.clone());
+            }
+            Ok(resp)
+        }
+        Err(e) => Err(upstream_error(
+            e.into(),
+            &held.info,
+            endpoint,
+            &held.authority,
+        )),
     }
 }
