@@ -26,9 +26,10 @@
 //!   would fail the pick). Envoy's `healthy_panic_threshold` (50 % by default) is not modelled:
 //!   with fewer ejected hosts we keep avoiding them.
 //!
-//! For gRPC traffic the request path reports the HTTP status and transport failures only; a
-//! `grpc-status` in trailers is not inspected yet, so a gRPC error answered with HTTP 200 counts
-//! as a success (A50 counts any non-OK status as a failure).
+//! For gRPC traffic the request path reports a trailers-only response's `grpc-status` mapped to
+//! HTTP as Envoy does (UNAVAILABLE → 503, DEADLINE_EXCEEDED → 504, …) and transport failures; a
+//! `grpc-status` sent in trailers after a body is not inspected yet, so such an error counts as a
+//! success (A50 counts any non-OK status as a failure).
 //!
 //! ## Shape
 //!

@@ -333,3 +333,55 @@ async fn the_balancer_skips_ejected_endpoints_and_uses_all_when_all_are() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn state_carries_across_rebuilds_and_clears_when_detection_is_removed() {
+    use crate::model::{
+        Cluster, ClusterLoadAssignment, Endpoint, HealthStatus, LbPolicy, Locality,
+        LocalityEndpoints,
+    };
+    use crate::snapshot::ClusterHandle;
+    let cla = |ports: &[u16]| {
+        Arc::new(ClusterLoadAssignment {
+            cluster_name: "c".into(),
+            localities: Arc::new([LocalityEndpoints {
+                locality: Locality::default(),
+                weight: Some(1),
+                priority: 0,
+                endpoints: ports
+                    .iter()
+                    .map(|&p| Endpoint {
+                        address: ([127, 0, 0, 1], p).into(),
+                        health: HealthStatus::Healthy,
+                        weight: 1,
+                    })
+                    .collect(),
+            }]),
+        })
+    };
+    let mut with = Cluster::eds("c", LbPolicy::RoundRobin);
+    with.outlier_detection = Some(consecutive_only(30, 300));
+    let with = Arc::new(with);
+    let a = ClusterHandle::new(with.clone(), Some(cla(&[1, 2])), None);
+    let d = a.outlier().expect("configured");
+    let first = a.balancer().endpoints()[0].clone();
+    fail(d, first.outlier(), 5, 500);
+    assert!(d.is_ejected(first.address));
+
+    // EDS adds an endpoint: the ejection and the counters carry over by address.
+    let b = ClusterHandle::new(with.clone(), Some(cla(&[1, 2, 3])), Some(&a));
+    let db = b.outlier().unwrap();
+    assert!(db.is_ejected(first.address));
+    assert_eq!(db.ejections_total(), 1);
+    assert_eq!(db.ejected_now(), 1);
+
+    // Detection removed: nobody stays ejected.
+    let without = Arc::new(Cluster::eds("c", LbPolicy::RoundRobin));
+    let c = ClusterHandle::new(without, Some(cla(&[1, 2, 3])), Some(&b));
+    assert!(c.outlier().is_none());
+    assert!(c
+        .balancer()
+        .endpoints()
+        .iter()
+        .all(|e| !e.outlier().is_ejected()));
+}

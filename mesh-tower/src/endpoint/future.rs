@@ -110,7 +110,7 @@ fn finish<RB, E: Into<BoxError>>(
         // Envoy's outlier classes: any response is an external outcome (5xx counts), no
         // response (connect failure, reset) is a local-origin failure.
         let outcome = match &result {
-            Ok(resp) => Outcome::Status(resp.status().as_u16()),
+            Ok(resp) => Outcome::Status(outlier_status(resp)),
             Err(_) => Outcome::LocalOriginFailure,
         };
         detector.report(held.picked.outlier(), outcome);
@@ -133,5 +133,62 @@ fn finish<RB, E: Into<BoxError>>(
             endpoint,
             &held.authority,
         )),
+    }
+}
+
+/// The status outlier detection sees: the HTTP status, or — for a trailers-only gRPC response,
+/// whose `grpc-status` is in the head — that status mapped to HTTP as Envoy does
+/// (`Grpc::Utility::grpcToHttpStatus`), so UNAVAILABLE counts as a 503. A `grpc-status` in
+/// trailers is not seen here (the response head is all the pick layer waits for).
+fn outlier_status<RB>(resp: &Response<RB>) -> u16 {
+    let Some(code) = resp
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok())
+    else {
+        return resp.status().as_u16();
+    };
+    match code {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        // UNKNOWN, INTERNAL, DATA_LOSS and anything else.
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_only_grpc_status_maps_like_envoy() {
+        let resp = |grpc: Option<&str>| {
+            let mut b = Response::builder().status(200);
+            if let Some(g) = grpc {
+                b = b.header("grpc-status", g);
+            }
+            b.body(()).unwrap()
+        };
+        assert_eq!(outlier_status(&resp(None)), 200);
+        assert_eq!(outlier_status(&resp(Some("0"))), 200);
+        assert_eq!(outlier_status(&resp(Some("14"))), 503);
+        assert_eq!(outlier_status(&resp(Some("4"))), 504);
+        assert_eq!(outlier_status(&resp(Some("13"))), 500);
+        assert_eq!(outlier_status(&resp(Some("5"))), 404);
+        assert_eq!(
+            outlier_status(&resp(Some("junk"))),
+            200,
+            "unparsable: HTTP status"
+        );
     }
 }
