@@ -299,3 +299,38 @@ async fn overload_past_max_connections_and_pending_fails_fast_with_a_typed_error
     assert_eq!((c.pool().active(), c.pool().pending()), (0, 0));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_hung_backend_is_ejected_by_per_try_timeouts() -> Result<()> {
+    let (backends, _cp, m, svc) = setup(
+        3,
+        "{ outlierDetection: { consecutive5xxErrors: 2, interval: 200ms, baseEjectionTime: 30s } }",
+        Some("      retries: { attempts: 2, perTryTimeout: 100ms, retryOn: \"reset,5xx\" }\n"),
+    )
+    .await?;
+    let c = cluster(&m)?;
+    let detector = c.outlier().context("outlier detection configured")?;
+    let hung = backends[0].addr();
+    backends[0].misbehave(Some(Misbehavior::Delay(Duration::from_secs(5))));
+    // Round robin reaches b0 every third request; each such attempt times out after 100 ms
+    // (a local-origin failure) and is retried elsewhere. Two in a row eject it.
+    for _ in 0..30 {
+        assert_eq!(svc.clone().oneshot(get()).await?.status(), 200);
+        if detector.is_ejected(hung) {
+            break;
+        }
+    }
+    assert!(detector.is_ejected(hung), "ejected by timeouts");
+    // Now no request waits on it: 20 requests take far less than one 100 ms per-try timeout
+    // each would (loopback round trips are well under a millisecond; 1 s is the loose bound).
+    let start = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(svc.clone().oneshot(get()).await?.status(), 200);
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    Ok(())
+}

@@ -10,7 +10,7 @@ use mesh_core::snapshot::{ClusterHandle, Outcome, PickedEndpoint, PoolSlot};
 use pin_project_lite::pin_project;
 
 use crate::{
-    attempt::AnsweredBy,
+    attempt::{AnsweredBy, Attempts},
     error::BoxError,
     route::{upstream_error, RouteInfo},
     MeshError, MeshErrorKind,
@@ -30,6 +30,28 @@ pub(super) struct Held {
     pub(super) outlier: Option<Arc<ClusterHandle>>,
     /// The cluster connection slot ([`mesh_core::snapshot::pool`]).
     pub(super) _slot: PoolSlot,
+    /// With outlier detection: the request's attempt record and its timeout count at send, to
+    /// tell an attempt cut short by a timeout from one the caller abandoned.
+    pub(super) timeouts: Option<(Attempts, u32)>,
+    pub(super) finished: bool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Dropped in flight. A timeout (route or per-try) is a local-origin failure for
+        // outlier detection (Envoy's `LocalOriginTimeout`); a caller giving up is not.
+        let Some((attempts, at_send)) = &self.timeouts else {
+            return;
+        };
+        if attempts.timeouts() > *at_send {
+            if let Some(detector) = self.outlier.as_ref().and_then(|c| c.outlier()) {
+                detector.report(self.picked.outlier(), Outcome::LocalOriginFailure);
+            }
+        }
+    }
 }
 
 /// The wait for a connection slot, resolving to the attempt sent (or failed).
@@ -104,8 +126,9 @@ where
 
 fn finish<RB, E: Into<BoxError>>(
     result: Result<Response<RB>, E>,
-    held: Held,
+    mut held: Held,
 ) -> Result<Response<RB>, MeshError> {
+    held.finished = true;
     if let Some(detector) = held.outlier.as_ref().and_then(|c| c.outlier()) {
         // Envoy's outlier classes: any response is an external outcome (5xx counts), no
         // response (connect failure, reset) is a local-origin failure.

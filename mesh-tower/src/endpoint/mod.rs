@@ -8,8 +8,9 @@
 //!
 //! When the cluster has outlier detection, each attempt's outcome is reported to the picked
 //! endpoint's counters ([`mesh_core::snapshot::outlier`]): the response status, or a
-//! local-origin failure when no response came (connect failure, reset). An attempt cut short by
-//! the per-try timeout is dropped, not completed, and is not reported.
+//! local-origin failure when no response came (connect failure, reset) or when a route or
+//! per-try timeout cut the attempt short (Envoy's `LocalOriginTimeout`); an attempt the caller
+//! abandoned is not reported.
 //!
 //! Each attempt also takes one of the cluster's connection slots, waiting as a pending request
 //! when all are taken, or failing fast with `overflow` (`max_pending_requests`, or
@@ -136,6 +137,10 @@ where
                 .outlier()
                 .is_some()
                 .then(|| routed.cluster.clone());
+            let timeouts = outlier.as_ref().and_then(|_| {
+                let a = req.extensions().get::<Attempts>()?;
+                Some((a.clone(), a.timeouts()))
+            });
             let held = Held {
                 picked,
                 info,
@@ -144,6 +149,8 @@ where
                 report_route,
                 outlier,
                 _slot: slot,
+                timeouts,
+                finished: false,
             };
             PickFuture::sent(inner.call(req), held)
         }
