@@ -157,3 +157,6 @@ where
         Err(e) => PickFuture::failed(e),
     }
 }
+
+#[cfg(test)]
+mod tests;
