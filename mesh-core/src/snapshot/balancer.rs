@@ -158,6 +158,15 @@ impl Balancer {
                     break;
                 }
             }
+            // Random draws can still miss the few survivors: take the first one.
+            if ejected(&picked) {
+                if let Some(e) = self.endpoints.iter().find(|e| !e.outlier.is_ejected()) {
+                    e.outstanding.fetch_add(1, Ordering::Relaxed);
+                    picked = PickedEndpoint {
+                        endpoint: e.clone(),
+                    };
+                }
+            }
         }
         Some(picked)
     }
