@@ -46,7 +46,7 @@ metadata: { name: greeter }
 spec:
   host: greeter
   trafficPolicy:
-    connectionPool: { tcp: { maxConnections: 10 }, http: { http2MaxRequests: 10 } }
+    connectionPool: { tcp: { maxConnections: 10, connectTimeout: 1s }, http: { http2MaxRequests: 10 } }
 "#
     );
     let (config, warnings) = load_str("w.yaml", &text).unwrap();
@@ -62,7 +62,7 @@ spec:
             ("VirtualService/default/greeter", "spec.http[0].corsPolicy"),
             (
                 "DestinationRule/default/greeter",
-                "spec.trafficPolicy.connectionPool.tcp"
+                "spec.trafficPolicy.connectionPool.tcp.connectTimeout"
             ),
         ]
     );
@@ -295,5 +295,74 @@ fn truncated_and_mangled_inputs_never_panic() {
                 let _ = mesh_control_plane::translate(&config);
             }
         }
+    }
+}
+
+#[test]
+fn outlier_detection_and_pool_limits_are_read_and_validated() {
+    let dr = |tp: &str| {
+        format!(
+            "{SE}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\n\
+             metadata: {{ name: greeter }}\nspec:\n  host: greeter\n  trafficPolicy: {tp}\n\
+             \x20 subsets:\n  - name: v1\n    labels: {{ v: '1' }}\n    trafficPolicy: {{ outlierDetection: {{ consecutive5xxErrors: 7 }} }}\n"
+        )
+    };
+    let text = dr("{ connectionPool: { tcp: { maxConnections: 4 }, http: { http1MaxPendingRequests: 2, maxRetries: 5 } }, \
+         outlierDetection: { consecutive5xxErrors: 3, consecutiveGatewayErrors: 2, \
+         splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 1, \
+         interval: 200ms, baseEjectionTime: 1s, maxEjectionPercent: 50, minHealthPercent: 0 } }");
+    let (config, warnings) = load_str("o.yaml", &text).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let r = &config.destination_rules[0].resilience;
+    assert_eq!(
+        (r.max_connections, r.max_pending_requests, r.max_retries),
+        (Some(4), Some(2), Some(5))
+    );
+    let od = r.outlier_detection.as_ref().unwrap();
+    assert_eq!(od.consecutive_5xx_errors, Some(3));
+    assert_eq!(od.consecutive_gateway_errors, Some(2));
+    assert!(od.split_external_local_origin_errors);
+    assert_eq!(od.consecutive_local_origin_failures, Some(1));
+    assert_eq!(od.interval, Some(std::time::Duration::from_millis(200)));
+    assert_eq!(
+        od.base_ejection_time,
+        Some(std::time::Duration::from_secs(1))
+    );
+    assert_eq!(
+        (od.max_ejection_percent, od.min_health_percent),
+        (Some(50), Some(0))
+    );
+    let sub = &config.destination_rules[0].subsets[0].resilience;
+    assert_eq!(
+        sub.outlier_detection
+            .as_ref()
+            .unwrap()
+            .consecutive_5xx_errors,
+        Some(7)
+    );
+
+    for (tp, field) in [
+        (
+            "{ outlierDetection: { maxEjectionPercent: 101 } }",
+            "spec.trafficPolicy.outlierDetection.maxEjectionPercent",
+        ),
+        (
+            "{ outlierDetection: { interval: 0s } }",
+            "spec.trafficPolicy.outlierDetection.interval",
+        ),
+        (
+            "{ outlierDetection: { baseEjectionTime: soon } }",
+            "spec.trafficPolicy.outlierDetection.baseEjectionTime",
+        ),
+        (
+            "{ outlierDetection: { consecutive5xxErrors: -1 } }",
+            "spec.trafficPolicy.outlierDetection.consecutive5xxErrors",
+        ),
+        (
+            "{ connectionPool: { tcp: { maxConnections: -1 } } }",
+            "spec.trafficPolicy.connectionPool.tcp.maxConnections",
+        ),
+    ] {
+        assert_eq!(invalid(&dr(tp)).1, field, "{tp}");
     }
 }

@@ -496,7 +496,7 @@ kind: DestinationRule
 metadata: { name: a, namespace: demo }
 spec:
   host: a.demo
-  trafficPolicy: { connectionPool: { http: { http2MaxRequests: 100, maxRetries: 5 } } }
+  trafficPolicy: { connectionPool: { http: { http2MaxRequests: 100, maxRetries: 5, idleTimeout: 1s } } }
   subsets:
   - name: v1
     labels: { version: v1 }
@@ -507,7 +507,7 @@ spec:
     assert!(
         warnings
             .iter()
-            .any(|w| w.to_string().contains("maxRetries")),
+            .any(|w| w.to_string().contains("idleTimeout")),
         "{warnings:?}"
     );
     let xds = translate(&config);
@@ -515,6 +515,11 @@ spec:
         let c = xds.cluster(name).unwrap();
         let t = &c.circuit_breakers.as_ref().unwrap().thresholds[0];
         assert_eq!(t.priority, 0, "DEFAULT priority");
+        assert_eq!(
+            t.max_retries.map(|v| v.value),
+            Some(5),
+            "maxRetries, inherited"
+        );
         t.max_requests.as_ref().unwrap().value
     };
     assert_eq!(max("outbound|80||a.demo"), 100);

@@ -140,6 +140,8 @@ mod tests {
             lb_policy: LbPolicy::RoundRobin,
             connect_timeout: Duration::from_secs(1),
             retry_limits: Default::default(),
+            connection_limits: Default::default(),
+            outlier_detection: None,
         };
         cache.accept("c", cluster, "1");
         let endpoints = LocalityEndpoints {

@@ -21,6 +21,9 @@ struct State {
     /// The last IPv4 endpoint packed as `1 << 48 | ip << 16 | port`; 0 = none (IPv6 endpoints
     /// are not recorded here; their errors still name them).
     last: AtomicU64,
+    /// Route or per-try timeouts that fired for this request (outlier detection counts the
+    /// attempt they cut short as a local-origin failure).
+    timeouts: AtomicU32,
 }
 
 const PRESENT: u64 = 1 << 48;
@@ -36,6 +39,16 @@ impl Attempts {
             IpAddr::V6(_) => 0,
         };
         self.0.last.store(packed, Ordering::Relaxed);
+    }
+
+    /// Records that a timeout fired and is about to drop the attempt in flight.
+    pub(crate) fn timed_out(&self) {
+        self.0.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Timeouts recorded so far.
+    pub(crate) fn timeouts(&self) -> u32 {
+        self.0.timeouts.load(Ordering::Relaxed)
     }
 
     /// Attempts recorded so far.

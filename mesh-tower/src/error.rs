@@ -33,7 +33,8 @@ pub enum MeshErrorKind {
     /// A retry was due but the cluster's `retry_budget` had no room, so the last attempt's
     /// failure stands.
     RetryBudgetExhausted,
-    /// A retry was due but a circuit-breaker limit was reached.
+    /// A circuit-breaker limit was reached (for the request, a retry, or an attempt's
+    /// connection); the request fails fast and is not retried.
     Overflow(OverflowLimit),
 }
 
@@ -45,6 +46,11 @@ pub enum OverflowLimit {
     MaxRetries,
     /// `max_requests`: concurrent requests to the cluster.
     MaxRequests,
+    /// `max_pending_requests`: attempts waiting for one of the cluster's connections.
+    MaxPendingRequests,
+    /// `max_connections`, when `max_pending_requests` is 0 so nothing may wait for a
+    /// connection (otherwise a full pool queues, and the queue overflows).
+    MaxConnections,
 }
 
 impl OverflowLimit {
@@ -53,6 +59,8 @@ impl OverflowLimit {
         match self {
             OverflowLimit::MaxRetries => "max_retries",
             OverflowLimit::MaxRequests => "max_requests",
+            OverflowLimit::MaxPendingRequests => "max_pending_requests",
+            OverflowLimit::MaxConnections => "max_connections",
         }
     }
 }

@@ -65,6 +65,8 @@ pub(crate) fn cache(
     cache.accept("svc:80", listener, "1");
     let cluster = Cluster {
         retry_limits: limits,
+        connection_limits: Default::default(),
+        outlier_detection: None,
         ..Cluster::eds("c", LbPolicy::RoundRobin)
     };
     cache.accept("c", cluster, "1");

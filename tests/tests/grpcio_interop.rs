@@ -104,7 +104,11 @@ kind: DestinationRule
 metadata: { name: greeter }
 spec:
   host: greeter
-  trafficPolicy: { loadBalancer: { simple: LEAST_REQUEST } }
+  # Outlier detection and pool limits ride along: grpcio must accept (ACK) them (gRFC A50).
+  trafficPolicy:
+    loadBalancer: { simple: LEAST_REQUEST }
+    connectionPool: { tcp: { maxConnections: 100 }, http: { http1MaxPendingRequests: 100 } }
+    outlierDetection: { consecutive5xxErrors: 5, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
   subsets:
   - { name: v1, labels: { version: v1 } }
   - { name: v2, labels: { version: v2 } }

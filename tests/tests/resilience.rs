@@ -206,6 +206,8 @@ fn budget_mesh(backend: &Backend) -> Mesh {
     };
     let cluster = Cluster {
         retry_limits: limits,
+        connection_limits: Default::default(),
+        outlier_detection: None,
         ..Cluster::eds("c", LbPolicy::RoundRobin)
     };
     cache.accept("c", cluster, "1");

@@ -5,7 +5,7 @@
 //!
 //! Error policy:
 //! - A field this control plane does not implement (e.g. VirtualService `mirror`, `corsPolicy`,
-//!   DestinationRule `connectionPool`) is a [`Warning`] naming file, resource and field path; the
+//!   DestinationRule `connectionPool.http.idleTimeout`) is a [`Warning`] naming file, resource and field path; the
 //!   resource still loads without it.
 //! - Malformed YAML, or an invalid resource (missing hosts, negative weight, bad regex, a subset no
 //!   DestinationRule defines, …) is a [`ConfigError`] naming file, line and field, and **the whole
@@ -20,6 +20,7 @@
 mod duration;
 mod fault;
 pub mod model;
+mod outlier;
 mod parse;
 mod retry;
 mod validate;

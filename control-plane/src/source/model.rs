@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
+pub use super::outlier::{OutlierPolicy, Resilience};
 pub use super::retry::Retries;
 
 /// Labels as Kubernetes-style `key: value` pairs, ordered for deterministic output.
@@ -220,6 +221,8 @@ pub struct DestinationRule {
     /// `spec.trafficPolicy.connectionPool.http.http2MaxRequests` → the cluster's
     /// `circuit_breakers` `max_requests` (istio/istio#58052 for proxyless).
     pub max_requests: Option<u32>,
+    /// `spec.trafficPolicy` connection-pool limits and `outlierDetection`.
+    pub resilience: Resilience,
     /// `spec.subsets`.
     pub subsets: Vec<Subset>,
 }
@@ -235,6 +238,8 @@ pub struct Subset {
     pub load_balancer: Option<LoadBalancer>,
     /// `trafficPolicy.connectionPool.http.http2MaxRequests` (overrides the rule-level one).
     pub max_requests: Option<u32>,
+    /// `trafficPolicy` connection-pool limits and `outlierDetection` (see [`Resilience::or`]).
+    pub resilience: Resilience,
 }
 
 /// `ServiceEntry`: a service (hosts × ports) and, inline or by selector, its endpoints.

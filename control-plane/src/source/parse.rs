@@ -316,13 +316,13 @@ fn destination_rule(
     mut spec: Fields<'_>,
 ) -> Result<DestinationRule, ConfigError> {
     let host = spec.required_string(ctx, "host")?;
-    let (load_balancer, max_requests) = traffic_policy(ctx, &mut spec)?;
+    let (load_balancer, max_requests, resilience) = traffic_policy(ctx, &mut spec)?;
     let mut subsets = Vec::new();
     for (path, v) in spec.list(ctx, "subsets")? {
         let mut f = Fields::of(ctx, v, &path)?;
         let name = f.required_string(ctx, "name")?;
         let labels = f.string_map(ctx, "labels")?;
-        let (load_balancer, max_requests) = traffic_policy(ctx, &mut f)?;
+        let (load_balancer, max_requests, resilience) = traffic_policy(ctx, &mut f)?;
         f.finish(ctx);
         if subsets.iter().any(|s: &Subset| s.name == name) {
             return Err(ctx.invalid(&join(&path, "name"), format!("duplicate subset `{name}`")));
@@ -332,6 +332,7 @@ fn destination_rule(
             labels,
             load_balancer,
             max_requests,
+            resilience,
         });
     }
     spec.finish(ctx);
@@ -340,20 +341,23 @@ fn destination_rule(
         host,
         load_balancer,
         max_requests,
+        resilience,
         subsets,
     })
 }
 
-/// `trafficPolicy`: the load balancer and `connectionPool.http.http2MaxRequests` (the only
-/// connection-pool setting proxyless clients honour, istio/istio#58052); other pool settings
-/// are reported as unsupported fields.
+/// `trafficPolicy`: the load balancer, `connectionPool` (`http.http2MaxRequests` — the only
+/// setting istiod gives proxyless clients, istio/istio#58052 — plus `tcp.maxConnections`,
+/// `http.http1MaxPendingRequests`, `http.maxRetries`) and `outlierDetection` (see
+/// [`super::outlier`]); other settings are reported as unsupported fields.
 fn traffic_policy(
     ctx: &mut Ctx<'_>,
     parent: &mut Fields<'_>,
-) -> Result<(Option<LoadBalancer>, Option<u32>), ConfigError> {
+) -> Result<(Option<LoadBalancer>, Option<u32>, Resilience), ConfigError> {
     let path = parent.field("trafficPolicy");
+    let mut resilience = Resilience::default();
     let Some(v) = parent.take("trafficPolicy") else {
-        return Ok((None, None));
+        return Ok((None, None, resilience));
     };
     let mut tp = Fields::of(ctx, v, &path)?;
     let lb_path = tp.field("loadBalancer");
@@ -394,12 +398,21 @@ fn traffic_policy(
             max_requests = http
                 .int(ctx, "http2MaxRequests", 1, i64::from(u32::MAX))?
                 .map(|n| n as u32);
+            super::outlier::http_pool(ctx, &mut http, &mut resilience)?;
             http.finish(ctx);
+        }
+        let tcp_path = pool.field("tcp");
+        if let Some(tv) = pool.take("tcp") {
+            super::outlier::tcp_pool(ctx, tv, &tcp_path, &mut resilience)?;
         }
         pool.finish(ctx);
     }
+    let od_path = tp.field("outlierDetection");
+    if let Some(ov) = tp.take("outlierDetection") {
+        resilience.outlier_detection = Some(super::outlier::outlier_detection(ctx, ov, &od_path)?);
+    }
     tp.finish(ctx);
-    Ok((out, max_requests))
+    Ok((out, max_requests, resilience))
 }
 
 fn service_entry(

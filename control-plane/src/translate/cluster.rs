@@ -4,17 +4,18 @@
 //! LEAST_REQUEST follows istio/istio#58052 and gRFC A48/A52: `lb_policy: LEAST_REQUEST` for old
 //! clients plus `load_balancing_policy` = [least_request (choice_count 2), round_robin] — newer
 //! clients take the first policy they support, so the round-robin fallback keeps them working.
+//!
+//! Pool limits and outlier detection: see [`super::outlier`].
 
 use std::collections::HashSet;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
-    circuit_breakers::Thresholds,
     cluster::{
         ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
         LeastRequestLbConfig,
     },
     load_balancing_policy::Policy,
-    CircuitBreakers, Cluster, LoadBalancingPolicy,
+    Cluster, LoadBalancingPolicy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address::PortSpecifier, socket_address::Protocol, Address, HealthStatus,
@@ -29,7 +30,9 @@ use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::{ads_config_source, to_any};
 use crate::registry::{Registry, Service};
-use crate::source::model::{DestinationRule, Labels, LoadBalancer, MeshConfig, ServicePort};
+use crate::source::model::{
+    DestinationRule, Labels, LoadBalancer, MeshConfig, Resilience, ServicePort,
+};
 
 /// `outbound|port|subset|host` — istio's cluster (and EDS service) name.
 pub fn cluster_name(port: u32, subset: &str, host: &str) -> String {
@@ -57,12 +60,30 @@ pub(crate) fn clusters(
 ) -> Vec<(Cluster, ClusterLoadAssignment)> {
     let default_lb = dr.and_then(|d| d.load_balancer).unwrap_or_default();
     let default_max = dr.and_then(|d| d.max_requests);
+    let default_res = dr.map(|d| d.resilience.clone()).unwrap_or_default();
     let empty = Labels::new();
-    let mut out = vec![build(svc, port, "", &empty, default_lb, default_max)];
+    let mut out = vec![build(
+        svc,
+        port,
+        "",
+        &empty,
+        default_lb,
+        default_max,
+        &default_res,
+    )];
     for subset in dr.map(|d| d.subsets.as_slice()).unwrap_or_default() {
         let lb = subset.load_balancer.unwrap_or(default_lb);
         let max = subset.max_requests.or(default_max);
-        out.push(build(svc, port, &subset.name, &subset.labels, lb, max));
+        let res = subset.resilience.or(&default_res);
+        out.push(build(
+            svc,
+            port,
+            &subset.name,
+            &subset.labels,
+            lb,
+            max,
+            &res,
+        ));
     }
     out
 }
@@ -74,19 +95,11 @@ fn build(
     labels: &Labels,
     lb: LoadBalancer,
     max_requests: Option<u32>,
+    resilience: &Resilience,
 ) -> (Cluster, ClusterLoadAssignment) {
     let name = cluster_name(port.number, subset, &svc.host);
     let mut c = cluster(&name, lb);
-    if let Some(max) = max_requests {
-        // DEFAULT priority, as istiod emits for `http2MaxRequests` (gRFC A32 reads only this).
-        c.circuit_breakers = Some(CircuitBreakers {
-            thresholds: vec![Thresholds {
-                max_requests: Some(UInt32Value { value: max }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-    }
+    super::outlier::apply(&mut c, max_requests, resilience);
     (c, load_assignment(&name, svc, port, labels))
 }
 

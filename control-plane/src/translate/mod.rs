@@ -34,6 +34,7 @@
 mod cluster;
 pub mod fault;
 mod listener;
+mod outlier;
 pub mod retry;
 mod route;
 

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{ClusterLoadAssignment, RetryLimits};
+use super::{ClusterLoadAssignment, ConnectionLimits, OutlierDetection, RetryLimits};
 
 /// A CDS resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +17,11 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// Concurrent-retry limits from `circuit_breakers` (priority DEFAULT).
     pub retry_limits: RetryLimits,
+    /// Connection-pool limits from `circuit_breakers` (`max_connections`,
+    /// `max_pending_requests`, priorities DEFAULT and HIGH).
+    pub connection_limits: ConnectionLimits,
+    /// `outlier_detection`; `None` when the cluster has none (nothing is ejected).
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 impl Cluster {
@@ -32,6 +37,8 @@ impl Cluster {
             lb_policy,
             connect_timeout: Duration::from_secs(5),
             retry_limits: Default::default(),
+            connection_limits: Default::default(),
+            outlier_detection: None,
         }
     }
 

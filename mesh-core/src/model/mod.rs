@@ -15,6 +15,7 @@ mod endpoint;
 mod error;
 mod listener;
 mod matcher;
+mod outlier;
 mod policy;
 mod route;
 
@@ -23,6 +24,9 @@ pub use endpoint::{ClusterLoadAssignment, Endpoint, HealthStatus, Locality, Loca
 pub use error::{ErrorKind, ModelError, ResourceType};
 pub use listener::{HttpFilter, HttpFilterConfig, Listener, RouteSource};
 pub use matcher::{HeaderMatch, HeaderMatcher, QueryParamMatcher, Regex, StringMatcher};
+pub use outlier::{
+    ConnectionLimits, Consecutive, FailurePercentage, OutlierDetection, PoolLimits, SuccessRate,
+};
 pub use policy::{
     RetryBackoff, RetryBudget, RetryLimits, RetryOn, RetryPolicy, RoutePolicy,
     DEFAULT_BACKOFF_BASE, DEFAULT_ROUTE_TIMEOUT,

@@ -15,6 +15,7 @@ use std::{
     },
 };
 
+use super::outlier::HostStats;
 use crate::model::{ClusterLoadAssignment, Endpoint, LbPolicy};
 
 /// Largest round-robin schedule built for weighted endpoints; weights are scaled down to fit.
@@ -30,12 +31,19 @@ pub struct EndpointState {
     /// Its EDS weight.
     pub weight: u32,
     outstanding: AtomicUsize,
+    /// Outlier-detection counters and ejection state (kept by address across rebuilds).
+    outlier: Arc<HostStats>,
 }
 
 impl EndpointState {
     /// Requests currently in flight to this endpoint through the mesh.
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Its outlier-detection state.
+    pub fn outlier(&self) -> &Arc<HostStats> {
+        &self.outlier
     }
 }
 
@@ -55,6 +63,11 @@ impl PickedEndpoint {
     /// The endpoint's address as a URI authority (cheap to clone).
     pub fn authority(&self) -> &http::uri::Authority {
         &self.endpoint.authority
+    }
+
+    /// The endpoint's outlier-detection state, to report the attempt's outcome to.
+    pub fn outlier(&self) -> &HostStats {
+        &self.endpoint.outlier
     }
 }
 
@@ -101,6 +114,10 @@ impl Balancer {
                             authority: authority_of(e.address),
                             weight: e.weight,
                             outstanding: AtomicUsize::new(0),
+                            outlier: previous
+                                .and_then(|p| p.endpoints.iter().find(|s| s.address == e.address))
+                                .map(|s| s.outlier.clone())
+                                .unwrap_or_default(),
                         })
                     })
             })
@@ -128,8 +145,33 @@ impl Balancer {
         self.total
     }
 
-    /// Picks an endpoint, or `None` when no endpoint is routable.
+    /// Picks an endpoint, or `None` when no endpoint is routable. Endpoints ejected by outlier
+    /// detection are skipped unless every endpoint is (then all are used, Envoy's panic mode).
     pub fn pick(&self) -> Option<PickedEndpoint> {
+        // Outlier hook: redraw (bounded) while the candidate is ejected and some is not.
+        let mut picked = self.pick_any()?;
+        let ejected = |p: &PickedEndpoint| p.endpoint.outlier.is_ejected();
+        if ejected(&picked) && !self.endpoints.iter().all(|e| e.outlier.is_ejected()) {
+            for _ in 0..self.schedule.len().max(self.endpoints.len() * 4) {
+                picked = self.pick_any()?;
+                if !ejected(&picked) {
+                    break;
+                }
+            }
+            // Random draws can still miss the few survivors: take the first one.
+            if ejected(&picked) {
+                if let Some(e) = self.endpoints.iter().find(|e| !e.outlier.is_ejected()) {
+                    e.outstanding.fetch_add(1, Ordering::Relaxed);
+                    picked = PickedEndpoint {
+                        endpoint: e.clone(),
+                    };
+                }
+            }
+        }
+        Some(picked)
+    }
+
+    fn pick_any(&self) -> Option<PickedEndpoint> {
         let n = self.endpoints.len();
         let endpoint = match (n, self.policy) {
             (0, _) => return None,

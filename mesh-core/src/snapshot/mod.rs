@@ -9,14 +9,18 @@
 pub mod balancer;
 mod domain;
 mod matcher;
+pub mod outlier;
 pub mod policy;
+pub mod pool;
 mod route_index;
 
 use std::{collections::HashMap, sync::Arc};
 
 pub use balancer::{Balancer, EndpointState, PickedEndpoint};
 pub use matcher::RequestView;
+pub use outlier::{HostStats, Outcome, OutlierDetector};
 pub use policy::{ActiveGuard, CompiledPolicy, CompiledRetry, RetryCounters};
+pub use pool::{Admission, PendingSlot, PoolGate, PoolSlot};
 
 use crate::model::{
     Cluster, ClusterLoadAssignment, Listener, ResourceType, RouteAction, RouteConfiguration,
@@ -35,6 +39,8 @@ pub struct ClusterHandle {
     pub assignment: Option<Arc<ClusterLoadAssignment>>,
     balancer: Balancer,
     retry_counters: Arc<RetryCounters>,
+    outlier: Option<OutlierDetector>,
+    pool: Arc<PoolGate>,
 }
 
 impl ClusterHandle {
@@ -53,12 +59,49 @@ impl ClusterHandle {
         let retry_counters = previous
             .map(|p| p.retry_counters.clone())
             .unwrap_or_default();
+        // Outlier state, like retry accounting, is per cluster and carries over; endpoints keep
+        // their stats by address (see the balancer).
+        let hosts = || {
+            balancer
+                .endpoints()
+                .iter()
+                .map(|e| (e.address, e.outlier().clone()))
+                .collect()
+        };
+        let outlier = match (
+            cluster.outlier_detection,
+            previous.and_then(|p| p.outlier.as_ref()),
+        ) {
+            (Some(cfg), Some(prev)) => Some(prev.update(cfg, hosts())),
+            (Some(cfg), None) => Some(OutlierDetector::new(cfg, hosts())),
+            (None, _) => {
+                // Detection removed (or never configured): nobody stays ejected (gRFC A50).
+                balancer
+                    .endpoints()
+                    .iter()
+                    .for_each(|e| e.outlier().clear());
+                None
+            }
+        };
+        let pool = previous.map(|p| p.pool.clone()).unwrap_or_default();
         ClusterHandle {
             cluster,
             assignment,
             balancer,
             retry_counters,
+            outlier,
+            pool,
         }
+    }
+
+    /// The cluster's connection-pool breakers (`max_connections`, `max_pending_requests`).
+    pub fn pool(&self) -> &Arc<PoolGate> {
+        &self.pool
+    }
+
+    /// The cluster's outlier detector, when it has `outlier_detection`.
+    pub fn outlier(&self) -> Option<&OutlierDetector> {
+        self.outlier.as_ref()
     }
 
     /// The cluster's live request / retry counters (for `retry_budget` and `max_retries`).

@@ -38,9 +38,9 @@ pub enum ClusterReading {
 /// };
 /// ```
 ///
-/// Outlier ejections and injected faults plug in the same way once their per-cluster atomics
-/// exist (`read: |c| c.outlier().map(|o| o.ejections_total())`, clusters without detection
-/// skipped), then go into [`ClusterCounter::ALL`].
+/// Outlier ejections and the connection-pool breakers are read this way too
+/// ([`ClusterCounter::OUTLIER_EJECTIONS`], [`ClusterCounter::PENDING_OVERFLOWS`], …; clusters
+/// without outlier detection are skipped).
 #[derive(Clone, Copy, Debug)]
 pub struct ClusterCounter {
     /// The instrument name, e.g. `mesh.cluster.endpoints`.
@@ -85,11 +85,53 @@ impl ClusterCounter {
         read: |c| Some(c.retry_counters().active_retries() as u64),
     };
 
+    /// `mesh.cluster.outlier.ejections`: ejections made by outlier detection (counter; clusters
+    /// without detection report nothing).
+    pub const OUTLIER_EJECTIONS: ClusterCounter = ClusterCounter {
+        name: "mesh.cluster.outlier.ejections",
+        description: "Endpoints ejected by outlier detection.",
+        unit: "{ejection}",
+        reading: ClusterReading::Counter,
+        read: |c| c.outlier().map(|o| o.ejections_total()),
+    };
+
+    /// `mesh.cluster.outlier.ejected`: endpoints ejected now (gauge).
+    pub const OUTLIER_EJECTED: ClusterCounter = ClusterCounter {
+        name: "mesh.cluster.outlier.ejected",
+        description: "Endpoints currently ejected by outlier detection.",
+        unit: "{endpoint}",
+        reading: ClusterReading::Gauge,
+        read: |c| c.outlier().map(|o| o.ejected_now() as u64),
+    };
+
+    /// `mesh.cluster.pending_requests`: attempts waiting for a connection slot (gauge).
+    pub const PENDING_REQUESTS: ClusterCounter = ClusterCounter {
+        name: "mesh.cluster.pending_requests",
+        description: "Attempts waiting for one of the cluster's connection slots.",
+        unit: "{request}",
+        reading: ClusterReading::Gauge,
+        read: |c| Some(c.pool().pending() as u64),
+    };
+
+    /// `mesh.cluster.pending_overflows`: attempts refused by `max_pending_requests` (or by
+    /// `max_connections` when nothing may queue) (counter).
+    pub const PENDING_OVERFLOWS: ClusterCounter = ClusterCounter {
+        name: "mesh.cluster.pending_overflows",
+        description: "Attempts refused because the cluster's pending queue was full.",
+        unit: "{request}",
+        reading: ClusterReading::Counter,
+        read: |c| Some(c.pool().pending_overflows()),
+    };
+
     /// The counters available today.
     pub const ALL: &'static [ClusterCounter] = &[
         ClusterCounter::ENDPOINTS,
         ClusterCounter::ACTIVE_REQUESTS,
         ClusterCounter::ACTIVE_RETRIES,
+        ClusterCounter::OUTLIER_EJECTIONS,
+        ClusterCounter::OUTLIER_EJECTED,
+        ClusterCounter::PENDING_REQUESTS,
+        ClusterCounter::PENDING_OVERFLOWS,
     ];
 }
 

@@ -484,6 +484,11 @@ async fn cluster_counters_are_observed_per_target_and_cluster() {
         .is_none_or(|(_, p)| p.is_empty()));
     let active = &all["mesh.cluster.active_requests"].1;
     assert_eq!((&active[0].attrs, active[0].value), (&at, 1.0));
+    // No outlier detection on this cluster: its outlier instruments report nothing.
+    assert!(all
+        .get("mesh.cluster.outlier.ejections")
+        .is_none_or(|(_, p)| p.is_empty()));
+    assert_eq!(all["mesh.cluster.pending_overflows"].1[0].value, 0.0);
     send.send_response(status(200));
     call.await.unwrap().unwrap();
     assert_eq!(h.points("mesh.cluster.active_requests")[0].value, 0.0);

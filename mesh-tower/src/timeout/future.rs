@@ -89,6 +89,9 @@ where
             }
             Which::PerTry => MeshErrorKind::PerTryTimeout,
         };
+        if let Some(a) = &ctx.attempts {
+            a.timed_out();
+        }
         let (attempts, endpoint) = match &ctx.attempts {
             Some(a) => (a.count().max(1), a.last_endpoint()),
             None => (1, None),

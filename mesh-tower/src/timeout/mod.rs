@@ -137,7 +137,16 @@ where
                 req.extensions_mut().insert(a.clone());
                 Some(a)
             }
-            Which::PerTry => req.extensions().get::<Attempts>().cloned(),
+            // Without a route timeout nothing created the request's record: start one here,
+            // so the pick layer can tell this timeout from a caller giving up.
+            Which::PerTry => Some(match req.extensions().get::<Attempts>() {
+                Some(a) => a.clone(),
+                None => {
+                    let a = Attempts::default();
+                    req.extensions_mut().insert(a.clone());
+                    a
+                }
+            }),
         };
         let sleep = tokio::time::sleep(after);
         ResponseFuture::timed(

@@ -9,8 +9,9 @@
 //!   overrides it: the first entry whose type is RoundRobin or LeastRequest wins (A52); none
 //!   supported is unsupported, listing the types.
 //! - `connect_timeout` defaults to 5 s and must be positive.
-//! - `circuit_breakers`: retry limits only ([`super::policy`]); other thresholds, outlier
-//!   detection and transport sockets are read by later work.
+//! - `circuit_breakers`: retry limits ([`super::policy`]), `max_connections` and
+//!   `max_pending_requests` ([`super::outlier`]); `outlier_detection` ([`super::outlier`]).
+//!   Transport sockets are read by later work.
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{
 use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct};
 
-use super::{decode_any, endpoint, identify, is_ads_or_self, policy, Ctx, Path};
+use super::{decode_any, endpoint, identify, is_ads_or_self, outlier, policy, Ctx, Path};
 use crate::model::{Cluster, ClusterDiscovery, LbPolicy, ModelError, ResourceType};
 
 const ROUND_ROBIN: &str = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
@@ -59,6 +60,12 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
         &root.field("circuit_breakers"),
         proto.circuit_breakers.as_ref(),
     )?;
+    let connection_limits = outlier::connection_limits(proto.circuit_breakers.as_ref());
+    let outlier_detection = outlier::outlier_detection(
+        &cx,
+        &root.field("outlier_detection"),
+        proto.outlier_detection.as_ref(),
+    )?;
     let discovery = discovery(&cx, &root, proto)?;
     Ok(Cluster {
         name: name.as_str().into(),
@@ -66,6 +73,8 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
         lb_policy,
         connect_timeout,
         retry_limits,
+        connection_limits,
+        outlier_detection,
     })
 }
 

@@ -6,21 +6,23 @@
 //! resource type, the resource, the dotted field path and the reason. Nothing here panics on any
 //! input: every index, every enum value and every nested `Any` is checked.
 //!
-//! Fields the model does not carry yet (hash and outlier policies, TLS, circuit breakers other
-//! than retry limits, per-filter overrides) are ignored rather than rejected: later work reads
-//! them from the same protos.
+//! Fields the model does not carry yet (hash policies, TLS, per-filter overrides) are ignored
+//! rather than rejected: later work reads them from the same protos.
 //!
 //! - [`listener`]: API listener → HttpConnectionManager → HTTP filters (A27, A39, A41).
 //! - [`route`]: RouteConfiguration → VirtualHost → Route (A28; Envoy `route_components.proto`).
 //! - [`matcher`]: string, header and query-parameter matchers (A28, A63).
 //! - [`policy`]: route timeouts, retry policies, cluster retry limits (A31, A44).
 //! - [`cluster`]: discovery type, lb_policy / load_balancing_policy (A27, A48, A52).
+//! - [`outlier`]: outlier detection and connection-pool circuit breakers (A50; Envoy
+//!   `outlier_detection.proto`, `circuit_breaker.proto`).
 //! - [`endpoint`]: ClusterLoadAssignment (A27; grpc-go `unmarshal_eds.go`).
 
 mod cluster;
 mod endpoint;
 mod listener;
 mod matcher;
+mod outlier;
 mod policy;
 mod route;
 

@@ -1,0 +1,387 @@
+use std::time::Duration;
+
+use super::*;
+use crate::model::{FailurePercentage, SuccessRate};
+
+fn hosts(n: u16) -> Vec<(SocketAddr, Arc<HostStats>)> {
+    (1..=n)
+        .map(|p| (SocketAddr::from(([127, 0, 0, 1], p)), Arc::default()))
+        .collect()
+}
+
+/// Only consecutive 5xx, with the given base / max ejection time and a 100 % max.
+fn consecutive_only(base: u64, max: u64) -> OutlierDetection {
+    OutlierDetection {
+        interval: Duration::from_secs(1),
+        base_ejection_time: Duration::from_secs(base),
+        max_ejection_time: Duration::from_secs(max),
+        max_ejection_percent: 100,
+        success_rate: SuccessRate {
+            enforcing: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn fail(d: &OutlierDetector, h: &HostStats, n: usize, status: u16) {
+    for _ in 0..n {
+        d.report(h, Outcome::Status(status));
+    }
+}
+
+/// Advances the paused clock one second at a time, yielding so the sweep task runs.
+async fn advance_secs(n: u64) {
+    for _ in 0..n {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_5xx_ejects_at_once_then_base_times_ejections_capped_by_max() {
+    let hs = hosts(3);
+    let h = hs[0].1.clone();
+    let mut cfg = consecutive_only(10, 25);
+    cfg.interval = Duration::from_secs(5);
+    let d = OutlierDetector::new(cfg, hs);
+    fail(&d, &h, 4, 500);
+    assert!(!h.is_ejected(), "4 of 5");
+    d.report(&h, Outcome::Status(200));
+    fail(&d, &h, 4, 503);
+    assert!(!h.is_ejected(), "a success resets the streak");
+    d.report(&h, Outcome::Status(500));
+    assert!(
+        h.is_ejected(),
+        "the 5th in a row ejects without waiting for a sweep"
+    );
+    assert_eq!((d.ejections_total(), h.times_ejected()), (1, 1));
+
+    // 1st ejection (t = 0): base × 1 = 10 s; the sweep at t = 10 returns it.
+    advance_secs(9).await;
+    assert!(h.is_ejected(), "still inside 10 s");
+    advance_secs(1).await;
+    assert!(!h.is_ejected(), "back after 10 s");
+    assert_eq!(h.times_ejected(), 1, "no healthy sweep yet to decay it");
+
+    // Ejected again at t = 10: base × 2 = 20 s.
+    fail(&d, &h, 5, 500);
+    assert_eq!(h.times_ejected(), 2);
+    advance_secs(19).await;
+    assert!(h.is_ejected(), "2 × base");
+    advance_secs(1).await;
+    assert!(!h.is_ejected());
+
+    // Third time (t = 30): 3 × 10 = 30 s, capped at max 25 s.
+    fail(&d, &h, 5, 500);
+    assert_eq!(h.times_ejected(), 3);
+    advance_secs(24).await;
+    assert!(h.is_ejected());
+    advance_secs(1).await;
+    assert!(!h.is_ejected(), "capped by max_ejection_time");
+
+    // Each sweep that finds it healthy decays the multiplier by one (t = 60, 65, 70).
+    advance_secs(5).await;
+    assert_eq!(h.times_ejected(), 2);
+    advance_secs(10).await;
+    assert_eq!(h.times_ejected(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn gateway_and_local_origin_counters() {
+    let mut cfg = consecutive_only(30, 300);
+    cfg.consecutive_5xx.threshold = 0; // disabled: only the gateway counter can trip
+    cfg.consecutive_gateway_failure = Consecutive {
+        threshold: 3,
+        enforcing: 100,
+    };
+    let hs = hosts(2);
+    let (a, b) = (hs[0].1.clone(), hs[1].1.clone());
+    let d = OutlierDetector::new(cfg, hs);
+    fail(&d, &a, 10, 500);
+    assert!(
+        !a.is_ejected(),
+        "500 is not a gateway failure; 5xx counter disabled"
+    );
+    d.report(&a, Outcome::LocalOriginFailure);
+    fail(&d, &a, 2, 502);
+    assert!(
+        a.is_ejected(),
+        "without the split a local-origin failure is a gateway failure"
+    );
+
+    cfg.split_external_local_origin_errors = true;
+    cfg.consecutive_local_origin_failure = Consecutive {
+        threshold: 2,
+        enforcing: 100,
+    };
+    let d = d.update(
+        cfg,
+        vec![(SocketAddr::from(([127, 0, 0, 1], 2)), b.clone())],
+    );
+    d.report(&b, Outcome::LocalOriginFailure);
+    fail(&d, &b, 2, 504);
+    assert!(
+        !b.is_ejected(),
+        "with the split it does not count toward the gateway streak"
+    );
+    d.report(&b, Outcome::LocalOriginFailure);
+    d.report(&b, Outcome::Status(200));
+    d.report(&b, Outcome::LocalOriginFailure);
+    assert!(!b.is_ejected(), "a response ends the local-origin streak");
+    d.report(&b, Outcome::LocalOriginFailure);
+    assert!(b.is_ejected(), "2 local-origin failures in a row");
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_ejection_percent_allows_one_then_stops() {
+    let mut cfg = consecutive_only(30, 300);
+    cfg.max_ejection_percent = 25;
+    let hs = hosts(4);
+    let stats: Vec<_> = hs.iter().map(|(_, h)| h.clone()).collect();
+    let d = OutlierDetector::new(cfg, hs);
+    for h in &stats {
+        fail(&d, h, 5, 500);
+    }
+    assert_eq!(
+        d.ejected_now(),
+        1,
+        "1 of 4 = 25 % reaches the max: no second ejection"
+    );
+
+    cfg.max_ejection_percent = 10;
+    let hs = hosts(3);
+    let stats: Vec<_> = hs.iter().map(|(_, h)| h.clone()).collect();
+    let d = OutlierDetector::new(cfg, hs);
+    for h in &stats {
+        fail(&d, h, 5, 500);
+    }
+    assert_eq!(
+        d.ejected_now(),
+        1,
+        "10 % of 3 hosts still lets one go (Envoy, gRFC A50)"
+    );
+
+    cfg.max_ejection_percent = 0;
+    let hs = hosts(3);
+    let h = hs[0].1.clone();
+    let d = OutlierDetector::new(cfg, hs);
+    fail(&d, &h, 5, 500);
+    assert_eq!(d.ejected_now(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn enforcing_zero_detects_without_ejecting() {
+    let mut cfg = consecutive_only(30, 300);
+    cfg.consecutive_5xx.enforcing = 0;
+    let hs = hosts(2);
+    let h = hs[0].1.clone();
+    let d = OutlierDetector::new(cfg, hs);
+    fail(&d, &h, 50, 500);
+    assert!(!h.is_ejected());
+    assert_eq!(d.ejections_total(), 0);
+}
+
+fn sweep_only(sr: u32, fp: u32) -> OutlierDetection {
+    let mut cfg = consecutive_only(30, 300);
+    cfg.consecutive_5xx.threshold = 0;
+    cfg.success_rate = SuccessRate {
+        minimum_hosts: 5,
+        request_volume: 100,
+        stdev_factor: 1900,
+        enforcing: sr,
+    };
+    cfg.failure_percentage = FailurePercentage {
+        threshold: 85,
+        minimum_hosts: 5,
+        request_volume: 50,
+        enforcing: fp,
+    };
+    cfg
+}
+
+/// Feeds `ok` successes and `bad` 500s to host `h`.
+fn feed(d: &OutlierDetector, h: &HostStats, ok: usize, bad: usize) {
+    fail(d, h, ok, 200);
+    fail(d, h, bad, 500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_rate_ejects_below_mean_minus_stdevs() {
+    let hs = hosts(6);
+    let s: Vec<_> = hs.iter().map(|(_, h)| h.clone()).collect();
+    let d = OutlierDetector::new(sweep_only(100, 0), hs);
+    // Rates 1.0 ×4, 0.98, 0.5: mean 0.913, population stdev 0.19, limit 0.913 − 1.9 × 0.19
+    // ≈ 0.55 — only the 0.5 host falls below it; 0.98 does not.
+    for h in &s[..4] {
+        feed(&d, h, 100, 0);
+    }
+    feed(&d, &s[4], 98, 2);
+    feed(&d, &s[5], 50, 50);
+    assert_eq!(d.ejected_now(), 0, "nothing before the sweep");
+    d.sweep();
+    assert!(s[5].is_ejected());
+    assert_eq!(d.ejected_now(), 1);
+
+    // Below request_volume a host is not evaluated; below minimum_hosts nothing is.
+    let hs = hosts(6);
+    let s: Vec<_> = hs.iter().map(|(_, h)| h.clone()).collect();
+    let d = OutlierDetector::new(sweep_only(100, 0), hs);
+    for h in &s[..4] {
+        feed(&d, h, 100, 0);
+    }
+    feed(&d, &s[5], 0, 99);
+    d.sweep();
+    assert_eq!(
+        d.ejected_now(),
+        0,
+        "only 4 hosts with volume (< minimum_hosts 5)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_percentage_ejects_at_threshold_and_buckets_reset_each_interval() {
+    let hs = hosts(5);
+    let s: Vec<_> = hs.iter().map(|(_, h)| h.clone()).collect();
+    let mut cfg = sweep_only(0, 100);
+    cfg.max_ejection_percent = 100;
+    let d = OutlierDetector::new(cfg, hs);
+    for h in &s[..3] {
+        feed(&d, h, 50, 0);
+    }
+    feed(&d, &s[3], 15, 85); // exactly 85 %: ejected (Envoy: >=)
+    feed(&d, &s[4], 16, 84); // 84 %: kept
+    d.sweep();
+    assert!(s[3].is_ejected());
+    assert!(!s[4].is_ejected());
+    // The next sweep sees empty buckets: nothing new.
+    d.sweep();
+    assert_eq!(d.ejected_now(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sweep_task_runs_on_the_interval_and_stops_with_the_cluster() {
+    let hs = hosts(2);
+    let h = hs[0].1.clone();
+    let d = OutlierDetector::new(consecutive_only(2, 300), hs);
+    fail(&d, &h, 5, 500);
+    assert!(h.is_ejected());
+    advance_secs(3).await;
+    assert!(
+        !h.is_ejected(),
+        "un-ejected by the task, not by a manual sweep"
+    );
+    let weak = Arc::downgrade(&d.inner);
+    drop(d);
+    assert!(weak.upgrade().is_none(), "the task holds only a Weak");
+    advance_secs(3).await; // the task wakes, finds nothing, ends
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_balancer_skips_ejected_endpoints_and_uses_all_when_all_are() {
+    use crate::model::{
+        ClusterLoadAssignment, Endpoint, HealthStatus, LbPolicy, Locality, LocalityEndpoints,
+    };
+    use crate::snapshot::Balancer;
+    let cla = ClusterLoadAssignment {
+        cluster_name: "c".into(),
+        localities: Arc::new([LocalityEndpoints {
+            locality: Locality::default(),
+            weight: Some(1),
+            priority: 0,
+            endpoints: (1..=3)
+                .map(|p| Endpoint {
+                    address: ([127, 0, 0, 1], p).into(),
+                    health: HealthStatus::Healthy,
+                    weight: 1,
+                })
+                .collect(),
+        }]),
+    };
+    for policy in [
+        LbPolicy::RoundRobin,
+        LbPolicy::LeastRequest { choice_count: 2 },
+    ] {
+        let b = Balancer::new(policy, Some(&cla), None);
+        let hs: Vec<_> = b
+            .endpoints()
+            .iter()
+            .map(|e| (e.address, e.outlier().clone()))
+            .collect();
+        let d = OutlierDetector::new(consecutive_only(30, 300), hs);
+        let first = b.endpoints()[0].clone();
+        fail(&d, first.outlier(), 5, 500);
+        assert!(d.is_ejected(first.address));
+        for _ in 0..200 {
+            assert_ne!(b.pick().unwrap().address(), first.address, "{policy:?}");
+        }
+        // Carried across a rebuild by address.
+        let b2 = Balancer::new(policy, Some(&cla), Some(&b));
+        assert!(b2.endpoints()[0].outlier().is_ejected());
+        for e in &b.endpoints()[1..] {
+            fail(&d, e.outlier(), 5, 500);
+        }
+        assert_eq!(d.ejected_now(), 3);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(b.pick().unwrap().address());
+        }
+        assert_eq!(
+            seen.len(),
+            3,
+            "all ejected: panic routing over all ({policy:?})"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn state_carries_across_rebuilds_and_clears_when_detection_is_removed() {
+    use crate::model::{
+        Cluster, ClusterLoadAssignment, Endpoint, HealthStatus, LbPolicy, Locality,
+        LocalityEndpoints,
+    };
+    use crate::snapshot::ClusterHandle;
+    let cla = |ports: &[u16]| {
+        Arc::new(ClusterLoadAssignment {
+            cluster_name: "c".into(),
+            localities: Arc::new([LocalityEndpoints {
+                locality: Locality::default(),
+                weight: Some(1),
+                priority: 0,
+                endpoints: ports
+                    .iter()
+                    .map(|&p| Endpoint {
+                        address: ([127, 0, 0, 1], p).into(),
+                        health: HealthStatus::Healthy,
+                        weight: 1,
+                    })
+                    .collect(),
+            }]),
+        })
+    };
+    let mut with = Cluster::eds("c", LbPolicy::RoundRobin);
+    with.outlier_detection = Some(consecutive_only(30, 300));
+    let with = Arc::new(with);
+    let a = ClusterHandle::new(with.clone(), Some(cla(&[1, 2])), None);
+    let d = a.outlier().expect("configured");
+    let first = a.balancer().endpoints()[0].clone();
+    fail(d, first.outlier(), 5, 500);
+    assert!(d.is_ejected(first.address));
+
+    // EDS adds an endpoint: the ejection and the counters carry over by address.
+    let b = ClusterHandle::new(with.clone(), Some(cla(&[1, 2, 3])), Some(&a));
+    let db = b.outlier().unwrap();
+    assert!(db.is_ejected(first.address));
+    assert_eq!(db.ejections_total(), 1);
+    assert_eq!(db.ejected_now(), 1);
+
+    // Detection removed: nobody stays ejected.
+    let without = Arc::new(Cluster::eds("c", LbPolicy::RoundRobin));
+    let c = ClusterHandle::new(without, Some(cla(&[1, 2, 3])), Some(&b));
+    assert!(c.outlier().is_none());
+    assert!(c
+        .balancer()
+        .endpoints()
+        .iter()
+        .all(|e| !e.outlier().is_ejected()));
+}
