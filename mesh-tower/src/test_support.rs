@@ -65,6 +65,11 @@ pub(crate) fn cache(
     cache.accept("svc:80", listener, "1");
     let cluster = Cluster {
         retry_limits: limits,
+        // No panic mode (as gRPC): an unhealthy endpoint is never picked.
+        lb_common: mesh_core::model::CommonLbConfig {
+            healthy_panic_threshold_ppm: 0,
+            ..Default::default()
+        },
         ..Cluster::eds("c", LbPolicy::RoundRobin)
     };
     cache.accept("c", cluster, "1");
@@ -79,6 +84,7 @@ pub(crate) fn cache(
 /// A route `name` for requests under `prefix`.
 pub(crate) fn route(name: &str, prefix: &str, action: RouteAction, policy: RoutePolicy) -> Route {
     Route {
+        hash_policy: Default::default(),
         name: name.into(),
         matcher: RouteMatch::prefix(prefix),
         action,

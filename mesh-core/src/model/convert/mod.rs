@@ -19,6 +19,7 @@
 
 mod cluster;
 mod endpoint;
+mod hash_policy;
 mod listener;
 mod matcher;
 mod policy;

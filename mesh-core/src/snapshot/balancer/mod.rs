@@ -1,13 +1,45 @@
-//! Endpoint picking for one cluster: weighted round robin and least request (power of
-//! `choice_count` choices, gRFC A48 / Envoy LEAST_REQUEST).
+//! Endpoint picking for one cluster: priority levels with overprovisioning and panic mode,
+//! optional locality weighting, then the cluster's policy — weighted round robin, least
+//! request (power of `choice_count` choices, gRFC A48), random, ring hash (gRFC A42) or Maglev.
 //!
-//! Only routable endpoints (EDS health UNKNOWN or HEALTHY) of the highest priority that has
-//! any are candidates — plain priority failover. Locality weights are not applied here: Envoy
-//! ignores them unless `locality_weighted_lb_config` is set, and the resilience work adds that
-//! mode. Picks are lock-free: an atomic cursor for round robin, atomic per-endpoint
-//! outstanding counters for least request.
+//! Everything that depends only on config and EDS is computed when the balancer is built
+//! (it is rebuilt on every CDS / EDS change): the priority load ([`priority`]), per level the
+//! endpoint set (routable endpoints, or all in panic), the round-robin schedules, the hash ring
+//! or Maglev table. A pick then only reads that structure and touches atomics: a cursor for
+//! round robin, per-endpoint outstanding counters for least request. No lock, no allocation.
+//!
+//! Endpoint health (EDS `health_status`): HEALTHY and UNKNOWN are routable; UNHEALTHY,
+//! TIMEOUT, DRAINING and DEGRADED are not (DEGRADED is not given Envoy's separate degraded
+//! load), except for a level in panic.
+//!
+//! Localities: with `locality_weighted_lb_config` (Envoy) a level first picks a locality by a
+//! weighted round-robin schedule over `locality weight × min(1, factor × healthy share)`
+//! (localities without weight get nothing; if none has any, the level's endpoints are
+//! balanced as one set), then an endpoint inside it with the cluster's policy. Without it
+//! localities are ignored, as in Envoy. gRPC (gRFC A27) always weighs localities, picking one
+//! at random by weight (`weighted_target`) with no health scaling; this client follows Envoy
+//! and leaves locality weighting to the config. RING_HASH and MAGLEV always weigh endpoints by
+//! `locality weight (unset = 1) × endpoint weight`, as gRFC A42 does for the ring.
+//!
+//! A request hash (RING_HASH / MAGLEV) also chooses the priority level (`hash mod 100` against
+//! the priority load, as Envoy does), so a key stays on one level; without a hash the pick
+//! draws a random one (gRFC A42: a random endpoint).
+//!
+//! Runtime candidate filter: [`EndpointState::is_candidate`] is the single place a pick asks
+//! whether an endpoint may take a request right now (outlier ejection plugs in there). Every
+//! policy skips non-candidates (round robin moves on, least request re-samples, ring hash and
+//! Maglev walk on to the next endpoint); when a level has none, the other levels are tried in
+//! priority order.
+
+mod least_request;
+mod maglev;
+mod priority;
+mod random;
+mod ring_hash;
+mod round_robin;
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -15,12 +47,11 @@ use std::{
     },
 };
 
-use crate::model::{ClusterLoadAssignment, Endpoint, LbPolicy};
+use crate::model::{ClusterLoadAssignment, CommonLbConfig, LbPolicy, LocalityEndpoints};
+use priority::{priority_load, LevelHealth};
+use round_robin::weighted_schedule;
 
-/// Largest round-robin schedule built for weighted endpoints; weights are scaled down to fit.
-const MAX_SCHEDULE: usize = 4096;
-
-/// One candidate endpoint with its live counters.
+/// One endpoint with its live counters.
 #[derive(Debug)]
 pub struct EndpointState {
     /// The endpoint's address.
@@ -36,6 +67,13 @@ impl EndpointState {
     /// Requests currently in flight to this endpoint through the mesh.
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Whether the endpoint may take a new request right now. The one runtime candidate filter
+    /// of every pick; health from EDS is applied earlier, when the balancer is built.
+    #[inline]
+    pub fn is_candidate(&self) -> bool {
+        true
     }
 }
 
@@ -64,97 +102,381 @@ impl Drop for PickedEndpoint {
     }
 }
 
+/// How one priority level picks among its endpoint indices.
+#[derive(Debug)]
+enum Picker {
+    RoundRobin {
+        schedule: Box<[u32]>,
+        cursor: AtomicUsize,
+    },
+    LeastRequest {
+        hosts: Box<[u32]>,
+        choice_count: u32,
+    },
+    Random {
+        hosts: Box<[u32]>,
+    },
+    Ring(ring_hash::Ring),
+    Maglev(maglev::Table),
+}
+
+/// One priority level.
+#[derive(Debug)]
+enum Level {
+    /// No endpoint to pick.
+    Empty,
+    /// One set of endpoints.
+    Hosts(Picker),
+    /// Locality-weighted: a schedule over localities, then each locality's picker.
+    Localities {
+        schedule: Box<[u32]>,
+        cursor: AtomicUsize,
+        children: Box<[Picker]>,
+    },
+}
+
 /// The balancer for one cluster's current endpoint set.
 #[derive(Debug)]
 pub struct Balancer {
     policy: LbPolicy,
+    /// Every endpoint of the assignment (all priorities, any health).
     endpoints: Box<[Arc<EndpointState>]>,
-    /// Round-robin order, as indices into `endpoints` (interleaved by weight).
-    schedule: Box<[u32]>,
-    cursor: AtomicUsize,
-    /// How many endpoints the assignment has in total, routable or not (for error messages).
-    total: usize,
+    /// Index = priority.
+    levels: Box<[Level]>,
+    /// Cumulative priority load: level `i` takes draws (0..100) below `bounds[i]`.
+    bounds: Box<[u32]>,
+    /// Which levels are in panic mode.
+    panic: Box<[bool]>,
+    /// Routable endpoints (HEALTHY / UNKNOWN) in the assignment.
+    routable: usize,
 }
 
 impl Balancer {
-    /// Builds the balancer for an assignment. `previous` lends its per-endpoint counters to
-    /// endpoints that are still present, so in-flight counts survive an EDS update.
+    /// Builds the balancer with Envoy's default common settings (50 % panic threshold, no
+    /// locality weighting). See [`Balancer::with_config`].
     pub fn new(
         policy: LbPolicy,
         cla: Option<&ClusterLoadAssignment>,
         previous: Option<&Balancer>,
     ) -> Self {
-        let chosen: Vec<&Endpoint> = cla.map(routable_endpoints).unwrap_or_default();
-        let endpoints: Box<[Arc<EndpointState>]> = chosen
+        Balancer::with_config(policy, CommonLbConfig::default(), cla, previous)
+    }
+
+    /// Builds the balancer for an assignment. `previous` lends its per-endpoint counters to
+    /// endpoints that are still present, so in-flight counts survive an EDS update.
+    pub fn with_config(
+        policy: LbPolicy,
+        common: CommonLbConfig,
+        cla: Option<&ClusterLoadAssignment>,
+        previous: Option<&Balancer>,
+    ) -> Self {
+        let localities: &[LocalityEndpoints] = cla.map_or(&[], |c| &c.localities);
+        let factor = cla.map_or(
+            ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+            |c| c.overprovisioning_factor,
+        );
+        let reuse: HashMap<(SocketAddr, u32), &Arc<EndpointState>> = previous
+            .map(|p| {
+                p.endpoints
+                    .iter()
+                    .map(|e| ((e.address, e.weight), e))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Endpoints in assignment order; `first[i]` is locality i's first endpoint index.
+        let mut endpoints = Vec::new();
+        let mut first = Vec::with_capacity(localities.len());
+        for loc in localities {
+            first.push(endpoints.len() as u32);
+            for e in loc.endpoints.iter() {
+                endpoints.push(
+                    reuse
+                        .get(&(e.address, e.weight))
+                        .map(|s| Arc::clone(s))
+                        .unwrap_or_else(|| {
+                            Arc::new(EndpointState {
+                                address: e.address,
+                                authority: authority_of(e.address),
+                                weight: e.weight,
+                                outstanding: AtomicUsize::new(0),
+                            })
+                        }),
+                );
+            }
+        }
+        let levels_n = localities
             .iter()
-            .map(|e| {
-                previous
-                    .and_then(|p| {
-                        p.endpoints
-                            .iter()
-                            .find(|s| s.address == e.address && s.weight == e.weight)
-                    })
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        Arc::new(EndpointState {
-                            address: e.address,
-                            authority: authority_of(e.address),
-                            weight: e.weight,
-                            outstanding: AtomicUsize::new(0),
-                        })
-                    })
+            .map(|l| l.priority as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut health = vec![LevelHealth::default(); levels_n];
+        for loc in localities {
+            let h = &mut health[loc.priority as usize];
+            h.total += loc.endpoints.len() as u64;
+            h.healthy += loc
+                .endpoints
+                .iter()
+                .filter(|e| e.health.is_routable())
+                .count() as u64;
+        }
+        let load = priority_load(&health, factor, common.healthy_panic_threshold_ppm);
+        let levels = (0..levels_n)
+            .map(|p| {
+                let in_level: Vec<(usize, &LocalityEndpoints)> = localities
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.priority as usize == p)
+                    .collect();
+                build_level(policy, common, factor, load.panic[p], &in_level, &first)
             })
             .collect();
-        let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
-        let total = cla
-            .map(|c| c.localities.iter().map(|l| l.endpoints.len()).sum())
-            .unwrap_or(0);
+        let mut acc = 0;
+        let bounds = load
+            .load
+            .iter()
+            .map(|l| {
+                acc += l;
+                acc
+            })
+            .collect();
         Balancer {
             policy,
-            schedule: weighted_schedule(&weights),
-            endpoints,
-            cursor: AtomicUsize::new(rand::random::<u32>() as usize),
-            total,
+            routable: health.iter().map(|h| h.healthy as usize).sum(),
+            endpoints: endpoints.into(),
+            levels,
+            bounds,
+            panic: load.panic.into(),
         }
     }
 
-    /// Candidate endpoints (routable, highest available priority).
+    /// Every endpoint of the assignment with its live counters, in assignment order.
     pub fn endpoints(&self) -> &[Arc<EndpointState>] {
         &self.endpoints
     }
 
     /// Endpoints in the assignment, routable or not.
     pub fn total_endpoints(&self) -> usize {
-        self.total
+        self.endpoints.len()
     }
 
-    /// Picks an endpoint, or `None` when no endpoint is routable.
+    /// Routable (HEALTHY / UNKNOWN) endpoints in the assignment.
+    pub fn routable_endpoints(&self) -> usize {
+        self.routable
+    }
+
+    /// Percent of requests each priority level receives (index = priority).
+    pub fn priority_load(&self) -> Vec<u32> {
+        let mut prev = 0;
+        self.bounds
+            .iter()
+            .map(|b| {
+                let l = b - prev;
+                prev = *b;
+                l
+            })
+            .collect()
+    }
+
+    /// Whether priority level `priority` is in panic mode (balancing over all its endpoints).
+    pub fn in_panic(&self, priority: usize) -> bool {
+        self.panic.get(priority).copied().unwrap_or(false)
+    }
+
+    /// The policy the balancer was built for.
+    pub fn policy(&self) -> LbPolicy {
+        self.policy
+    }
+
+    /// Picks an endpoint, or `None` when no endpoint can be picked. Hash-based policies use a
+    /// random hash (see [`Balancer::pick_with_hash`]).
     pub fn pick(&self) -> Option<PickedEndpoint> {
-        let n = self.endpoints.len();
-        let endpoint = match (n, self.policy) {
-            (0, _) => return None,
-            (1, _) => &self.endpoints[0],
-            (_, LbPolicy::RoundRobin) => {
-                let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
-                &self.endpoints[self.schedule[i] as usize]
-            }
-            (_, LbPolicy::LeastRequest { choice_count }) => {
-                // Sample with replacement (gRFC A48); fewest outstanding per unit of weight wins.
-                let mut best: Option<&Arc<EndpointState>> = None;
-                for _ in 0..choice_count.max(2) {
-                    let c = &self.endpoints[rand::random_range(0..n)];
-                    best = match best {
-                        Some(b) if load(b) <= load(c) => Some(b),
-                        _ => Some(c),
-                    };
-                }
-                best.unwrap_or(&self.endpoints[0])
-            }
+        self.pick_with_hash(None)
+    }
+
+    /// Picks an endpoint using the request hash when the policy is RING_HASH or MAGLEV (`None`
+    /// = no hash policy produced one: a random hash, gRFC A42). Other policies ignore it.
+    pub fn pick_with_hash(&self, hash: Option<u64>) -> Option<PickedEndpoint> {
+        if self.levels.is_empty() {
+            return None;
+        }
+        let hash = match hash {
+            Some(h) if self.policy.uses_hash() => h,
+            _ => rand::random::<u64>(),
         };
+        let draw = (hash % 100) as u32;
+        let chosen = self
+            .bounds
+            .partition_point(|b| *b <= draw)
+            .min(self.levels.len() - 1);
+        let index = self.pick_level(&self.levels[chosen], hash).or_else(|| {
+            // Nothing in the chosen level can take it: the others, in priority order.
+            self.levels
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != chosen)
+                .find_map(|(_, l)| self.pick_level(l, hash))
+        })?;
+        let endpoint = &self.endpoints[index as usize];
         endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
         Some(PickedEndpoint {
             endpoint: endpoint.clone(),
         })
+    }
+
+    fn pick_level(&self, level: &Level, hash: u64) -> Option<u32> {
+        match level {
+            Level::Empty => None,
+            Level::Hosts(p) => self.pick_in(p, hash),
+            Level::Localities {
+                schedule,
+                cursor,
+                children,
+            } => {
+                let n = schedule.len();
+                let start = cursor.fetch_add(1, Ordering::Relaxed);
+                // A locality with no candidate left: move on to the next in the schedule.
+                (0..n)
+                    .find_map(|i| self.pick_in(&children[schedule[(start + i) % n] as usize], hash))
+            }
+        }
+    }
+
+    fn pick_in(&self, picker: &Picker, hash: u64) -> Option<u32> {
+        let ok = |i: u32| self.endpoints[i as usize].is_candidate();
+        match picker {
+            Picker::RoundRobin { schedule, cursor } => {
+                let n = schedule.len();
+                let start = cursor.fetch_add(1, Ordering::Relaxed);
+                (0..n).map(|i| schedule[(start + i) % n]).find(|i| ok(*i))
+            }
+            Picker::LeastRequest {
+                hosts,
+                choice_count,
+            } => least_request::pick(hosts, *choice_count, &self.endpoints),
+            Picker::Random { hosts } => random::pick(hosts, hash, ok),
+            Picker::Ring(ring) => ring.walk(hash).find(|i| ok(*i)),
+            Picker::Maglev(table) => table.walk(hash).find(|i| ok(*i)),
+        }
+    }
+}
+
+/// Builds one priority level from its localities (`(index in the assignment, locality)`).
+fn build_level(
+    policy: LbPolicy,
+    common: CommonLbConfig,
+    factor: u32,
+    panic: bool,
+    localities: &[(usize, &LocalityEndpoints)],
+    first: &[u32],
+) -> Level {
+    // Endpoint indices of a locality that the level balances over.
+    let members = |(li, loc): (usize, &LocalityEndpoints)| -> Vec<(u32, SocketAddr, u32)> {
+        loc.endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| panic || e.health.is_routable())
+            .map(|(j, e)| (first[li] + j as u32, e.address, e.weight))
+            .collect()
+    };
+    if policy.uses_hash() {
+        let hosts: Vec<(u32, SocketAddr, u64)> = localities
+            .iter()
+            .flat_map(|&(li, loc)| {
+                let lw = u64::from(loc.weight.unwrap_or(1).max(1));
+                members((li, loc))
+                    .into_iter()
+                    .map(move |(i, a, w)| (i, a, lw * u64::from(w)))
+            })
+            .collect();
+        if hosts.is_empty() {
+            return Level::Empty;
+        }
+        return Level::Hosts(match policy {
+            LbPolicy::Maglev { table_size } => {
+                Picker::Maglev(maglev::Table::new(&hosts, table_size))
+            }
+            LbPolicy::RingHash {
+                min_ring_size,
+                max_ring_size,
+            } => Picker::Ring(ring_hash::Ring::new(&hosts, min_ring_size, max_ring_size)),
+            _ => unreachable_picker(&hosts),
+        });
+    }
+    if common.locality_weighted {
+        let mut weights = Vec::new();
+        let mut children = Vec::new();
+        for &(li, loc) in localities {
+            let hosts = members((li, loc));
+            let Some(w) = loc.weight.filter(|w| *w > 0) else {
+                continue;
+            };
+            if hosts.is_empty() {
+                continue;
+            }
+            let total = loc.endpoints.len() as u64;
+            let healthy = loc
+                .endpoints
+                .iter()
+                .filter(|e| e.health.is_routable())
+                .count() as u64;
+            // Availability in percent, capped at 100; a level in panic ignores health.
+            let avail = if panic {
+                100
+            } else {
+                (u64::from(factor) * healthy / total.max(1)).min(100)
+            };
+            let eff = u64::from(w) * avail;
+            if eff == 0 {
+                continue;
+            }
+            weights.push(eff);
+            children.push(simple_picker(policy, &hosts));
+        }
+        if !children.is_empty() {
+            return Level::Localities {
+                schedule: weighted_schedule(&weights),
+                cursor: AtomicUsize::new(rand::random::<u32>() as usize),
+                children: children.into(),
+            };
+        }
+    }
+    let hosts: Vec<(u32, SocketAddr, u32)> = localities.iter().flat_map(|&l| members(l)).collect();
+    if hosts.is_empty() {
+        Level::Empty
+    } else {
+        Level::Hosts(simple_picker(policy, &hosts))
+    }
+}
+
+/// The picker of a non-hash policy over `(endpoint index, address, weight)`.
+fn simple_picker(policy: LbPolicy, hosts: &[(u32, SocketAddr, u32)]) -> Picker {
+    let indices: Box<[u32]> = hosts.iter().map(|h| h.0).collect();
+    match policy {
+        LbPolicy::LeastRequest { choice_count } => Picker::LeastRequest {
+            hosts: indices,
+            choice_count,
+        },
+        LbPolicy::Random => Picker::Random { hosts: indices },
+        // RoundRobin (hash policies never get here).
+        _ => {
+            let weights: Vec<u64> = hosts.iter().map(|h| u64::from(h.2)).collect();
+            let schedule = weighted_schedule(&weights)
+                .iter()
+                .map(|i| indices[*i as usize])
+                .collect();
+            Picker::RoundRobin {
+                schedule,
+                cursor: AtomicUsize::new(rand::random::<u32>() as usize),
+            }
+        }
+    }
+}
+
+/// Only reachable if `uses_hash` and the match above disagree; a plain schedule keeps the
+/// balancer usable rather than panicking.
+fn unreachable_picker(hosts: &[(u32, SocketAddr, u64)]) -> Picker {
+    Picker::Random {
+        hosts: hosts.iter().map(|h| h.0).collect(),
     }
 }
 
@@ -164,158 +486,5 @@ fn authority_of(addr: SocketAddr) -> http::uri::Authority {
         .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"))
 }
 
-fn load(e: &EndpointState) -> u64 {
-    // outstanding / weight compared without division: scale by the largest weight we allow.
-    (e.outstanding() as u64 * 1_000_000) / u64::from(e.weight.max(1))
-}
-
-/// Routable endpoints of the highest priority that has any.
-fn routable_endpoints(cla: &ClusterLoadAssignment) -> Vec<&Endpoint> {
-    let mut best: Option<(u32, Vec<&Endpoint>)> = None;
-    for loc in cla.localities.iter() {
-        let routable = loc.endpoints.iter().filter(|e| e.health.is_routable());
-        match &mut best {
-            Some((p, v)) if *p == loc.priority => v.extend(routable),
-            Some((p, _)) if *p < loc.priority => {}
-            _ => {
-                let v: Vec<&Endpoint> = routable.collect();
-                if !v.is_empty() {
-                    best = Some((loc.priority, v));
-                }
-            }
-        }
-    }
-    best.map(|(_, v)| v).unwrap_or_default()
-}
-
-/// An interleaved schedule where endpoint `i` appears in proportion to `weights[i]`
-/// (smooth weighted round robin, computed once per endpoint set).
-fn weighted_schedule(weights: &[u32]) -> Box<[u32]> {
-    if weights.is_empty() {
-        return Box::new([0]);
-    }
-    let g = weights.iter().copied().fold(0, gcd).max(1);
-    let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x / g)).collect();
-    let sum: u64 = w.iter().sum();
-    if sum as usize > MAX_SCHEDULE {
-        let scale = sum as f64 / MAX_SCHEDULE as f64;
-        for x in &mut w {
-            *x = ((*x as f64 / scale).round() as u64).max(1);
-        }
-    }
-    let sum: i64 = w.iter().sum::<u64>() as i64;
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(sum as usize);
-    for _ in 0..sum {
-        let mut best = 0;
-        for i in 0..w.len() {
-            current[i] += w[i] as i64;
-            if current[i] > current[best] {
-                best = i;
-            }
-        }
-        current[best] -= sum;
-        out.push(best as u32);
-    }
-    out.into_boxed_slice()
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{HealthStatus, Locality, LocalityEndpoints};
-
-    fn cla(eps: &[(u16, u32, HealthStatus, u32)]) -> ClusterLoadAssignment {
-        // (port, weight, health, priority)
-        let mut locs = Vec::new();
-        for &(port, weight, health, priority) in eps {
-            locs.push(LocalityEndpoints {
-                locality: Locality::default(),
-                weight: Some(1),
-                priority,
-                endpoints: Arc::new([Endpoint {
-                    address: ([127, 0, 0, 1], port).into(),
-                    health,
-                    weight,
-                }]),
-            });
-        }
-        ClusterLoadAssignment {
-            cluster_name: "c".into(),
-            localities: locs.into(),
-        }
-    }
-
-    #[test]
-    fn round_robin_is_weighted_and_even() {
-        let c = cla(&[
-            (1, 1, HealthStatus::Healthy, 0),
-            (2, 3, HealthStatus::Unknown, 0),
-        ]);
-        let b = Balancer::new(LbPolicy::RoundRobin, Some(&c), None);
-        let mut counts = [0; 3];
-        for _ in 0..400 {
-            counts[b.pick().unwrap().address().port() as usize] += 1;
-        }
-        assert_eq!(counts[1], 100);
-        assert_eq!(counts[2], 300);
-        assert_eq!(
-            &*weighted_schedule(&[1, 3]),
-            &[1, 0, 1, 1],
-            "interleaved, not bunched"
-        );
-    }
-
-    #[test]
-    fn unhealthy_and_lower_priority_skipped() {
-        let c = cla(&[
-            (1, 1, HealthStatus::Unhealthy, 0),
-            (2, 1, HealthStatus::Healthy, 1),
-            (3, 1, HealthStatus::Healthy, 2),
-        ]);
-        let b = Balancer::new(LbPolicy::RoundRobin, Some(&c), None);
-        for _ in 0..10 {
-            assert_eq!(b.pick().unwrap().address().port(), 2);
-        }
-        assert_eq!(b.total_endpoints(), 3);
-        let none = cla(&[(1, 1, HealthStatus::Draining, 0)]);
-        assert!(Balancer::new(LbPolicy::RoundRobin, Some(&none), None)
-            .pick()
-            .is_none());
-    }
-
-    #[test]
-    fn least_request_avoids_busy_endpoint_and_counts_release() {
-        let c = cla(&[
-            (1, 1, HealthStatus::Healthy, 0),
-            (2, 1, HealthStatus::Healthy, 0),
-        ]);
-        let b = Balancer::new(LbPolicy::LeastRequest { choice_count: 10 }, Some(&c), None);
-        let held: Vec<_> = (0..50).map(|_| b.pick().unwrap()).collect();
-        let on_1 = held.iter().filter(|p| p.address().port() == 1).count();
-        // With 10 choices the less loaded endpoint is almost always among the candidates:
-        // the split of 50 stays near even (it cannot drift by more than a few).
-        assert!((20..=30).contains(&on_1), "split {on_1}/50");
-        drop(held);
-        assert!(b.endpoints().iter().all(|e| e.outstanding() == 0));
-    }
-
-    #[test]
-    fn counters_survive_rebuild() {
-        let c = cla(&[(1, 1, HealthStatus::Healthy, 0)]);
-        let a = Balancer::new(LbPolicy::RoundRobin, Some(&c), None);
-        let held = a.pick().unwrap();
-        let b = Balancer::new(LbPolicy::RoundRobin, Some(&c), Some(&a));
-        assert_eq!(b.endpoints()[0].outstanding(), 1);
-        drop(held);
-        assert_eq!(b.endpoints()[0].outstanding(), 0);
-    }
-}
+mod tests;
