@@ -6,12 +6,16 @@
 //!   and different users spread over the backends.
 //! - Priority failover: with half of P0 unhealthy, P0 keeps 70 % of requests (Envoy's
 //!   overprovisioning factor 1.4), P1 takes the rest; with all of P0 unhealthy, P1 takes all.
+//! - The same stickiness configured the Istio way: a DestinationRule `consistentHash` (maglev)
+//!   through the real control plane over ADS.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::Result;
 use mesh_core::{cache::ResourceCache, mesh::Mesh, model::*};
-use tests::{client, eventually, ready, split, Backend};
+use tests::{
+    client, control_plane, eventually, mesh, ready, service_yaml, split, temp_dir, write, Backend,
+};
 
 const TARGET: &str = "svc.test:8080";
 
@@ -105,7 +109,8 @@ async fn header_hash_keeps_each_user_on_one_backend() -> Result<()> {
         assert_eq!(got.len(), 1, "{user} spread over {got:?}");
         owner.insert(user, got.into_keys().next().unwrap_or_default());
     }
-    // Fixed keys and fixed ring points: deterministic. 20 users on 4 equal backends.
+    // Backend ports differ per run, and so do the ring points: 20 users all landing on one of
+    // 4 equal backends has probability 4 × 4^-20 ≈ 4e-12.
     let used: std::collections::BTreeSet<_> = owner.values().collect();
     assert!(used.len() >= 2, "every user on {used:?}");
     // Without the header a request gets a random hash: it reaches several backends.
@@ -156,5 +161,37 @@ async fn priority_failover_with_overprovisioning() -> Result<()> {
     .await?;
     let got = split(&mut c, &uri, &[], 50).await?;
     assert_eq!(got.get("b2"), Some(&50), "{got:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn destination_rule_consistent_hash_over_ads() -> Result<()> {
+    let bs = backends(3).await?;
+    let host = "sticky.test";
+    let dir = temp_dir("lb");
+    let refs: Vec<&Backend> = bs.iter().collect();
+    // The helper's DestinationRule (subsets) plus the load balancer on the rule.
+    let yaml = service_yaml(host, 8080, &refs).replace(
+        "spec:\n  host: sticky.test\n",
+        "spec:\n  host: sticky.test\n  trafficPolicy:\n    loadBalancer:\n      consistentHash: { httpHeaderName: x-user, maglev: { tableSize: 1009 } }\n",
+    );
+    assert!(yaml.contains("consistentHash"), "{yaml}");
+    write(&dir, "svc.yaml", &yaml);
+    let cp = control_plane(&dir, "127.0.0.1:0").await?;
+    let m = mesh(&cp, "lb-client")?;
+    let target = format!("{host}:8080");
+    ready(&m, &target).await?;
+    let mut c = client(&m);
+    let uri = format!("http://{target}/");
+    let mut used = std::collections::BTreeSet::new();
+    for user in 0..12 {
+        let user = format!("user-{user}");
+        let got = split(&mut c, &uri, &[("x-user", &user)], 4).await?;
+        assert_eq!(got.len(), 1, "{user} spread over {got:?}");
+        used.extend(got.into_keys());
+    }
+    // Backend ports differ per run, and so does the table: 12 users all landing on one of 3
+    // equal backends has probability 3 × 3^-12 ≈ 6e-6.
+    assert!(used.len() >= 2, "{used:?}");
     Ok(())
 }
