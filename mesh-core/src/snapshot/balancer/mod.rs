@@ -301,7 +301,15 @@ impl Balancer {
         }
         let hash = match hash {
             Some(h) if self.policy.uses_hash() => h,
-            _ => rand::random::<u64>(),
+            // A draw is needed to split between levels, and by random and hash policies; a
+            // single-level round robin / least request pick skips it.
+            _ if self.levels.len() > 1
+                || matches!(self.policy, LbPolicy::Random)
+                || self.policy.uses_hash() =>
+            {
+                rand::random::<u64>()
+            }
+            _ => 0,
         };
         let draw = (hash % 100) as u32;
         let chosen = self
