@@ -19,6 +19,7 @@ pub const TARGET: &str = "bench.svc:80";
 
 fn route(i: usize, cluster: &str) -> Route {
     Route {
+        hash_policy: Default::default(),
         name: format!("route-{i}").into(),
         matcher: RouteMatch {
             path: PathMatch::Prefix(format!("/svc{i}/").into()),
@@ -45,6 +46,7 @@ fn route(i: usize, cluster: &str) -> Route {
 pub fn route_config(routes: usize) -> RouteConfiguration {
     let mut rs: Vec<Route> = (0..routes).map(|i| route(i, "c0")).collect();
     rs.push(Route {
+        hash_policy: Default::default(),
         name: "default".into(),
         matcher: RouteMatch::prefix("/"),
         action: RouteAction::WeightedClusters(Arc::new([

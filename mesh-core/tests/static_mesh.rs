@@ -55,7 +55,7 @@ resources:
 - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
   name: broken
   type: EDS
-  lbPolicy: MAGLEV
+  lbPolicy: CLUSTER_PROVIDED
 "#;
 
 #[tokio::test]

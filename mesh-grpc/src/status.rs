@@ -96,6 +96,7 @@ mod tests {
 
     fn route(name: &str, prefix: &str, action: RouteAction) -> Route {
         Route {
+            hash_policy: Default::default(),
             name: name.into(),
             matcher: RouteMatch {
                 path: PathMatch::Prefix(prefix.into()),
@@ -133,6 +134,11 @@ mod tests {
         cache.accept("svc:80", listener, "1");
         cache.remove::<Listener>("gone:80");
         let cluster = Cluster {
+            // No panic mode (as gRPC): an unhealthy endpoint is never picked.
+            lb_common: mesh_core::model::CommonLbConfig {
+                healthy_panic_threshold_ppm: 0,
+                ..Default::default()
+            },
             name: "c".into(),
             discovery: ClusterDiscovery::Eds {
                 service_name: "c".into(),
@@ -155,6 +161,7 @@ mod tests {
             }]),
         };
         let cla = ClusterLoadAssignment {
+            overprovisioning_factor: 140,
             cluster_name: "c".into(),
             localities: Arc::new([endpoints]),
         };

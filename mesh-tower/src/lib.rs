@@ -34,5 +34,5 @@ pub mod timeout;
 pub mod tls;
 
 pub use error::{MeshError, MeshErrorKind, OverflowLimit};
-pub use route::{MeshLayer, MeshService, RouteInfo, RouteLayer, Routed};
+pub use route::{MeshLayer, MeshService, RouteInfo, RouteLayer, Routed, SourceIp};
 pub use stack::{MeshStack, MeshStackLayer};

@@ -67,6 +67,11 @@ pub(crate) fn cache(
         retry_limits: limits,
         connection_limits: Default::default(),
         outlier_detection: None,
+        // No panic mode (as gRPC): an unhealthy endpoint is never picked.
+        lb_common: mesh_core::model::CommonLbConfig {
+            healthy_panic_threshold_ppm: 0,
+            ..Default::default()
+        },
         ..Cluster::eds("c", LbPolicy::RoundRobin)
     };
     cache.accept("c", cluster, "1");
@@ -81,6 +86,7 @@ pub(crate) fn cache(
 /// A route `name` for requests under `prefix`.
 pub(crate) fn route(name: &str, prefix: &str, action: RouteAction, policy: RoutePolicy) -> Route {
     Route {
+        hash_policy: Default::default(),
         name: name.into(),
         matcher: RouteMatch::prefix(prefix),
         action,

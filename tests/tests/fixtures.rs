@@ -101,30 +101,6 @@ const EXPECTED_REJECTIONS: &[Expected] = &[
     Expected {
         file: "envoy-gateway/load-balancer.clusters.yaml",
         resource_type: ResourceType::Cluster,
-        names: &["second-route-dest"],
-        kind: ErrorKind::Unsupported,
-        field: "load_balancing_policy.policies",
-        why: "only RoundRobin / LeastRequest policies so far: Random",
-    },
-    Expected {
-        file: "envoy-gateway/load-balancer.clusters.yaml",
-        resource_type: ResourceType::Cluster,
-        names: &[
-            "fourth-route-dest",
-            "seventh-route-dest",
-            "eighth-route-dest",
-            "ninth-route-dest",
-            "tenth-route-dest",
-            "fourteenth-route-dest",
-            "fifteenth-route-dest",
-        ],
-        kind: ErrorKind::Unsupported,
-        field: "load_balancing_policy.policies",
-        why: "Maglev (consistent hashing) is later work (issue resilience)",
-    },
-    Expected {
-        file: "envoy-gateway/load-balancer.clusters.yaml",
-        resource_type: ResourceType::Cluster,
         names: &[
             "eleventh-route-dest",
             "twelfth-route-dest",
@@ -381,6 +357,48 @@ fn fixture_values_survive_conversion() {
         mesh_core::model::LbPolicy::LeastRequest { choice_count: 2 }
     );
     assert_eq!(c.connect_timeout, std::time::Duration::from_secs(10));
+
+    // Load-balancing policies from `load_balancing_policy` extensions, with their locality
+    // config, and the routes' hash policies.
+    let lb = "envoy-gateway/load-balancer.clusters.yaml";
+    let cluster = |name| match find(&outcomes, lb, name) {
+        Converted::Cluster(c) => c,
+        _ => panic!("not a cluster"),
+    };
+    use mesh_core::model::{HashSource, LbPolicy};
+    let first = cluster("first-route-dest");
+    assert_eq!(
+        (first.lb_policy, first.lb_common.locality_weighted),
+        (LbPolicy::RoundRobin, true)
+    );
+    assert_eq!(cluster("second-route-dest").lb_policy, LbPolicy::Random);
+    assert_eq!(cluster("fourth-route-dest").lb_policy, LbPolicy::maglev());
+    let Converted::Route(rc) = find(
+        &outcomes,
+        "envoy-gateway/load-balancer.routes.yaml",
+        "first-listener",
+    ) else {
+        panic!("not a route")
+    };
+    let route = |name: &str| {
+        rc.virtual_hosts[0]
+            .routes
+            .iter()
+            .find(|r| &*r.name == name)
+            .unwrap_or_else(|| panic!("no route {name}"))
+    };
+    assert_eq!(
+        route("fourth-route").hash_policy[0].source,
+        HashSource::SourceIp
+    );
+    assert!(matches!(
+        &route("seventh-route").hash_policy[0].source,
+        HashSource::Header { name, .. } if &**name == "name"
+    ));
+    assert!(matches!(
+        &route("ninth-route").hash_policy[0].source,
+        HashSource::Cookie { name } if &**name == "test"
+    ));
 }
 
 #[test]

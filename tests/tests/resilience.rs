@@ -160,6 +160,7 @@ async fn body_over_the_replay_cap_is_not_retried_and_says_why() -> Result<()> {
 fn budget_mesh(backend: &Backend) -> Mesh {
     use mesh_core::{cache::ResourceCache, model::*};
     let route = Route {
+        hash_policy: Default::default(),
         name: "main".into(),
         matcher: RouteMatch::prefix("/"),
         action: RouteAction::Cluster("c".into()),

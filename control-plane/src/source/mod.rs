@@ -19,6 +19,7 @@
 
 mod duration;
 mod fault;
+mod load_balancer;
 pub mod model;
 mod outlier;
 mod parse;

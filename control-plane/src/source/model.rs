@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
+pub use super::load_balancer::{ConsistentHash, HashAlgorithm, HashKey, LoadBalancer};
 pub use super::outlier::{OutlierPolicy, Resilience};
 pub use super::retry::Retries;
 
@@ -199,16 +200,6 @@ pub struct RouteDestination {
     pub weight: Option<u32>,
 }
 
-/// `trafficPolicy.loadBalancer.simple`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum LoadBalancer {
-    /// `ROUND_ROBIN` (also the default).
-    #[default]
-    RoundRobin,
-    /// `LEAST_REQUEST` (`LEAST_CONN` is accepted as its old name).
-    LeastRequest,
-}
-
 /// `DestinationRule`: subsets and load-balancing for one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestinationRule {
@@ -216,8 +207,10 @@ pub struct DestinationRule {
     pub meta: Meta,
     /// `spec.host`.
     pub host: String,
-    /// `spec.trafficPolicy.loadBalancer.simple`.
+    /// `spec.trafficPolicy.loadBalancer` (`simple` or `consistentHash`).
     pub load_balancer: Option<LoadBalancer>,
+    /// `spec.trafficPolicy.loadBalancer.localityLbSetting.enabled`.
+    pub locality_weighted: Option<bool>,
     /// `spec.trafficPolicy.connectionPool.http.http2MaxRequests` → the cluster's
     /// `circuit_breakers` `max_requests` (istio/istio#58052 for proxyless).
     pub max_requests: Option<u32>,
@@ -234,8 +227,10 @@ pub struct Subset {
     pub name: String,
     /// `labels`: an endpoint belongs to the subset when it carries all of them.
     pub labels: Labels,
-    /// `trafficPolicy.loadBalancer.simple` (overrides the rule-level policy).
+    /// `trafficPolicy.loadBalancer` (overrides the rule-level policy).
     pub load_balancer: Option<LoadBalancer>,
+    /// `trafficPolicy.loadBalancer.localityLbSetting.enabled` (overrides the rule-level one).
+    pub locality_weighted: Option<bool>,
     /// `trafficPolicy.connectionPool.http.http2MaxRequests` (overrides the rule-level one).
     pub max_requests: Option<u32>,
     /// `trafficPolicy` connection-pool limits and `outlierDetection` (see [`Resilience::or`]).

@@ -316,13 +316,13 @@ fn destination_rule(
     mut spec: Fields<'_>,
 ) -> Result<DestinationRule, ConfigError> {
     let host = spec.required_string(ctx, "host")?;
-    let (load_balancer, max_requests, resilience) = traffic_policy(ctx, &mut spec)?;
+    let (lb, max_requests, resilience) = traffic_policy(ctx, &mut spec)?;
     let mut subsets = Vec::new();
     for (path, v) in spec.list(ctx, "subsets")? {
         let mut f = Fields::of(ctx, v, &path)?;
         let name = f.required_string(ctx, "name")?;
         let labels = f.string_map(ctx, "labels")?;
-        let (load_balancer, max_requests, resilience) = traffic_policy(ctx, &mut f)?;
+        let (lb, max_requests, resilience) = traffic_policy(ctx, &mut f)?;
         f.finish(ctx);
         if subsets.iter().any(|s: &Subset| s.name == name) {
             return Err(ctx.invalid(&join(&path, "name"), format!("duplicate subset `{name}`")));
@@ -330,7 +330,8 @@ fn destination_rule(
         subsets.push(Subset {
             name,
             labels,
-            load_balancer,
+            load_balancer: lb.load_balancer,
+            locality_weighted: lb.locality_weighted,
             max_requests,
             resilience,
         });
@@ -339,55 +340,34 @@ fn destination_rule(
     Ok(DestinationRule {
         meta,
         host,
-        load_balancer,
+        load_balancer: lb.load_balancer,
+        locality_weighted: lb.locality_weighted,
         max_requests,
         resilience,
         subsets,
     })
 }
 
-/// `trafficPolicy`: the load balancer, `connectionPool` (`http.http2MaxRequests` — the only
-/// setting istiod gives proxyless clients, istio/istio#58052 — plus `tcp.maxConnections`,
-/// `http.http1MaxPendingRequests`, `http.maxRetries`) and `outlierDetection` (see
-/// [`super::outlier`]); other settings are reported as unsupported fields.
+/// `trafficPolicy`: the load balancer ([`super::load_balancer`]), `connectionPool`
+/// (`http.http2MaxRequests` — the only setting istiod gives proxyless clients,
+/// istio/istio#58052 — plus `tcp.maxConnections`, `http.http1MaxPendingRequests`,
+/// `http.maxRetries`) and `outlierDetection` (see [`super::outlier`]); other settings are
+/// reported as unsupported fields.
 fn traffic_policy(
     ctx: &mut Ctx<'_>,
     parent: &mut Fields<'_>,
-) -> Result<(Option<LoadBalancer>, Option<u32>, Resilience), ConfigError> {
+) -> Result<(super::load_balancer::Parsed, Option<u32>, Resilience), ConfigError> {
     let path = parent.field("trafficPolicy");
     let mut resilience = Resilience::default();
     let Some(v) = parent.take("trafficPolicy") else {
-        return Ok((None, None, resilience));
+        return Ok((Default::default(), None, resilience));
     };
     let mut tp = Fields::of(ctx, v, &path)?;
     let lb_path = tp.field("loadBalancer");
-    let mut out = None;
-    if let Some(lbv) = tp.take("loadBalancer") {
-        let mut lb = Fields::of(ctx, lbv, &lb_path)?;
-        let simple_path = lb.field("simple");
-        if let Some(simple) = lb.string(ctx, "simple")? {
-            out = match simple.as_str() {
-                "ROUND_ROBIN" => Some(LoadBalancer::RoundRobin),
-                "LEAST_REQUEST" | "LEAST_CONN" => Some(LoadBalancer::LeastRequest),
-                "UNSPECIFIED" => None,
-                "RANDOM" | "PASSTHROUGH" => {
-                    ctx.warn(
-                        &simple_path,
-                        format!(
-                            "`{simple}` is not supported for proxyless gRPC; using ROUND_ROBIN"
-                        ),
-                    );
-                    Some(LoadBalancer::RoundRobin)
-                }
-                other => {
-                    return Err(
-                        ctx.invalid(&simple_path, format!("unknown load balancer `{other}`"))
-                    )
-                }
-            };
-        }
-        lb.finish(ctx);
-    }
+    let out = match tp.take("loadBalancer") {
+        Some(lbv) => super::load_balancer::parse(ctx, &lb_path, lbv)?,
+        None => Default::default(),
+    };
     let mut max_requests = None;
     let pool_path = tp.field("connectionPool");
     if let Some(pv) = tp.take("connectionPool") {

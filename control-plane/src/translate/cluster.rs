@@ -1,38 +1,28 @@
 //! Clusters and load assignments: istiod `grpcgen/cds.go` (`outbound|port|subset|host` EDS
 //! clusters over ADS, one per DestinationRule subset) and the EDS it serves for them.
 //!
-//! LEAST_REQUEST follows istio/istio#58052 and gRFC A48/A52: `lb_policy: LEAST_REQUEST` for old
-//! clients plus `load_balancing_policy` = [least_request (choice_count 2), round_robin] — newer
-//! clients take the first policy they support, so the round-robin fallback keeps them working.
-//!
-//! Pool limits and outlier detection: see [`super::outlier`].
+//! Load-balancing fields come from [`super::load_balancer`] (LEAST_REQUEST per
+//! istio/istio#58052 and gRFC A48/A52, RANDOM, RING_HASH / MAGLEV, locality weighting); pool
+//! limits and outlier detection from [`super::outlier`].
 
 use std::collections::HashSet;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
-    cluster::{
-        ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
-        LeastRequestLbConfig,
-    },
-    load_balancing_policy::Policy,
-    Cluster, LoadBalancingPolicy,
+    cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy},
+    Cluster,
 };
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address::PortSpecifier, socket_address::Protocol, Address, HealthStatus,
-    Locality, SocketAddress, TypedExtensionConfig,
+    Locality, SocketAddress,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
-use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
-use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
 use envoy_types::pb::google::protobuf::UInt32Value;
 
-use super::{ads_config_source, to_any};
+use super::{ads_config_source, load_balancer};
 use crate::registry::{Registry, Service};
-use crate::source::model::{
-    DestinationRule, Labels, LoadBalancer, MeshConfig, Resilience, ServicePort,
-};
+use crate::source::model::{DestinationRule, Labels, MeshConfig, Resilience, ServicePort};
 
 /// `outbound|port|subset|host` — istio's cluster (and EDS service) name.
 pub fn cluster_name(port: u32, subset: &str, host: &str) -> String {
@@ -58,21 +48,11 @@ pub(crate) fn clusters(
     port: &ServicePort,
     dr: Option<&DestinationRule>,
 ) -> Vec<(Cluster, ClusterLoadAssignment)> {
-    let default_lb = dr.and_then(|d| d.load_balancer).unwrap_or_default();
     let default_max = dr.and_then(|d| d.max_requests);
     let default_res = dr.map(|d| d.resilience.clone()).unwrap_or_default();
     let empty = Labels::new();
-    let mut out = vec![build(
-        svc,
-        port,
-        "",
-        &empty,
-        default_lb,
-        default_max,
-        &default_res,
-    )];
+    let mut out = vec![build(svc, port, "", &empty, dr, default_max, &default_res)];
     for subset in dr.map(|d| d.subsets.as_slice()).unwrap_or_default() {
-        let lb = subset.load_balancer.unwrap_or(default_lb);
         let max = subset.max_requests.or(default_max);
         let res = subset.resilience.or(&default_res);
         out.push(build(
@@ -80,7 +60,7 @@ pub(crate) fn clusters(
             port,
             &subset.name,
             &subset.labels,
-            lb,
+            dr,
             max,
             &res,
         ));
@@ -93,27 +73,20 @@ fn build(
     port: &ServicePort,
     subset: &str,
     labels: &Labels,
-    lb: LoadBalancer,
+    dr: Option<&DestinationRule>,
     max_requests: Option<u32>,
     resilience: &Resilience,
 ) -> (Cluster, ClusterLoadAssignment) {
     let name = cluster_name(port.number, subset, &svc.host);
-    let mut c = cluster(&name, lb);
+    let mut c = cluster(&name);
+    let (lb, locality_weighted) = load_balancer::effective(dr, subset);
+    load_balancer::apply(&mut c, &lb, locality_weighted);
     super::outlier::apply(&mut c, max_requests, resilience);
     (c, load_assignment(&name, svc, port, labels))
 }
 
-fn typed_policy<T: prost::Name>(name: &str, config: &T) -> Policy {
-    Policy {
-        typed_extension_config: Some(TypedExtensionConfig {
-            name: name.to_string(),
-            typed_config: Some(to_any(config)),
-        }),
-    }
-}
-
-fn cluster(name: &str, lb: LoadBalancer) -> Cluster {
-    let mut c = Cluster {
+fn cluster(name: &str) -> Cluster {
+    Cluster {
         name: name.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
@@ -122,31 +95,7 @@ fn cluster(name: &str, lb: LoadBalancer) -> Cluster {
         }),
         lb_policy: LbPolicy::RoundRobin as i32,
         ..Default::default()
-    };
-    if lb == LoadBalancer::LeastRequest {
-        let choice_count = Some(UInt32Value { value: 2 });
-        c.lb_policy = LbPolicy::LeastRequest as i32;
-        c.lb_config = Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
-            choice_count,
-            ..Default::default()
-        }));
-        c.load_balancing_policy = Some(LoadBalancingPolicy {
-            policies: vec![
-                typed_policy(
-                    "envoy.load_balancing_policies.least_request",
-                    &LeastRequest {
-                        choice_count,
-                        ..Default::default()
-                    },
-                ),
-                typed_policy(
-                    "envoy.load_balancing_policies.round_robin",
-                    &RoundRobin::default(),
-                ),
-            ],
-        });
     }
-    c
 }
 
 fn load_assignment(

@@ -34,6 +34,7 @@
 mod cluster;
 pub mod fault;
 mod listener;
+mod load_balancer;
 mod outlier;
 pub mod retry;
 mod route;
@@ -241,8 +242,9 @@ pub fn translate(config: &MeshConfig) -> XdsResources {
             out.listener_aliases
                 .extend(aliases.into_iter().map(|a| (a, l.name.clone())));
             out.listeners.push(l);
-            out.routes
-                .push(route::route_configuration(&registry, svc, port, &vss));
+            out.routes.push(route::route_configuration(
+                config, &registry, svc, port, &vss,
+            ));
             for (c, cla) in cluster::clusters(svc, port, dr) {
                 out.clusters.push(c);
                 out.endpoints.push(cla);

@@ -63,6 +63,7 @@ pub(crate) fn domains(host: &str, port: u32) -> Vec<String> {
 
 /// The route configuration `host:port` for one service port.
 pub(crate) fn route_configuration(
+    config: &MeshConfig,
     registry: &Registry,
     svc: &Service,
     port: &ServicePort,
@@ -72,7 +73,7 @@ pub(crate) fn route_configuration(
     let mut routes: Vec<(Route, bool)> = Vec::new();
     for vs in vss {
         for rule in &vs.http {
-            let action = route_action(registry, svc, port, &vs.meta.namespace, rule);
+            let action = route_action(config, registry, svc, port, &vs.meta.namespace, rule);
             if rule.matches.is_empty() {
                 routes.push((route(rule, &HttpMatch::default(), action.clone()), true));
             }
@@ -86,7 +87,13 @@ pub(crate) fn route_configuration(
     ordered.extend(catch_all);
     let mut routes: Vec<Route> = ordered.into_iter().map(|(r, _)| r).collect();
     if vss.is_empty() {
-        routes.push(default_route(&cluster_name(port.number, "", &svc.host)));
+        let mut r = default_route(&cluster_name(port.number, "", &svc.host));
+        let dr = super::cluster::destination_rule_for(config, registry, &svc.host);
+        if let Some(Action::Route(a)) = &mut r.action {
+            a.hash_policy =
+                super::load_balancer::hash_policy(&super::load_balancer::effective(dr, "").0);
+        }
+        routes.push(r);
     }
     RouteConfiguration {
         name: name.clone(),
@@ -224,12 +231,29 @@ fn destination_cluster(
 }
 
 fn route_action(
+    config: &MeshConfig,
     registry: &Registry,
     svc: &Service,
     port: &ServicePort,
     namespace: &str,
     rule: &HttpRoute,
 ) -> RouteAction {
+    // istiod: the hash policy comes from the destination's DestinationRule (subset settings
+    // first); with several destinations only when they all agree.
+    let hashes: Vec<_> = rule
+        .route
+        .iter()
+        .map(|d| {
+            let host = registry.resolve(&d.host, namespace);
+            let dr = super::cluster::destination_rule_for(config, registry, &host);
+            let (lb, _) = super::load_balancer::effective(dr, d.subset.as_deref().unwrap_or(""));
+            super::load_balancer::hash_policy(&lb)
+        })
+        .collect();
+    let hash_policy = match hashes.split_first() {
+        Some((first, rest)) if rest.iter().all(|h| h == first) => first.clone(),
+        _ => Vec::new(),
+    };
     let mut weighted: Vec<(String, u32)> = Vec::new();
     if let [only] = rule.route.as_slice() {
         weighted.push((
@@ -262,6 +286,7 @@ fn route_action(
     };
     let mut action = RouteAction {
         cluster_specifier: Some(specifier),
+        hash_policy,
         ..Default::default()
     };
     super::retry::apply(&mut action, rule.retries.as_ref(), rule.timeout);

@@ -1,4 +1,5 @@
-//! Cluster: an upstream service and how to balance across it (CDS; gRFC A27, A48).
+//! Cluster: an upstream service and how to balance across it (CDS; gRFC A27, A42, A48; Envoy
+//! `cluster.proto` `lb_policy`, `ring_hash_lb_config`, `maglev_lb_config`, `common_lb_config`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,6 +23,8 @@ pub struct Cluster {
     pub connection_limits: ConnectionLimits,
     /// `outlier_detection`; `None` when the cluster has none (nothing is ejected).
     pub outlier_detection: Option<OutlierDetection>,
+    /// Settings every policy shares: panic threshold, locality weighting.
+    pub lb_common: CommonLbConfig,
 }
 
 impl Cluster {
@@ -39,6 +42,7 @@ impl Cluster {
             retry_limits: Default::default(),
             connection_limits: Default::default(),
             outlier_detection: None,
+            lb_common: CommonLbConfig::default(),
         }
     }
 
@@ -75,4 +79,84 @@ pub enum LbPolicy {
         /// Candidates sampled per pick, 2..=10 (default 2; >10 clamped).
         choice_count: u32,
     },
+    /// A uniformly random routable endpoint (Envoy RANDOM: endpoint weights are not used).
+    Random,
+    /// Consistent hashing on a ring of XXH64 points (Envoy RING_HASH, gRFC A42): the request
+    /// hash comes from the route's hash policies.
+    RingHash {
+        /// `minimum_ring_size` (default 1024).
+        min_ring_size: u64,
+        /// `maximum_ring_size` (default and upper bound 8 388 608; gRPC clamps both sizes to a
+        /// client cap of 4096 by default, this mesh does not).
+        max_ring_size: u64,
+    },
+    /// Consistent hashing with a Maglev lookup table (Envoy MAGLEV).
+    Maglev {
+        /// `table_size`, a prime (default 65 537, at most 5 000 011).
+        table_size: u64,
+    },
+}
+
+impl LbPolicy {
+    /// Envoy's default `minimum_ring_size`.
+    pub const DEFAULT_MIN_RING_SIZE: u64 = 1024;
+    /// Envoy's default and largest `maximum_ring_size`.
+    pub const MAX_RING_SIZE: u64 = 8_388_608;
+    /// Envoy's default Maglev `table_size`.
+    pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65_537;
+    /// Envoy's largest Maglev `table_size`.
+    pub const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
+
+    /// RING_HASH with Envoy's default sizes.
+    pub const fn ring_hash() -> LbPolicy {
+        LbPolicy::RingHash {
+            min_ring_size: Self::DEFAULT_MIN_RING_SIZE,
+            max_ring_size: Self::MAX_RING_SIZE,
+        }
+    }
+
+    /// MAGLEV with Envoy's default table size.
+    pub const fn maglev() -> LbPolicy {
+        LbPolicy::Maglev {
+            table_size: Self::DEFAULT_MAGLEV_TABLE_SIZE,
+        }
+    }
+
+    /// Whether the policy picks by a request hash (RING_HASH, MAGLEV): only then do routes
+    /// compute one.
+    pub const fn uses_hash(self) -> bool {
+        matches!(self, LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. })
+    }
+}
+
+/// What every policy shares: Envoy `Cluster.common_lb_config` (or, under
+/// `load_balancing_policy`, the policy's own `locality_lb_config` /
+/// `locality_weighted_lb_config`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CommonLbConfig {
+    /// `healthy_panic_threshold` in parts per million of a priority level's endpoints (Envoy
+    /// default 50 % = 500 000; 0 disables panic mode). Below it, and when the priorities
+    /// together are not healthy enough, the level balances over all of its endpoints, healthy
+    /// or not. gRPC has no panic mode: a control plane wanting gRPC's behaviour sets 0.
+    pub healthy_panic_threshold_ppm: u32,
+    /// `locality_weighted_lb_config` is set: pick a locality by its weight (scaled by its
+    /// health), then an endpoint inside it (Envoy). Without it locality weights are ignored,
+    /// except by RING_HASH / MAGLEV, which always weigh an endpoint by locality × endpoint
+    /// weight (gRFC A42).
+    pub locality_weighted: bool,
+}
+
+impl CommonLbConfig {
+    /// Envoy's default panic threshold, 50 %.
+    pub const DEFAULT_PANIC_THRESHOLD_PPM: u32 = 500_000;
+}
+
+impl Default for CommonLbConfig {
+    /// Envoy's defaults: panic below 50 % healthy, locality weights ignored.
+    fn default() -> Self {
+        CommonLbConfig {
+            healthy_panic_threshold_ppm: Self::DEFAULT_PANIC_THRESHOLD_PPM,
+            locality_weighted: false,
+        }
+    }
 }

@@ -9,6 +9,15 @@ pub struct ClusterLoadAssignment {
     pub cluster_name: Arc<str>,
     /// Localities; priorities are contiguous from 0 (validated).
     pub localities: Arc<[LocalityEndpoints]>,
+    /// `policy.overprovisioning_factor` in percent (default 140; > 0). A priority level counts
+    /// as fully healthy while `healthy share × factor ≥ 100 %` (Envoy). gRPC does not
+    /// overprovision (it announces `envoy.lb.does_not_support_overprovisioning`).
+    pub overprovisioning_factor: u32,
+}
+
+impl ClusterLoadAssignment {
+    /// Envoy's default overprovisioning factor, 140 %.
+    pub const DEFAULT_OVERPROVISIONING_FACTOR: u32 = 140;
 }
 
 impl ClusterLoadAssignment {
@@ -25,6 +34,7 @@ impl ClusterLoadAssignment {
                 priority: 0,
                 endpoints: endpoints.into_iter().collect(),
             }]),
+            overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
         }
     }
 }

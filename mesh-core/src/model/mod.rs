@@ -13,15 +13,17 @@ mod cluster;
 pub mod convert;
 mod endpoint;
 mod error;
+mod hash_policy;
 mod listener;
 mod matcher;
 mod outlier;
 mod policy;
 mod route;
 
-pub use cluster::{Cluster, ClusterDiscovery, LbPolicy};
+pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy};
 pub use endpoint::{ClusterLoadAssignment, Endpoint, HealthStatus, Locality, LocalityEndpoints};
 pub use error::{ErrorKind, ModelError, ResourceType};
+pub use hash_policy::{HashPolicy, HashSource, RegexRewrite};
 pub use listener::{HttpFilter, HttpFilterConfig, Listener, RouteSource};
 pub use matcher::{HeaderMatch, HeaderMatcher, QueryParamMatcher, Regex, StringMatcher};
 pub use outlier::{

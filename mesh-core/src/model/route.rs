@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{HeaderMatcher, QueryParamMatcher, Regex, RetryPolicy, RoutePolicy};
+use super::{HashPolicy, HeaderMatcher, QueryParamMatcher, Regex, RetryPolicy, RoutePolicy};
 
 /// An RDS resource (or the inline `route_config` of a listener).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +40,9 @@ pub struct Route {
     pub action: RouteAction,
     /// Timeouts and retries (from the `RouteAction`; defaults for non-forwarding actions).
     pub policy: RoutePolicy,
+    /// `RouteAction.hash_policy` (empty when unset or for non-forwarding actions); used only
+    /// when the target cluster balances by hash ([`super::LbPolicy::uses_hash`]).
+    pub hash_policy: Arc<[HashPolicy]>,
 }
 
 /// `envoy.config.route.v3.RouteMatch`.

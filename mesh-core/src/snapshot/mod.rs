@@ -8,6 +8,7 @@
 
 pub mod balancer;
 mod domain;
+mod hash_policy;
 mod matcher;
 pub mod outlier;
 pub mod policy;
@@ -26,6 +27,7 @@ use crate::model::{
     Cluster, ClusterLoadAssignment, Listener, ResourceType, RouteAction, RouteConfiguration,
 };
 use domain::DomainIndex;
+use hash_policy::CompiledHashPolicy;
 use matcher::CompiledMatch;
 use route_index::RouteIndex;
 
@@ -50,8 +52,9 @@ impl ClusterHandle {
         assignment: Option<Arc<ClusterLoadAssignment>>,
         previous: Option<&ClusterHandle>,
     ) -> Self {
-        let balancer = Balancer::new(
+        let balancer = Balancer::with_config(
             cluster.lb_policy,
+            cluster.lb_common,
             assignment.as_deref(),
             previous.map(|p| &p.balancer),
         );
@@ -119,9 +122,20 @@ impl ClusterHandle {
         &self.balancer
     }
 
-    /// Picks an endpoint.
+    /// Picks an endpoint (a random hash for RING_HASH / MAGLEV).
     pub fn pick(&self) -> Option<PickedEndpoint> {
         self.balancer.pick()
+    }
+
+    /// Picks an endpoint with the request hash a route computed (see
+    /// [`CompiledRoute::request_hash`]); `None` = a random hash. Non-hash policies ignore it.
+    pub fn pick_with_hash(&self, hash: Option<u64>) -> Option<PickedEndpoint> {
+        self.balancer.pick_with_hash(hash)
+    }
+
+    /// Whether this cluster picks by request hash (RING_HASH, MAGLEV).
+    pub fn uses_hash(&self) -> bool {
+        self.cluster.lb_policy.uses_hash()
     }
 }
 
@@ -132,9 +146,23 @@ pub struct CompiledRoute {
     matcher: CompiledMatch,
     action: CompiledAction,
     policy: Arc<CompiledPolicy>,
+    /// Only when the route has hash policies and a cluster it targets hashes.
+    hash: Option<CompiledHashPolicy>,
 }
 
 impl CompiledRoute {
+    /// The request hash from the route's hash policies (gRFC A42, Envoy `hash_policy`):
+    /// `None` when the route has none, when no cluster it targets balances by hash (so other
+    /// routes pay nothing), or when no policy produced a value (the balancer then uses a
+    /// random hash). `source_ip` feeds `connection_properties.source_ip`.
+    pub fn request_hash(
+        &self,
+        req: &RequestView<'_>,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> Option<u64> {
+        self.hash.as_ref()?.hash(req, source_ip)
+    }
+
     /// The route's name.
     pub fn name(&self) -> &Arc<str> {
         &self.name
@@ -155,6 +183,18 @@ enum CompiledAction {
         total: u64,
     },
     Unsupported(Arc<str>),
+}
+
+impl CompiledAction {
+    /// Whether any cluster the action may pick balances by request hash.
+    fn hashes(&self) -> bool {
+        let h = |c: &ClusterRef| c.as_ref().is_ok_and(|c| c.uses_hash());
+        match self {
+            CompiledAction::Cluster(c) => h(c),
+            CompiledAction::Weighted { bounds, .. } => bounds.iter().any(|(_, c)| h(c)),
+            CompiledAction::Unsupported(_) => false,
+        }
+    }
 }
 
 /// A route's cluster: its handle, or the name of a cluster that does not exist.
@@ -389,11 +429,18 @@ impl Snapshot {
                 routes: vh
                     .routes
                     .iter()
-                    .map(|r| CompiledRoute {
-                        name: r.name.clone(),
-                        matcher: CompiledMatch::new(&r.matcher),
-                        action: compile_action(&r.action, &clusters),
-                        policy: Arc::new(CompiledPolicy::new(&r.policy)),
+                    .map(|r| {
+                        let action = compile_action(&r.action, &clusters);
+                        CompiledRoute {
+                            name: r.name.clone(),
+                            matcher: CompiledMatch::new(&r.matcher),
+                            hash: action
+                                .hashes()
+                                .then(|| CompiledHashPolicy::new(&r.hash_policy))
+                                .flatten(),
+                            action,
+                            policy: Arc::new(CompiledPolicy::new(&r.policy)),
+                        }
                     })
                     .collect(),
                 index: RouteIndex::new(vh.routes.iter().map(|r| &r.matcher)),

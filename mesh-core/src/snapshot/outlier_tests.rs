@@ -285,6 +285,7 @@ async fn the_balancer_skips_ejected_endpoints_and_uses_all_when_all_are() {
     use crate::snapshot::Balancer;
     let cla = ClusterLoadAssignment {
         cluster_name: "c".into(),
+        overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
         localities: Arc::new([LocalityEndpoints {
             locality: Locality::default(),
             weight: Some(1),
@@ -344,6 +345,7 @@ async fn state_carries_across_rebuilds_and_clears_when_detection_is_removed() {
     let cla = |ports: &[u16]| {
         Arc::new(ClusterLoadAssignment {
             cluster_name: "c".into(),
+            overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
             localities: Arc::new([LocalityEndpoints {
                 locality: Locality::default(),
                 weight: Some(1),

@@ -11,6 +11,7 @@ use crate::model::{
 
 fn route(name: &str, prefix: &str, action: RouteAction) -> Route {
     Route {
+        hash_policy: Default::default(),
         name: name.into(),
         matcher: RouteMatch {
             path: PathMatch::Prefix(prefix.into()),
@@ -69,6 +70,7 @@ fn world() -> (Arc<Listener>, ResourceCache) {
         l.accept(
             name,
             Cluster {
+                lb_common: Default::default(),
                 name: name.into(),
                 discovery: ClusterDiscovery::Eds {
                     service_name: name.into(),
@@ -84,6 +86,7 @@ fn world() -> (Arc<Listener>, ResourceCache) {
         l.accept(
             name,
             ClusterLoadAssignment {
+                overprovisioning_factor: 140,
                 cluster_name: name.into(),
                 localities: Arc::new([LocalityEndpoints {
                     locality: Locality::default(),

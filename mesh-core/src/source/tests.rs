@@ -177,7 +177,7 @@ fn apply_rejects_invalid_by_name_and_keeps_the_rest() {
     let text = r#"[
       {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": "good", "type": "EDS"},
       {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": "bad", "type": "EDS",
-       "lbPolicy": "MAGLEV"}]"#;
+       "lbPolicy": "CLUSTER_PROVIDED"}]"#;
     let cache = ResourceCache::new();
     let errors = apply(&cache, decode_resources(text, Format::Json).unwrap(), "1");
     assert_eq!(errors.len(), 1);

@@ -35,6 +35,7 @@ impl ResourceLookup for FallbackLookup<'_> {
     fn cluster(&self, name: &str) -> Option<Arc<Cluster>> {
         self.cache.get(name).or_else(|| {
             Some(Arc::new(Cluster {
+                lb_common: Default::default(),
                 name: name.into(),
                 discovery: ClusterDiscovery::Eds {
                     service_name: name.into(),
@@ -52,6 +53,7 @@ impl ResourceLookup for FallbackLookup<'_> {
         self.cache.get(name).or_else(|| {
             let address: SocketAddr = ([127, 0, 0, 1], 9).into();
             Some(Arc::new(ClusterLoadAssignment {
+                overprovisioning_factor: 140,
                 cluster_name: name.into(),
                 localities: Arc::new([LocalityEndpoints {
                     locality: Locality::default(),

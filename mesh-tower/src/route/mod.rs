@@ -75,7 +75,23 @@ pub struct Routed {
     pub policy: Arc<CompiledPolicy>,
     /// The request's authority, as addressed.
     pub authority: Authority,
+    /// The request hash from the route's hash policies, computed only when the cluster
+    /// balances by hash (RING_HASH, MAGLEV); `None` = none (the pick then uses a random hash,
+    /// gRFC A42). Every attempt of the request picks with the same hash.
+    pub hash: Option<u64>,
 }
+
+/// The source IP a request hashes on for `connection_properties.source_ip` hash policies,
+/// attached as a request extension by the application.
+///
+/// Envoy hashes the downstream peer's address. A client picking an upstream endpoint cannot
+/// know its own source address before it connects (gRFC A42, where gRPC yields no hash), so
+/// the mesh only uses what it is given: an application that forwards an inbound request (a
+/// gateway, a server calling on behalf of its caller) inserts the caller's address, e.g. from
+/// hyper-util's or axum's `ConnectInfo` on its server side. Without this extension the policy
+/// yields no hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceIp(pub std::net::IpAddr);
 
 /// The service [`MeshLayer`] produces.
 #[derive(Clone, Debug)]
@@ -231,12 +247,19 @@ pub(crate) fn decide<B>(
         }
         .detail(e)
     })?;
+    let hash = if decision.cluster.uses_hash() {
+        let source_ip = req.extensions().get::<SourceIp>().map(|s| s.0);
+        decision.route.request_hash(&view, source_ip)
+    } else {
+        None
+    };
     let routed = Routed {
         target: snapshot.target().clone(),
         route: decision.route.name().clone(),
         cluster: decision.cluster.clone(),
         policy: decision.route.policy().clone(),
         authority: authority.clone(),
+        hash,
     };
     if !req.headers().contains_key(HOST) {
         let value = match snapshot.host_header() {
@@ -262,7 +285,9 @@ pub(crate) fn pick_and_rewrite<B>(
     let cluster = &routed.cluster;
     let mut picked = None;
     for _ in 0..tries.max(1) {
-        let Some(p) = cluster.pick() else { break };
+        let Some(p) = cluster.pick_with_hash(routed.hash) else {
+            break;
+        };
         let ok = !avoid.contains(&p.address());
         picked = Some(p);
         if ok {

@@ -4,10 +4,19 @@
 //! - `type: EDS` (config source ADS, self or unset; `service_name` defaults to the cluster name)
 //!   or `type: STATIC` with an inline `load_assignment`. DNS, ORIGINAL_DST and custom
 //!   (`cluster_type`, e.g. aggregate) clusters are unsupported for now.
-//! - `lb_policy`: ROUND_ROBIN (default) or LEAST_REQUEST (`choice_count` defaults to 2, values
-//!   below 2 are invalid, values above 10 are clamped to 10, A48). `load_balancing_policy`
-//!   overrides it: the first entry whose type is RoundRobin or LeastRequest wins (A52); none
-//!   supported is unsupported, listing the types.
+//! - `lb_policy`: ROUND_ROBIN (default), LEAST_REQUEST (`choice_count` defaults to 2, values
+//!   below 2 are invalid, values above 10 are clamped to 10, A48), RANDOM, RING_HASH
+//!   (`ring_hash_lb_config`: sizes default 1024 / 8 388 608, each in `1..=8 388 608`, minimum ≤
+//!   maximum; `hash_function` must be XX_HASH — MURMUR_HASH_2 is unsupported, as in gRPC) and
+//!   MAGLEV (`maglev_lb_config.table_size` default 65 537, a prime ≤ 5 000 011).
+//!   CLUSTER_PROVIDED is unsupported. `load_balancing_policy` overrides it: the first entry
+//!   whose type is RoundRobin, LeastRequest, Random, RingHash or Maglev wins (A52); none
+//!   supported is unsupported, listing the types. Slow start and `hash_balance_factor` are
+//!   ignored.
+//! - `common_lb_config`: `healthy_panic_threshold` (0–100 %, default 50 %) and
+//!   `locality_weighted_lb_config`; zone-aware routing and the rest are ignored. Under
+//!   `load_balancing_policy` the chosen policy's own `locality_lb_config` /
+//!   `locality_weighted_lb_config` says whether localities are weighted.
 //! - `connect_timeout` defaults to 5 s and must be positive.
 //! - `circuit_breakers`: retry limits ([`super::policy`]), `max_connections` and
 //!   `max_pending_requests` ([`super::outlier`]); `outlier_detection` ([`super::outlier`]).
@@ -16,18 +25,32 @@
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{
-    cluster::{ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy as LbPolicyProto},
+    cluster::{
+        common_lb_config::LocalityConfigSpecifier, ring_hash_lb_config::HashFunction,
+        ClusterDiscoveryType, CommonLbConfig as CommonProto, DiscoveryType, LbConfig,
+        LbPolicy as LbPolicyProto,
+    },
     Cluster as ClusterProto, LoadBalancingPolicy,
 };
-use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::{
+    common::v3::{locality_lb_config, LocalityLbConfig},
+    least_request::v3::LeastRequest,
+    maglev::v3::Maglev,
+    random::v3::Random,
+    ring_hash::v3::{ring_hash::HashFunction as ExtHashFunction, RingHash},
+    round_robin::v3::RoundRobin,
+};
 use envoy_types::pb::google::protobuf::{value::Kind, Struct};
 
 use super::{decode_any, endpoint, identify, is_ads_or_self, outlier, policy, Ctx, Path};
-use crate::model::{Cluster, ClusterDiscovery, LbPolicy, ModelError, ResourceType};
+use crate::model::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy, ModelError, ResourceType};
 
 const ROUND_ROBIN: &str = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
 const LEAST_REQUEST: &str =
     "envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+const RANDOM: &str = "envoy.extensions.load_balancing_policies.random.v3.Random";
+const RING_HASH: &str = "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash";
+const MAGLEV: &str = "envoy.extensions.load_balancing_policies.maglev.v3.Maglev";
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
@@ -37,8 +60,14 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
     if name.is_empty() {
         return Err(cx.invalid(&root.field("name"), "must not be empty"));
     }
+    let mut lb_common = common_lb_config(&cx, &root.field("common_lb_config"), &proto)?;
     let lb_policy = match &proto.load_balancing_policy {
-        Some(lbp) => load_balancing_policy(&cx, &root.field("load_balancing_policy"), lbp)?,
+        Some(lbp) => {
+            let (policy, locality_weighted) =
+                load_balancing_policy(&cx, &root.field("load_balancing_policy"), lbp)?;
+            lb_common.locality_weighted = locality_weighted;
+            policy
+        }
         None => lb_policy(&cx, &proto)?,
     };
     let connect_timeout = match &proto.connect_timeout {
@@ -75,6 +104,7 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
         retry_limits,
         connection_limits,
         outlier_detection,
+        lb_common,
     })
 }
 
@@ -155,18 +185,153 @@ fn lb_policy(cx: &Ctx<'_>, proto: &ClusterProto) -> Result<LbPolicy, ModelError>
                 count,
             )
         }
+        LbPolicyProto::Random => Ok(LbPolicy::Random),
+        LbPolicyProto::RingHash => {
+            let c = match &proto.lb_config {
+                Some(LbConfig::RingHashLbConfig(c)) => Some(c),
+                _ => None,
+            };
+            let rp = Path::root().field("ring_hash_lb_config");
+            if let Some(c) = c {
+                if HashFunction::try_from(c.hash_function) != Ok(HashFunction::XxHash) {
+                    return Err(cx.unsupported(
+                        &rp.field("hash_function"),
+                        "only XX_HASH is supported (as in gRPC)",
+                    ));
+                }
+            }
+            ring_hash(
+                cx,
+                &rp,
+                c.and_then(|c| c.minimum_ring_size.map(|v| v.value)),
+                c.and_then(|c| c.maximum_ring_size.map(|v| v.value)),
+            )
+        }
+        LbPolicyProto::Maglev => {
+            let size = match &proto.lb_config {
+                Some(LbConfig::MaglevLbConfig(c)) => c.table_size.map(|v| v.value),
+                _ => None,
+            };
+            maglev(
+                cx,
+                &Path::root().field("maglev_lb_config").field("table_size"),
+                size,
+            )
+        }
         LbPolicyProto::LoadBalancingPolicyConfig => Err(cx.invalid(
             &p,
             "LOAD_BALANCING_POLICY_CONFIG without load_balancing_policy",
         )),
         other => Err(cx.unsupported(
             &p,
-            format!(
-                "lb_policy {} not supported yet (issue resilience)",
-                other.as_str_name()
-            ),
+            format!("lb_policy {} not supported", other.as_str_name()),
         )),
     }
+}
+
+/// `common_lb_config`: the panic threshold and whether localities are weighted.
+fn common_lb_config(
+    cx: &Ctx<'_>,
+    path: &Path,
+    proto: &ClusterProto,
+) -> Result<CommonLbConfig, ModelError> {
+    let mut out = CommonLbConfig::default();
+    let Some(c) = &proto.common_lb_config else {
+        return Ok(out);
+    };
+    if let Some(p) = &c.healthy_panic_threshold {
+        out.healthy_panic_threshold_ppm =
+            percent_ppm(cx, &path.field("healthy_panic_threshold"), p.value)?;
+    }
+    out.locality_weighted = matches!(
+        c,
+        CommonProto {
+            locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)),
+            ..
+        }
+    );
+    Ok(out)
+}
+
+/// An `envoy.type.v3.Percent` (0–100) in parts per million.
+fn percent_ppm(cx: &Ctx<'_>, path: &Path, value: f64) -> Result<u32, ModelError> {
+    if !(0.0..=100.0).contains(&value) {
+        return Err(cx.invalid(
+            &path.field("value"),
+            format!("{value} is not within 0..=100"),
+        ));
+    }
+    // Within 0..=1e6 after the range check, so the cast is exact enough and cannot wrap.
+    Ok((value * 10_000.0).round() as u32)
+}
+
+/// RING_HASH sizes: defaults 1024 / 8 388 608, each within `1..=8 388 608`, min ≤ max.
+fn ring_hash(
+    cx: &Ctx<'_>,
+    path: &Path,
+    min: Option<u64>,
+    max: Option<u64>,
+) -> Result<LbPolicy, ModelError> {
+    let min_ring_size = min.unwrap_or(LbPolicy::DEFAULT_MIN_RING_SIZE);
+    let max_ring_size = max.unwrap_or(LbPolicy::MAX_RING_SIZE);
+    for (field, v) in [
+        ("minimum_ring_size", min_ring_size),
+        ("maximum_ring_size", max_ring_size),
+    ] {
+        if v == 0 || v > LbPolicy::MAX_RING_SIZE {
+            return Err(cx.invalid(
+                &path.field(field),
+                format!("{v} is not within 1..={}", LbPolicy::MAX_RING_SIZE),
+            ));
+        }
+    }
+    if min_ring_size > max_ring_size {
+        return Err(cx.invalid(
+            &path.field("minimum_ring_size"),
+            format!("{min_ring_size} is above maximum_ring_size {max_ring_size}"),
+        ));
+    }
+    Ok(LbPolicy::RingHash {
+        min_ring_size,
+        max_ring_size,
+    })
+}
+
+/// MAGLEV table size: default 65 537, a prime ≤ 5 000 011 (Envoy).
+fn maglev(cx: &Ctx<'_>, path: &Path, size: Option<u64>) -> Result<LbPolicy, ModelError> {
+    let table_size = size.unwrap_or(LbPolicy::DEFAULT_MAGLEV_TABLE_SIZE);
+    if table_size > LbPolicy::MAX_MAGLEV_TABLE_SIZE {
+        return Err(cx.invalid(
+            path,
+            format!("{table_size} is above {}", LbPolicy::MAX_MAGLEV_TABLE_SIZE),
+        ));
+    }
+    if !is_prime(table_size) {
+        return Err(cx.invalid(path, format!("{table_size} is not a prime")));
+    }
+    Ok(LbPolicy::Maglev { table_size })
+}
+
+/// Trial division; table sizes are at most ~5e6, so at most ~1100 divisions, at config time.
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2;
+    while d * d <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+fn locality_weighted(c: Option<&LocalityLbConfig>) -> bool {
+    matches!(
+        c.and_then(|c| c.locality_config_specifier.as_ref()),
+        Some(locality_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+    )
 }
 
 /// gRFC A48: default 2, below 2 invalid, above 10 clamped.
@@ -180,12 +345,13 @@ fn least_request(cx: &Ctx<'_>, path: &Path, count: Option<u32>) -> Result<LbPoli
     })
 }
 
-/// gRFC A52: the first policy this client supports wins.
+/// gRFC A52: the first policy this client supports wins. Returns it and whether its locality
+/// config asks for weighted localities.
 fn load_balancing_policy(
     cx: &Ctx<'_>,
     path: &Path,
     lbp: &LoadBalancingPolicy,
-) -> Result<LbPolicy, ModelError> {
+) -> Result<(LbPolicy, bool), ModelError> {
     let mut seen = Vec::new();
     for (i, policy) in lbp.policies.iter().enumerate() {
         let p = path.index("policies", i).field("typed_extension_config");
@@ -198,17 +364,91 @@ fn load_balancing_policy(
         };
         let tp = p.field("typed_config");
         let ext = identify(cx, &tp, any)?;
+        let s = ext.typed_struct.as_ref();
         match ext.name.as_str() {
-            ROUND_ROBIN => return Ok(LbPolicy::RoundRobin),
+            ROUND_ROBIN => {
+                let weighted = match s {
+                    Some(s) => struct_locality_weighted(s),
+                    None => locality_weighted(
+                        decode_any::<RoundRobin>(cx, &tp, any)?
+                            .locality_lb_config
+                            .as_ref(),
+                    ),
+                };
+                return Ok((LbPolicy::RoundRobin, weighted));
+            }
+            RANDOM => {
+                let weighted = match s {
+                    Some(s) => struct_locality_weighted(s),
+                    None => locality_weighted(
+                        decode_any::<Random>(cx, &tp, any)?
+                            .locality_lb_config
+                            .as_ref(),
+                    ),
+                };
+                return Ok((LbPolicy::Random, weighted));
+            }
             LEAST_REQUEST => {
-                let count = match &ext.typed_struct {
-                    Some(s) => struct_u32(cx, &tp, s, &["choice_count", "choiceCount"])?,
+                let (count, weighted) = match s {
+                    Some(s) => (
+                        struct_u32(cx, &tp, s, &["choice_count", "choiceCount"])?,
+                        struct_locality_weighted(s),
+                    ),
                     None => {
                         let lr: LeastRequest = decode_any(cx, &tp, any)?;
-                        lr.choice_count.map(|v| v.value)
+                        (
+                            lr.choice_count.map(|v| v.value),
+                            locality_weighted(lr.locality_lb_config.as_ref()),
+                        )
                     }
                 };
-                return least_request(cx, &tp.field("choice_count"), count);
+                return Ok((
+                    least_request(cx, &tp.field("choice_count"), count)?,
+                    weighted,
+                ));
+            }
+            RING_HASH => {
+                let (min, max, weighted) = match s {
+                    Some(s) => (
+                        struct_u64(cx, &tp, s, &["minimum_ring_size", "minimumRingSize"])?,
+                        struct_u64(cx, &tp, s, &["maximum_ring_size", "maximumRingSize"])?,
+                        struct_locality_weighted(s),
+                    ),
+                    None => {
+                        let rh: RingHash = decode_any(cx, &tp, any)?;
+                        if !matches!(
+                            ExtHashFunction::try_from(rh.hash_function),
+                            Ok(ExtHashFunction::DefaultHash | ExtHashFunction::XxHash)
+                        ) {
+                            return Err(cx.unsupported(
+                                &tp.field("hash_function"),
+                                "only XX_HASH is supported (as in gRPC)",
+                            ));
+                        }
+                        (
+                            rh.minimum_ring_size.map(|v| v.value),
+                            rh.maximum_ring_size.map(|v| v.value),
+                            rh.locality_weighted_lb_config.is_some(),
+                        )
+                    }
+                };
+                return Ok((ring_hash(cx, &tp, min, max)?, weighted));
+            }
+            MAGLEV => {
+                let (size, weighted) = match s {
+                    Some(s) => (
+                        struct_u64(cx, &tp, s, &["table_size", "tableSize"])?,
+                        struct_locality_weighted(s),
+                    ),
+                    None => {
+                        let m: Maglev = decode_any(cx, &tp, any)?;
+                        (
+                            m.table_size.map(|v| v.value),
+                            m.locality_weighted_lb_config.is_some(),
+                        )
+                    }
+                };
+                return Ok((maglev(cx, &tp.field("table_size"), size)?, weighted));
             }
             other => seen.push(other.to_owned()),
         }
@@ -217,6 +457,45 @@ fn load_balancing_policy(
         &path.field("policies"),
         format!("no supported policy among [{}]", seen.join(", ")),
     ))
+}
+
+/// Whether a policy given as `TypedStruct` weighs localities: `locality_lb_config` holding
+/// `locality_weighted_lb_config` (RoundRobin, LeastRequest, Random), or
+/// `locality_weighted_lb_config` itself (RingHash, Maglev).
+fn struct_locality_weighted(s: &Struct) -> bool {
+    const WEIGHTED: [&str; 2] = ["locality_weighted_lb_config", "localityWeightedLbConfig"];
+    let has = |s: &Struct| WEIGHTED.iter().any(|n| s.fields.contains_key(*n));
+    has(s)
+        || ["locality_lb_config", "localityLbConfig"]
+            .iter()
+            .filter_map(|n| s.fields.get(*n))
+            .any(|v| matches!(&v.kind, Some(Kind::StructValue(inner)) if has(inner)))
+}
+
+/// Reads a non-negative integer field of a `TypedStruct`'s value, by any of its JSON names
+/// (64-bit values arrive as numbers or, in proto3 JSON, as decimal strings).
+fn struct_u64(
+    cx: &Ctx<'_>,
+    path: &Path,
+    s: &Struct,
+    names: &[&str],
+) -> Result<Option<u64>, ModelError> {
+    let Some(v) = names.iter().find_map(|n| s.fields.get(*n)) else {
+        return Ok(None);
+    };
+    match &v.kind {
+        // 2^53 bounds what a JSON number holds exactly.
+        Some(Kind::NumberValue(n))
+            if *n >= 0.0 && *n <= 9_007_199_254_740_992.0 && n.fract() == 0.0 =>
+        {
+            Ok(Some(*n as u64))
+        }
+        Some(Kind::StringValue(t)) => t
+            .parse()
+            .map(Some)
+            .map_err(|_| cx.invalid(&path.field(names[0]), "not a non-negative integer")),
+        _ => Err(cx.invalid(&path.field(names[0]), "not a non-negative integer")),
+    }
 }
 
 /// Reads a non-negative integer field of a `TypedStruct`'s value, by any of its JSON names.

@@ -1,5 +1,7 @@
 use envoy_types::pb::envoy::config::cluster::v3::{
-    cluster::{CustomClusterType, EdsClusterConfig, LeastRequestLbConfig},
+    cluster::{
+        CustomClusterType, EdsClusterConfig, LeastRequestLbConfig, MaglevLbConfig, RingHashLbConfig,
+    },
     load_balancing_policy::Policy,
 };
 use envoy_types::pb::envoy::config::core::v3::{
@@ -7,7 +9,8 @@ use envoy_types::pb::envoy::config::core::v3::{
     TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment as ClaProto;
-use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration, UInt32Value};
+use envoy_types::pb::envoy::r#type::v3::Percent;
+use envoy_types::pb::google::protobuf::{Any, Duration as PbDuration, UInt32Value, UInt64Value};
 use prost::Message;
 
 use super::*;
@@ -131,15 +134,18 @@ fn lb_policy_enum() {
             ),
         }
     }
-    for lp in [
-        LbPolicyProto::RingHash,
-        LbPolicyProto::Maglev,
-        LbPolicyProto::Random,
+    for (lp, want) in [
+        (LbPolicyProto::RingHash, LbPolicy::ring_hash()),
+        (LbPolicyProto::Maglev, LbPolicy::maglev()),
+        (LbPolicyProto::Random, LbPolicy::Random),
     ] {
         let mut p = eds("c");
         p.lb_policy = lp as i32;
-        assert_eq!(err(p), (ErrorKind::Unsupported, "lb_policy".into()));
+        assert_eq!(Cluster::try_from(p).unwrap().lb_policy, want);
     }
+    let mut p = eds("c");
+    p.lb_policy = LbPolicyProto::ClusterProvided as i32;
+    assert_eq!(err(p), (ErrorKind::Unsupported, "lb_policy".into()));
     let mut p = eds("c");
     p.lb_policy = 77;
     assert_eq!(err(p), (ErrorKind::Invalid, "lb_policy".into()));
@@ -159,7 +165,7 @@ fn policy(name: &str, value: Vec<u8>) -> Policy {
 
 #[test]
 fn load_balancing_policy_overrides() {
-    let maglev = "envoy.extensions.load_balancing_policies.maglev.v3.Maglev";
+    let maglev = "envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin";
     let lr = LeastRequest {
         choice_count: Some(UInt32Value { value: 4 }),
         ..Default::default()
@@ -206,4 +212,173 @@ fn bad_connect_timeout() {
         p.connect_timeout = Some(PbDuration { seconds, nanos });
         assert_eq!(err(p), (ErrorKind::Invalid, "connect_timeout".into()));
     }
+}
+
+fn ring(min: Option<u64>, max: Option<u64>, hash_function: i32) -> ClusterProto {
+    let mut p = eds("c");
+    p.lb_policy = LbPolicyProto::RingHash as i32;
+    p.lb_config = Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
+        minimum_ring_size: min.map(|value| UInt64Value { value }),
+        maximum_ring_size: max.map(|value| UInt64Value { value }),
+        hash_function,
+    }));
+    p
+}
+
+#[test]
+fn ring_hash_config_rules() {
+    assert_eq!(
+        Cluster::try_from(ring(Some(16), Some(64), 0))
+            .unwrap()
+            .lb_policy,
+        LbPolicy::RingHash {
+            min_ring_size: 16,
+            max_ring_size: 64
+        }
+    );
+    let bad = [
+        (
+            ring(Some(65), Some(64), 0),
+            ErrorKind::Invalid,
+            "ring_hash_lb_config.minimum_ring_size",
+        ),
+        (
+            ring(Some(0), None, 0),
+            ErrorKind::Invalid,
+            "ring_hash_lb_config.minimum_ring_size",
+        ),
+        (
+            ring(None, Some(8_388_609), 0),
+            ErrorKind::Invalid,
+            "ring_hash_lb_config.maximum_ring_size",
+        ),
+        (
+            ring(None, None, 1),
+            ErrorKind::Unsupported,
+            "ring_hash_lb_config.hash_function",
+        ),
+    ];
+    for (p, kind, field) in bad {
+        assert_eq!(err(p), (kind, field.to_string()));
+    }
+}
+
+#[test]
+fn maglev_table_must_be_prime() {
+    for (size, ok) in [
+        (None, true),
+        (Some(7), true),
+        (Some(65_536), false),
+        (Some(5_000_111), false),
+        (Some(1), false),
+    ] {
+        let mut p = eds("c");
+        p.lb_policy = LbPolicyProto::Maglev as i32;
+        p.lb_config = Some(LbConfig::MaglevLbConfig(MaglevLbConfig {
+            table_size: size.map(|value| UInt64Value { value }),
+        }));
+        if ok {
+            assert!(matches!(
+                Cluster::try_from(p).unwrap().lb_policy,
+                LbPolicy::Maglev { .. }
+            ));
+        } else {
+            assert_eq!(
+                err(p),
+                (ErrorKind::Invalid, "maglev_lb_config.table_size".into()),
+                "{size:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn common_lb_config_panic_and_locality() {
+    let c = Cluster::try_from(eds("c")).unwrap();
+    assert_eq!(c.lb_common, CommonLbConfig::default());
+    let mut p = eds("c");
+    p.common_lb_config = Some(CommonProto {
+        healthy_panic_threshold: Some(Percent { value: 12.5 }),
+        locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+            Default::default(),
+        )),
+        ..Default::default()
+    });
+    let c = Cluster::try_from(p.clone()).unwrap();
+    assert_eq!(
+        c.lb_common,
+        CommonLbConfig {
+            healthy_panic_threshold_ppm: 125_000,
+            locality_weighted: true
+        }
+    );
+    if let Some(c) = &mut p.common_lb_config {
+        c.healthy_panic_threshold = Some(Percent { value: 101.0 });
+    }
+    assert_eq!(
+        err(p),
+        (
+            ErrorKind::Invalid,
+            "common_lb_config.healthy_panic_threshold.value".into()
+        )
+    );
+}
+
+#[test]
+fn extension_policies_carry_their_locality_config() {
+    let rr = RoundRobin {
+        locality_lb_config: Some(LocalityLbConfig {
+            locality_config_specifier: Some(
+                locality_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(
+                    Default::default(),
+                ),
+            ),
+        }),
+        ..Default::default()
+    };
+    let maglev = Maglev {
+        table_size: Some(UInt64Value { value: 4 }),
+        ..Default::default()
+    };
+    let mut p = eds("c");
+    p.load_balancing_policy = Some(LoadBalancingPolicy {
+        policies: vec![policy(ROUND_ROBIN, rr.encode_to_vec())],
+    });
+    let c = Cluster::try_from(p).unwrap();
+    assert_eq!(
+        (c.lb_policy, c.lb_common.locality_weighted),
+        (LbPolicy::RoundRobin, true)
+    );
+    let mut p = eds("c");
+    p.load_balancing_policy = Some(LoadBalancingPolicy {
+        policies: vec![policy(MAGLEV, maglev.encode_to_vec())],
+    });
+    assert_eq!(
+        err(p),
+        (
+            ErrorKind::Invalid,
+            "load_balancing_policy.policies[0].typed_extension_config.typed_config.table_size"
+                .into()
+        )
+    );
+    let mut p = eds("c");
+    p.load_balancing_policy = Some(LoadBalancingPolicy {
+        policies: vec![policy(RANDOM, vec![]), policy(ROUND_ROBIN, vec![])],
+    });
+    assert_eq!(Cluster::try_from(p).unwrap().lb_policy, LbPolicy::Random);
+    let ring = RingHash {
+        minimum_ring_size: Some(UInt64Value { value: 8 }),
+        ..Default::default()
+    };
+    let mut p = eds("c");
+    p.load_balancing_policy = Some(LoadBalancingPolicy {
+        policies: vec![policy(RING_HASH, ring.encode_to_vec())],
+    });
+    assert_eq!(
+        Cluster::try_from(p).unwrap().lb_policy,
+        LbPolicy::RingHash {
+            min_ring_size: 8,
+            max_ring_size: LbPolicy::MAX_RING_SIZE
+        }
+    );
 }

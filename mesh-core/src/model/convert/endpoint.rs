@@ -5,7 +5,8 @@
 //! addresses unsupported). Endpoint weight 0 is invalid, unset is 1; the endpoint weights of a
 //! locality and the locality weights of a priority must each sum to at most `u32::MAX`.
 //! Priorities are contiguous from 0; a locality appears once per priority; an address appears once
-//! in the whole assignment.
+//! in the whole assignment. `policy.overprovisioning_factor` defaults to 140 and must be above 0;
+//! `drop_overloads` are not applied yet.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -101,9 +102,21 @@ pub(super) fn load_assignment(
             ));
         }
     }
+    let overprovisioning_factor = match cla.policy.as_ref().and_then(|p| p.overprovisioning_factor)
+    {
+        None => ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+        Some(f) if f.value == 0 => {
+            return Err(cx.invalid(
+                &path.field("policy").field("overprovisioning_factor"),
+                "must be above 0",
+            ))
+        }
+        Some(f) => f.value,
+    };
     Ok(ClusterLoadAssignment {
         cluster_name: name.into(),
         localities: localities.into(),
+        overprovisioning_factor,
     })
 }
 

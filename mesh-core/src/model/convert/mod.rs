@@ -13,13 +13,16 @@
 //! - [`route`]: RouteConfiguration → VirtualHost → Route (A28; Envoy `route_components.proto`).
 //! - [`matcher`]: string, header and query-parameter matchers (A28, A63).
 //! - [`policy`]: route timeouts, retry policies, cluster retry limits (A31, A44).
-//! - [`cluster`]: discovery type, lb_policy / load_balancing_policy (A27, A48, A52).
 //! - [`outlier`]: outlier detection and connection-pool circuit breakers (A50; Envoy
 //!   `outlier_detection.proto`, `circuit_breaker.proto`).
+//! - [`cluster`]: discovery type, lb_policy / load_balancing_policy, ring hash / Maglev / panic
+//!   threshold / locality settings (A27, A42, A48, A52).
+//! - [`hash_policy`]: `RouteAction.hash_policy` (A42).
 //! - [`endpoint`]: ClusterLoadAssignment (A27; grpc-go `unmarshal_eds.go`).
 
 mod cluster;
 mod endpoint;
+mod hash_policy;
 mod listener;
 mod matcher;
 mod outlier;

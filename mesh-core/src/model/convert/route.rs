@@ -13,8 +13,9 @@
 //! - Matchers the model cannot express (cookies, dynamic metadata, filter state) reject the
 //!   resource rather than silently widening the route. `grpc` and `tls_context` are ignored, as in
 //!   gRPC.
-//! - Timeouts and retry policies: see [`super::policy`]. Policies not in the model yet (hash,
-//!   hedging, per-filter config…) are ignored here.
+//! - Timeouts and retry policies: see [`super::policy`]; hash policies: see
+//!   [`super::hash_policy`]. Policies not in the model yet (hedging, per-filter config…) are
+//!   ignored here.
 
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
 
-use super::{matcher, policy, Ctx, Path};
+use super::{hash_policy, matcher, policy, Ctx, Path};
 use crate::model::{
     ClusterWeight, ModelError, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch,
     RoutePolicy, VirtualHost,
@@ -137,9 +138,11 @@ fn route(
         .ok_or_else(|| cx.invalid(&path.field("match"), "missing"))?;
     let matcher = route_match(cx, &path.field("match"), m)?;
     let mut policy = RoutePolicy::default();
+    let mut hashes = Vec::new();
     let action = match &r.action {
         Some(Action::Route(ra)) => {
             policy = policy::route_policy(cx, &path.field("route"), ra, vhost_retry)?;
+            hashes = hash_policy::hash_policies(cx, &path.field("route"), &ra.hash_policy)?;
             route_action(cx, &path.field("route"), ra)?
         }
         Some(Action::Redirect(_)) => RouteAction::Unsupported("redirect".into()),
@@ -155,6 +158,7 @@ fn route(
         matcher,
         action,
         policy,
+        hash_policy: hashes.into(),
     })
 }
 

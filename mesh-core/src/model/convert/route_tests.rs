@@ -321,3 +321,83 @@ fn named_routes_keep_their_name_and_unmodelled_matchers_reject() {
         )
     );
 }
+
+#[test]
+fn hash_policies_convert() {
+    use crate::model::{HashSource, RegexRewrite};
+    use envoy_types::pb::envoy::config::route::v3::route_action::{
+        hash_policy::{ConnectionProperties, Cookie, FilterState, Header, PolicySpecifier},
+        HashPolicy as Hp,
+    };
+    use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
+    let hp = |p: PolicySpecifier, terminal| Hp {
+        policy_specifier: Some(p),
+        terminal,
+    };
+    let with = |list: Vec<Hp>| {
+        let action = Some(Action::Route(RouteActionProto {
+            cluster_specifier: Some(ClusterSpecifier::Cluster("c".into())),
+            hash_policy: list,
+            ..Default::default()
+        }));
+        rc(
+            vec![simple(rmatch(PathSpecifier::Prefix("/".into())), action)],
+            &["*"],
+        )
+    };
+    let r = first_route(with(vec![
+        hp(
+            PolicySpecifier::Header(Header {
+                header_name: "X-User".into(),
+                regex_rewrite: Some(RegexMatchAndSubstitute {
+                    pattern: Some(RegexMatcher {
+                        regex: "-.*".into(),
+                        ..Default::default()
+                    }),
+                    substitution: "".into(),
+                }),
+            }),
+            true,
+        ),
+        hp(
+            PolicySpecifier::FilterState(FilterState {
+                key: "io.grpc.channel_id".into(),
+            }),
+            false,
+        ),
+        hp(
+            PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: false }),
+            false,
+        ),
+        hp(
+            PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: true }),
+            false,
+        ),
+    ]));
+    assert_eq!(
+        r.hash_policy.len(),
+        2,
+        "filter_state and source_ip: false dropped"
+    );
+    assert_eq!(
+        r.hash_policy[0].source,
+        HashSource::Header {
+            name: "x-user".into(),
+            rewrite: Some(RegexRewrite::new("-.*", "").unwrap()),
+        }
+    );
+    assert!(r.hash_policy[0].terminal);
+    assert_eq!(r.hash_policy[1].source, HashSource::SourceIp);
+    let field = |e: (ErrorKind, String)| e.1;
+    assert_eq!(
+        field(err(with(vec![hp(
+            PolicySpecifier::Cookie(Cookie::default()),
+            false
+        )]))),
+        "virtual_hosts[0].routes[0].route.hash_policy[0].cookie.name"
+    );
+    assert_eq!(
+        field(err(with(vec![Hp::default()]))),
+        "virtual_hosts[0].routes[0].route.hash_policy[0]"
+    );
+}
