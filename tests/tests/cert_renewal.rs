@@ -462,3 +462,29 @@ fn no_cert_connector() -> tokio_rustls::TlsConnector {
     config.alpn_protocols = vec![b"h2".to_vec()];
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
+
+/// A renewal never changes who the workload is: a chain for another identity is refused and
+/// the current material stays.
+#[tokio::test]
+async fn renewal_refuses_a_certificate_for_another_identity() -> Result<()> {
+    let _capture = capture();
+    let ca = Ca::generate(TD)?;
+    let (svid, key) = ca.issue(&id("greeter"), None)?;
+    let ident = WorkloadIdentity::from_pem(
+        svid.cert_chain_pem.as_bytes(),
+        key.expose().as_bytes(),
+        svid.trust_bundle_pem.as_bytes(),
+    )?;
+    let req = CertificateRequest::generate()?;
+    let other = ca.sign_csr(req.csr_pem(), &id("admin"), None)?;
+    let err = req
+        .renew(&ident, &other.cert_chain_pem, &other.trust_bundle_pem)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("sa/admin, not spiffe://cluster.local/ns/default/sa/greeter"),
+        "{err}"
+    );
+    assert_eq!(ident.serial(), svid.serial);
+    Ok(())
+}
