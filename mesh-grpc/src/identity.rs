@@ -16,7 +16,8 @@
 //!    acceptors built on the identity use it for new handshakes; established connections and
 //!    in-flight calls are untouched.
 //!
-//! Failures are retried with exponential backoff (1 s doubling to 30 s by default) until one
+//! Each renewal comes up to [`DEFAULT_RENEW_JITTER`] (10 %, configurable) earlier at random, so
+//! a fleet started together spreads its calls to the CA. Failures are retried with exponential backoff (1 s doubling to 30 s by default) until one
 //! succeeds; the current certificate stays in use meanwhile. Istio measures the fraction from
 //! `not_before`; we measure it from when the certificate was installed, because our CA backdates
 //! `not_before` by a minute for clock skew, which would make short-lived SVIDs renew at once.
@@ -36,6 +37,10 @@ use tonic::transport::{Channel, Endpoint};
 
 /// Renew when this fraction of the remaining lifetime has passed (Istio's default, 50 %).
 pub const DEFAULT_RENEW_FRACTION: f64 = 0.5;
+
+/// Default jitter: each renewal comes up to 10 % earlier than the fraction says, at random, so
+/// workloads started together do not all call the CA at the same instant.
+pub const DEFAULT_RENEW_JITTER: f64 = 0.1;
 
 /// The gRPC method path of Istio's certificate service.
 pub const CREATE_CERTIFICATE_PATH: &str =
@@ -131,6 +136,7 @@ pub struct CertificateRenewer {
     ca_addr: String,
     ca_identity: String,
     renew_fraction: f64,
+    renew_jitter: f64,
     requested_ttl: Option<Duration>,
     backoff_initial: Duration,
     backoff_max: Duration,
@@ -162,6 +168,7 @@ impl CertificateRenewer {
             ca_addr: ca_addr.into(),
             ca_identity: ca_identity.into(),
             renew_fraction: DEFAULT_RENEW_FRACTION,
+            renew_jitter: DEFAULT_RENEW_JITTER,
             requested_ttl: None,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
@@ -175,6 +182,17 @@ impl CertificateRenewer {
             fraction.clamp(0.05, 0.95)
         } else {
             DEFAULT_RENEW_FRACTION
+        };
+        self
+    }
+
+    /// Renews up to `jitter` (clamped to 0..=0.5) of the delay earlier, at random; 0 turns the
+    /// jitter off.
+    pub fn renew_jitter(mut self, jitter: f64) -> Self {
+        self.renew_jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 0.5)
+        } else {
+            DEFAULT_RENEW_JITTER
         };
         self
     }
@@ -269,7 +287,8 @@ impl CertificateRenewer {
 
     async fn run(self, status: watch::Sender<RenewalStatus>) {
         loop {
-            let delay = renew_delay(remaining(self.identity.not_after()), self.renew_fraction);
+            let delay = renew_delay(remaining(self.identity.not_after()), self.renew_fraction)
+                .mul_f64(1.0 - self.renew_jitter * rand::random::<f64>());
             tracing::debug!(spiffe_id = %self.identity.spiffe_id(), ?delay, "next svid renewal");
             tokio::time::sleep(delay).await;
             let mut backoff = self.backoff_initial;

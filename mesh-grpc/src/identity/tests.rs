@@ -37,7 +37,13 @@ fn fraction_is_clamped_and_nan_means_default() {
         r.clone().renew_fraction(f64::NAN).renew_fraction,
         DEFAULT_RENEW_FRACTION
     );
-    assert_eq!(r.renew_fraction(0.7).renew_fraction, 0.7);
+    assert_eq!(r.clone().renew_fraction(0.7).renew_fraction, 0.7);
+    assert_eq!(r.clone().renew_jitter(0.9).renew_jitter, 0.5);
+    assert_eq!(r.clone().renew_jitter(-1.0).renew_jitter, 0.0);
+    assert_eq!(
+        r.renew_jitter(f64::INFINITY).renew_jitter,
+        DEFAULT_RENEW_JITTER
+    );
 }
 
 #[test]
@@ -66,6 +72,7 @@ async fn waits_for_the_renewal_point_then_retries_with_backoff() {
         closed.to_string(),
         "spiffe://cluster.local/ns/istio-system/sa/mesh-control-plane",
     )
+    .renew_jitter(0.0)
     .retry_backoff(Duration::from_secs(5), Duration::from_secs(20))
     .attempt_timeout(Duration::from_secs(1))
     .spawn();
@@ -87,4 +94,23 @@ async fn waits_for_the_renewal_point_then_retries_with_backoff() {
     drop(handle);
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(id.serial(), serial, "the current certificate stays");
+}
+
+/// With the default jitter the first attempt falls in [90 %, 100 %] of the 50 % point.
+#[tokio::test(start_paused = true)]
+async fn jitter_only_moves_the_renewal_earlier_within_its_bound() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let id = identity(Duration::from_secs(3600));
+    let handle = CertificateRenewer::new(id, closed.to_string(), "spiffe://cluster.local/x")
+        .retry_backoff(Duration::from_secs(600), Duration::from_secs(600))
+        .attempt_timeout(Duration::from_secs(1))
+        .spawn();
+    // Remaining is 3599..=3600 s: the point is 1799.5..=1800 s, minus up to 10 %.
+    tokio::time::sleep(Duration::from_secs(1615)).await;
+    assert_eq!(handle.status().failures, 0, "not before 90 % of the point");
+    tokio::time::sleep(Duration::from_secs(195)).await;
+    assert_eq!(handle.status().failures, 1, "one attempt by the point");
 }
