@@ -357,6 +357,20 @@ async fn expired_or_foreign_svids_are_refused_naming_why() -> Result<()> {
         "a week was asked for, the default ttl is the cap: {lifetime:?}"
     );
 
+    // A CSR that is not one (or whose signature is wrong) is INVALID_ARGUMENT.
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cp.ca_addr().unwrap()))?
+            .connect_with_connector(MeshTlsConnector::new(
+                good.clone(),
+                vec![cp.ca_identity().unwrap().to_string()],
+            ))
+            .await?;
+    let status = create_certificate(channel, "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n", None)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("invalid csr"), "{status:?}");
+
     // A renewer pinning another control-plane identity refuses to talk to this CA.
     let err = CertificateRenewer::new(
         good,

@@ -80,9 +80,12 @@ pub fn effective_ttl(requested_secs: i64, default_ttl: Duration) -> Duration {
     Duration::from_secs(requested_secs as u64).min(default_ttl)
 }
 
-/// The client certificate chain of a connection (end entity first), or none.
+/// The client certificate chain of a connection (end entity first), or none, and its address.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct CallerCerts(Option<Arc<Vec<CertificateDer<'static>>>>);
+pub(crate) struct CallerCerts {
+    chain: Option<Arc<Vec<CertificateDer<'static>>>>,
+    peer: Option<std::net::SocketAddr>,
+}
 
 /// Checks a caller's chain against `ca`'s trust bundle at `now` and returns the identity it
 /// proves. The error is the status to answer with, naming why.
@@ -159,10 +162,12 @@ impl IstioCertificateService for CertificateService {
         &self,
         request: Request<IstioCertificateRequest>,
     ) -> Result<Response<IstioCertificateResponse>, Status> {
-        let chain = request
+        let caller = request
             .extensions()
             .get::<CallerCerts>()
-            .and_then(|c| c.0.clone());
+            .cloned()
+            .unwrap_or_default();
+        let chain = caller.chain;
         let id = match authenticate(
             &self.ca,
             &*self.verifier,
@@ -171,7 +176,7 @@ impl IstioCertificateService for CertificateService {
         ) {
             Ok(id) => id,
             Err(status) => {
-                tracing::warn!(reason = status.message(), "csr refused");
+                tracing::warn!(peer = ?caller.peer, reason = status.message(), "csr refused");
                 return Err(status);
             }
         };
@@ -426,13 +431,13 @@ impl tonic::transport::server::Connected for CaConn {
     type ConnectInfo = CallerCerts;
 
     fn connect_info(&self) -> CallerCerts {
-        CallerCerts(
-            self.0
-                .get_ref()
-                .1
+        let (tcp, tls) = self.0.get_ref();
+        CallerCerts {
+            chain: tls
                 .peer_certificates()
                 .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect())),
-        )
+            peer: tcp.peer_addr().ok(),
+        }
     }
 }
 
