@@ -16,6 +16,7 @@ use tokio_stream::StreamExt;
 
 use crate::ads::status::{ClientRegistry, ClientStatus};
 use crate::ads::AdsService;
+use crate::ca::{Ca, CaError, SpiffeId};
 use crate::cache::Snapshot;
 use crate::source::watch::{self as dirwatch, LoadResult, WatchOptions};
 use crate::source::{load_str, ConfigError, MeshConfig, Warning};
@@ -35,13 +36,16 @@ pub enum StartError {
     /// A listen address could not be bound.
     #[error("bind {what} on {addr}: {source}")]
     Bind {
-        /// `ads` or `admin`.
+        /// `ads`, `admin` or `ca`.
         what: &'static str,
         /// The address.
         addr: SocketAddr,
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The CSR endpoint's serving certificate could not be issued.
+    #[error("ca server: {0}")]
+    Ca(#[from] CaError),
 }
 
 /// Entry point: `ControlPlane::builder()`.
@@ -65,6 +69,15 @@ pub struct ControlPlaneBuilder {
     listen: SocketAddr,
     admin: Option<SocketAddr>,
     watch: WatchOptions,
+    ca: Option<CaServerOptions>,
+}
+
+/// Where and how the CSR endpoint runs (see [`crate::ca::server`]).
+#[derive(Debug, Clone)]
+struct CaServerOptions {
+    ca: Arc<Ca>,
+    listen: SocketAddr,
+    namespace: String,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -75,6 +88,7 @@ impl Default for ControlPlaneBuilder {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: None,
             watch: WatchOptions::default(),
+            ca: None,
         }
     }
 }
@@ -107,6 +121,18 @@ impl ControlPlaneBuilder {
     /// Runs without the admin HTTP server.
     pub fn without_admin(mut self) -> Self {
         self.admin = None;
+        self
+    }
+
+    /// Serves `IstioCertificateService/CreateCertificate` (mTLS, renewal by the caller's current
+    /// SVID) for `ca` on `addr`; the endpoint presents
+    /// `spiffe://<td>/ns/istio-system/sa/mesh-control-plane` ([`ControlPlaneHandle::ca_identity`]).
+    pub fn ca_server(mut self, ca: Arc<Ca>, addr: SocketAddr) -> Self {
+        self.ca = Some(CaServerOptions {
+            ca,
+            listen: addr,
+            namespace: crate::ca::server::DEFAULT_CONTROL_PLANE_NAMESPACE.to_owned(),
+        });
         self
     }
 
@@ -149,6 +175,15 @@ impl ControlPlaneBuilder {
         };
 
         let mut tasks = Vec::new();
+        let mut ca_endpoint = None;
+        if let Some(opts) = self.ca {
+            let listener = bind("ca", opts.listen).await?;
+            let addr = local_addr(&listener, "ca", opts.listen)?;
+            let (id, task) =
+                crate::ca::server::spawn(opts.ca, &opts.namespace, listener, shutdown_rx.clone())?;
+            tasks.push(task);
+            ca_endpoint = Some((addr, id));
+        }
         let service = AdsService::new(
             shared.snapshots.subscribe(),
             shared.clients.clone(),
@@ -195,12 +230,13 @@ impl ControlPlaneBuilder {
                 move |r| sh.apply(r),
             ));
         }
-        tracing::info!(%ads_addr, admin = ?admin_addr, "control plane started");
+        tracing::info!(%ads_addr, admin = ?admin_addr, ca = ?ca_endpoint.as_ref().map(|c| c.0), "control plane started");
         Ok(ControlPlaneHandle {
             shared,
             ads_addr,
             admin_addr,
             config_dir: self.config_dir,
+            ca_endpoint,
             shutdown: shutdown_tx,
             tasks,
         })
@@ -290,6 +326,7 @@ pub struct ControlPlaneHandle {
     ads_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     config_dir: Option<PathBuf>,
+    ca_endpoint: Option<(SocketAddr, SpiffeId)>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -303,6 +340,16 @@ impl ControlPlaneHandle {
     /// The bound admin HTTP address, if the admin server runs.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// The bound CSR endpoint address, if [`ControlPlaneBuilder::ca_server`] was set.
+    pub fn ca_addr(&self) -> Option<SocketAddr> {
+        self.ca_endpoint.as_ref().map(|c| c.0)
+    }
+
+    /// The SPIFFE ID the CSR endpoint presents (workloads pin it).
+    pub fn ca_identity(&self) -> Option<&SpiffeId> {
+        self.ca_endpoint.as_ref().map(|c| &c.1)
     }
 
     /// Replaces the configuration in-process; every stream is pushed what changed.

@@ -1,14 +1,16 @@
 //! `mesh-control-plane`: serves Istio YAML from a directory as xDS over ADS.
 //!
 //! ```text
-//! mesh-control-plane --config ./mesh/ --listen 0.0.0.0:15010 --admin 127.0.0.1:15014
+//! mesh-control-plane --config ./mesh/ --listen 0.0.0.0:15010 --admin 127.0.0.1:15014 \
+//!     [--ca-listen 0.0.0.0:15012 --ca-dir ./mesh-ca/ --trust-domain cluster.local]
 //! mesh-control-plane issue --trust-domain cluster.local --namespace default \
 //!     --service-account greeter --out ./certs/ [--ca-dir ./ca/] [--ttl 1h]
 //! ```
 //!
 //! `issue` writes `cert.pem` (leaf + chain), `key.pem` (mode 0600) and `ca.pem` (trust
 //! bundle): the three files gRPC's `file_watcher` certificate provider reads
-//! (`certificate_file`, `private_key_file`, `ca_certificate_file`; gRFC A29).
+//! (`certificate_file`, `private_key_file`, `ca_certificate_file`; gRFC A29). That first SVID
+//! is then renewed over `--ca-listen` (Istio's `CreateCertificate`, mTLS with the current SVID).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,16 @@ struct Args {
     /// Admin HTTP listen address (`/ready`, `/healthz`, `/debug/config`).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN)]
     admin: SocketAddr,
+    /// Serve the CSR endpoint (`istio.v1.auth.IstioCertificateService`, mTLS) on this address
+    /// (istiod serves it on 15012).
+    #[arg(long, value_name = "ADDR")]
+    ca_listen: Option<SocketAddr>,
+    /// CA directory for `--ca-listen` (`ca-cert.pem`, `ca-key.pem`; created if empty).
+    #[arg(long, value_name = "DIR", default_value = "./mesh-ca")]
+    ca_dir: PathBuf,
+    /// Trust domain of the CA for `--ca-listen`.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,10 +138,16 @@ async fn main() -> anyhow::Result<()> {
         return issue(issue_args);
     }
     let config = args.config.context("--config is required")?;
-    let handle = ControlPlane::builder()
+    let mut builder = ControlPlane::builder()
         .config_dir(&config)
         .listen_addr(args.listen)
-        .admin_addr(args.admin)
+        .admin_addr(args.admin);
+    if let Some(addr) = args.ca_listen {
+        let ca = Ca::load_or_create(&args.ca_dir, &args.trust_domain)
+            .with_context(|| format!("loading the ca from {}", args.ca_dir.display()))?;
+        builder = builder.ca_server(std::sync::Arc::new(ca), addr);
+    }
+    let handle = builder
         .start()
         .await
         .context("starting the control plane")?;
@@ -139,6 +157,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         ads = %handle.ads_addr(),
         admin = ?handle.admin_addr(),
+        ca = ?handle.ca_addr(),
+        ca_identity = ?handle.ca_identity().map(|i| i.to_string()),
         config = %config.display(),
         "serving"
     );

@@ -25,6 +25,7 @@
 
 mod channel;
 pub mod csds;
+pub mod identity;
 mod status;
 mod target;
 

@@ -23,15 +23,20 @@
 //!    trust bundle ([`Ca::sign_csr`] → [`IssuedSvid`]).
 //!
 //! Nothing secret crosses the wire, a compromised control-plane channel leaks no keys, and
-//! rotation is the workload's own loop (new key, new CSR before expiry). Today this is a library
-//! API; a gRPC CSR endpoint next to the ADS server (authenticating the caller by its current
-//! SVID or a bootstrap token) comes later. Non-Rust proxyless clients use
-//! `mesh-control-plane issue`, which writes the files gRPC's `file_watcher` certificate
-//! provider reads (gRFC A29).
+//! rotation is the workload's own loop (new key, new CSR before expiry).
+//!
+//! Over the wire this is [`server`]: Istio's `IstioCertificateService/CreateCertificate` on its
+//! own mTLS listener (`ControlPlaneBuilder::ca_server`, `--ca-listen`), authenticating the
+//! caller by its **current SVID** and signing for exactly that identity; `mesh_grpc::identity`
+//! is the workload's renewal loop. The first SVID comes from `mesh-control-plane issue` (files)
+//! or [`Ca::issue`] in-process; bootstrap tokens (istiod's JWT path) are not implemented.
+//! Non-Rust proxyless clients use `mesh-control-plane issue`, which writes the files gRPC's
+//! `file_watcher` certificate provider reads (gRFC A29).
 //!
 //! Keys never appear in `Debug` output or logs: [`Ca`] and [`PrivateKeyPem`] redact them.
 
 mod identity;
+pub mod server;
 
 use std::fmt;
 use std::io::Write;

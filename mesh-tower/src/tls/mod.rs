@@ -24,6 +24,11 @@
 //!   exports only a CSR for the control plane's CA (see `mesh_control_plane::ca` for why the CSR
 //!   path was chosen over SDS). No `Debug` impl in this module prints key material.
 //!
+//! - **Renewal over the wire**: `mesh_grpc::identity::CertificateRenewer` runs the loop — new
+//!   key and CSR here, `CreateCertificate` to the control plane's CA over mTLS with the current
+//!   SVID, [`CertificateRequest::renew`] into the same `WorkloadIdentity` — at a fraction of the
+//!   remaining lifetime.
+//!
 //! Not here yet: `UpstreamTlsContext` / `DownstreamTlsContext` from xDS, PeerAuthentication and
 //! AuthorizationPolicy parsing, and wiring the connector into `MeshLayer`.
 //!
@@ -196,6 +201,30 @@ impl WorkloadIdentity {
         Ok(())
     }
 
+    /// Like [`WorkloadIdentity::rotate_pem`], but refuses material for another SPIFFE ID than
+    /// the current one (a renewal must not change who the workload is).
+    pub fn renew_pem(
+        &self,
+        cert_chain_pem: &[u8],
+        key_pem: &[u8],
+        trust_bundle_pem: &[u8],
+    ) -> Result<(), TlsError> {
+        let state = build_state(cert_chain_pem, key_pem, trust_bundle_pem)?;
+        let current = self.state.load();
+        if state.spiffe_id != current.spiffe_id {
+            return Err(invalid(
+                "cert",
+                format!(
+                    "renewed certificate is for {}, not {}",
+                    state.spiffe_id, current.spiffe_id
+                ),
+            ));
+        }
+        tracing::info!(spiffe_id = %state.spiffe_id, serial = %hex(&state.serial), "renewed workload identity");
+        self.state.store(Arc::new(state));
+        Ok(())
+    }
+
     /// [`WorkloadIdentity::rotate_pem`] from files.
     pub fn rotate_files(&self, cert: &Path, key: &Path, ca: &Path) -> Result<(), TlsError> {
         let (c, k, a) = (read(cert)?, read(key)?, read(ca)?);
@@ -317,6 +346,22 @@ impl CertificateRequest {
     ) -> Result<Arc<WorkloadIdentity>, TlsError> {
         let key = self.key.serialize_pem();
         WorkloadIdentity::from_pem(
+            cert_chain_pem.as_bytes(),
+            key.as_bytes(),
+            trust_bundle_pem.as_bytes(),
+        )
+    }
+
+    /// Renews `identity` with the signed chain and trust bundle and this request's key, refusing
+    /// a chain for another identity ([`WorkloadIdentity::renew_pem`]).
+    pub fn renew(
+        self,
+        identity: &WorkloadIdentity,
+        cert_chain_pem: &str,
+        trust_bundle_pem: &str,
+    ) -> Result<(), TlsError> {
+        let key = self.key.serialize_pem();
+        identity.renew_pem(
             cert_chain_pem.as_bytes(),
             key.as_bytes(),
             trust_bundle_pem.as_bytes(),
