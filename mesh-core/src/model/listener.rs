@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{OpaqueAny, RouteConfiguration};
+use super::{OpaqueAny, Rbac, RouteConfiguration};
 
 /// A client-side (API) listener, named after the target it serves (`host:port`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +51,9 @@ pub enum HttpFilterConfig {
     /// `envoy.extensions.filters.http.fault.v3.HTTPFault`, kept as bytes until the resilience
     /// work interprets it.
     Fault(OpaqueAny),
+    /// `envoy.extensions.filters.http.rbac.v3.RBAC` (gRFC A41): `None` when it has no `rules`
+    /// and so enforces nothing. Evaluated by [`crate::authz`].
+    Rbac(Option<Arc<Rbac>>),
     /// An optional filter (`is_optional: true`) of a type the mesh does not implement: skipped on
     /// the request path, kept here so nothing is lost.
     Skipped(OpaqueAny),

@@ -16,6 +16,7 @@ mod error;
 mod listener;
 mod matcher;
 mod policy;
+mod rbac;
 mod route;
 
 pub use cluster::{Cluster, ClusterDiscovery, LbPolicy};
@@ -26,6 +27,10 @@ pub use matcher::{HeaderMatch, HeaderMatcher, QueryParamMatcher, Regex, StringMa
 pub use policy::{
     RetryBackoff, RetryBudget, RetryLimits, RetryOn, RetryPolicy, RoutePolicy,
     DEFAULT_BACKOFF_BASE, DEFAULT_ROUTE_TIMEOUT,
+};
+pub use rbac::{
+    CidrRange, MetadataMatcher, Permission, Principal, Rbac, RbacAction, RbacPolicy,
+    ServerListener, ValueMatch,
 };
 pub use route::{
     ClusterWeight, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,

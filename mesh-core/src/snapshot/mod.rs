@@ -8,7 +8,7 @@
 
 pub mod balancer;
 mod domain;
-mod matcher;
+pub(crate) mod matcher;
 pub mod policy;
 mod route_index;
 

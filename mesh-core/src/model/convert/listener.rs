@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::Any;
 
-use super::{decode_any, identify, is_ads_or_self, opaque, route, Ctx, Path};
+use super::{decode_any, identify, is_ads_or_self, opaque, rbac, route, Ctx, Path};
 use crate::model::{HttpFilter, HttpFilterConfig, Listener, ModelError, ResourceType, RouteSource};
 
 /// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
@@ -78,6 +78,15 @@ fn http_connection_manager(
         ));
     }
     let http_filters = http_filters(cx, path, &hcm.http_filters)?;
+    if let Some(i) = http_filters
+        .iter()
+        .position(|f| matches!(f.config, HttpFilterConfig::Rbac(_)))
+    {
+        return Err(cx.unsupported(
+            &path.index("http_filters", i),
+            "the rbac filter runs on server listeners only (gRFC A41)",
+        ));
+    }
     let route_source = match hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) => {
             let p = path.field("rds");
@@ -111,7 +120,7 @@ fn http_connection_manager(
     })
 }
 
-fn http_filters(
+pub(super) fn http_filters(
     cx: &Ctx<'_>,
     path: &Path,
     filters: &[HttpFilterProto],
@@ -171,6 +180,9 @@ fn filter_config(
         ROUTER => HttpFilterConfig::Router,
         _ if f.disabled => HttpFilterConfig::Skipped(opaque(any)),
         FAULT => HttpFilterConfig::Fault(opaque(any)),
+        rbac::RBAC if ext.typed_struct.is_none() => HttpFilterConfig::Rbac(
+            rbac::rbac_filter(cx, &tp, decode_any(cx, &tp, any)?)?.map(Into::into),
+        ),
         _ if f.is_optional => HttpFilterConfig::Skipped(opaque(any)),
         other => {
             return Err(cx.unsupported(

@@ -22,7 +22,9 @@ mod endpoint;
 mod listener;
 mod matcher;
 mod policy;
+mod rbac;
 mod route;
+mod server;
 
 use envoy_types::pb::envoy::config::{
     cluster::v3::Cluster as ClusterProto, endpoint::v3::ClusterLoadAssignment as ClaProto,
