@@ -41,6 +41,12 @@ use crate::snapshot::RequestView;
 #[cfg(test)]
 mod tests;
 
+/// Dynamic metadata from a request-authentication layer, as a JSON object keyed by filter
+/// namespace — for Istio, `{"istio_authn": {"request.auth.principal": "iss/sub",
+/// "request.auth.claims": {"groups": ["a"]}}}`. Servers put it in request extensions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynamicMetadata(pub Value);
+
 /// What the RBAC engine sees of a request and its connection.
 #[derive(Clone, Copy, Debug)]
 pub struct AuthzRequest<'a> {
