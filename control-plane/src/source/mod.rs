@@ -1,7 +1,8 @@
 //! Istio YAML source: a directory of multi-document YAML files, read into a [`MeshConfig`].
 //!
 //! Supported kinds (`networking.istio.io/{v1,v1beta1,v1alpha3}`): VirtualService,
-//! DestinationRule, ServiceEntry, WorkloadEntry — the fields listed on [`model`]'s types.
+//! DestinationRule, ServiceEntry, WorkloadEntry — the fields listed on [`model`]'s types — and
+//! `AuthorizationPolicy` (`security.istio.io/{v1,v1beta1}`, see [`model::AuthorizationPolicy`]).
 //!
 //! Error policy:
 //! - A field this control plane does not implement (e.g. VirtualService `mirror`, `corsPolicy`,
@@ -17,6 +18,7 @@
 //! Documents of other kinds (Kubernetes Services, security policies, …) are skipped with a
 //! warning.
 
+mod authz;
 mod duration;
 mod fault;
 pub mod model;

@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+pub(crate) use super::authz::parse_cidr;
+pub use super::authz::{
+    AuthorizationPolicy, AuthzAction, AuthzRule, Condition, ConditionKey, Operation, Source,
+    Values, ROOT_NAMESPACE,
+};
 pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use super::retry::Retries;
 
@@ -25,6 +30,8 @@ pub struct MeshConfig {
     pub service_entries: Vec<ServiceEntry>,
     /// `networking.istio.io` WorkloadEntries.
     pub workload_entries: Vec<WorkloadEntry>,
+    /// `security.istio.io` AuthorizationPolicies (ALLOW and DENY; AUDIT is skipped).
+    pub authorization_policies: Vec<AuthorizationPolicy>,
 }
 
 impl MeshConfig {
@@ -34,6 +41,8 @@ impl MeshConfig {
         self.destination_rules.extend(other.destination_rules);
         self.service_entries.extend(other.service_entries);
         self.workload_entries.extend(other.workload_entries);
+        self.authorization_policies
+            .extend(other.authorization_policies);
     }
 
     /// Number of resources of all kinds.
@@ -42,6 +51,7 @@ impl MeshConfig {
             + self.destination_rules.len()
             + self.service_entries.len()
             + self.workload_entries.len()
+            + self.authorization_policies.len()
     }
 
     /// True when the configuration holds no resource at all.
@@ -61,6 +71,8 @@ pub enum Kind {
     ServiceEntry,
     /// `WorkloadEntry`.
     WorkloadEntry,
+    /// `AuthorizationPolicy` (`security.istio.io`).
+    AuthorizationPolicy,
 }
 
 impl Kind {
@@ -71,6 +83,7 @@ impl Kind {
             Kind::DestinationRule => "DestinationRule",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 }
