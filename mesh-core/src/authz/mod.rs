@@ -38,6 +38,7 @@ use crate::model::{
 use crate::snapshot::matcher::{string_matches, CompiledHeader};
 use crate::snapshot::RequestView;
 
+pub mod inbound;
 #[cfg(test)]
 mod tests;
 

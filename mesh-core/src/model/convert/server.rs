@@ -134,3 +134,7 @@ fn chain_filters(
     }
     http_filters(cx, &p, &hcm.http_filters)
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;
