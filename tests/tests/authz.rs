@@ -17,7 +17,7 @@ use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_control_plane::ca::{Ca, SpiffeId};
-use mesh_core::authz::AuthzChain;
+use mesh_core::authz::{AuthzChain, InboundPolicy};
 use mesh_core::model::ServerListener;
 use mesh_tower::authz::{AuthzLayer, ConnectionInfo, WithConnectionInfo};
 use mesh_tower::tls::{
@@ -102,6 +102,11 @@ async fn start(ca: &Ca) -> Result<Server> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let layer = AuthzLayer::new(inbound_chain(&policies_yaml(addr.port()), addr)?);
+    serve(ca, listener, layer)
+}
+
+fn serve(ca: &Ca, listener: TcpListener, layer: AuthzLayer) -> Result<Server> {
+    let addr = listener.local_addr()?;
     let acceptor = MeshTlsAcceptor::new(identity(ca, "greeter")?, PeerAuthMode::Permissive);
     let greeter =
         GreeterServer::new(GreeterService::new("v1").map_err(|s| anyhow::anyhow!("{s}"))?);
@@ -250,5 +255,44 @@ async fn grpc_denial_is_permission_denied_naming_the_policy() -> Result<()> {
             .contains("ns[default]-policy[deny-admin]-rule[1]"),
         "{status:?}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn inbound_policy_over_ads_follows_config_updates() -> Result<()> {
+    let ca = Ca::generate(TD)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let dir = tests::temp_dir("authz-ads");
+    tests::write(&dir, "policies.yaml", &policies_yaml(addr.port()));
+    let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
+    let mesh = tests::mesh(&cp, "greeter-server")?;
+    // The server subscribes to its own listener under gRPC's default template (A36).
+    let policy = InboundPolicy::start(
+        &mesh,
+        &format!("grpc/server?xds.resource.listening_address={addr}"),
+    );
+    policy.ready(STEP).await?;
+    let layer = AuthzLayer::new(AuthzChain::default());
+    layer.handle().follow(policy.receiver());
+    let server = serve(&ca, listener, layer)?;
+    let frontend = tls_client(identity(&ca, "frontend")?);
+    let admin = format!("https://{}/admin/x", server.addr);
+    let (status, mesh_error, _) = get(&frontend, &admin).await?;
+    assert_eq!(status, 403);
+    assert!(
+        mesh_error.ends_with(&format!("policy={DENY_ADMIN}")),
+        "{mesh_error}"
+    );
+
+    // Drop the DENY policy: the control plane pushes the new listener, the layer follows.
+    let without_deny = policies_yaml(addr.port()).replace("/admin/*", "/never/*");
+    cp.load_yaml("policies.yaml", &without_deny)?;
+    tests::eventually(STEP, || async {
+        matches!(get(&frontend, &admin).await, Ok((200, _, _)))
+    })
+    .await?;
+    drop(server);
+    cp.shutdown().await;
     Ok(())
 }

@@ -39,6 +39,9 @@ use crate::snapshot::matcher::{string_matches, CompiledHeader};
 use crate::snapshot::RequestView;
 
 pub mod inbound;
+mod watch;
+
+pub use watch::{InboundPolicy, InboundWaitError, NOT_SERVING};
 #[cfg(test)]
 mod tests;
 

@@ -35,11 +35,13 @@ pub(super) fn convert(proto: ListenerProto) -> Result<Listener, ModelError> {
     let cx = Ctx::new(ResourceType::Listener, &name);
     let root = Path::root();
     let Some(api) = proto.api_listener else {
-        return Err(cx.unsupported(
-            &root.field("api_listener"),
-            "not an api_listener: server-side listeners are handled by the xDS server \
-             (issue proxyless-grpc)",
-        ));
+        // A server listener (gRFC A36): its address and HTTP filters, for inbound RBAC.
+        let server = crate::model::ServerListener::try_from(proto)?;
+        return Ok(Listener {
+            name: server.name.clone(),
+            route_source: RouteSource::Server(server.clone().into()),
+            http_filters: server.http_filters.clone(),
+        });
     };
     let path = root.field("api_listener").field("api_listener");
     let any = api
