@@ -15,7 +15,7 @@
 //!   shows the error on `/debug/config`. Rejecting the whole reload (rather than dropping the bad
 //!   resource) keeps what is served equal to a configuration someone actually wrote.
 //!
-//! Documents of other kinds (Kubernetes Services, security policies, …) are skipped with a
+//! Documents of other kinds (Kubernetes Services, PeerAuthentication, …) are skipped with a
 //! warning.
 
 mod authz;
