@@ -9,7 +9,8 @@
 //! `request.auth.principal`, `request.auth.audiences`, `request.auth.presenter`,
 //! `request.auth.claims[…]…`, `destination.ip`, `destination.port`, `connection.sni`).
 //!
-//! Refused (the load fails, naming the field): `action: CUSTOM` (an external authorizer we do
+//! Refused (the load fails, naming the field): any field of a rule this module does not read
+//! (e.g. `serviceAccounts`; ignoring it would widen an ALLOW rule), `action: CUSTOM` (an external authorizer we do
 //! not run — skipping it would leave the workload open), `targetRef(s)`, path templates
 //! (`{*}`, `{**}`), `experimental.*` condition keys, and malformed values. `action: AUDIT` is
 //! skipped with a warning: it never changes a decision, and istiod's proxyless generator does not
@@ -155,7 +156,7 @@ pub(crate) fn parse(
         Some(v) => {
             let mut f = Fields::of(ctx, v, "spec.selector")?;
             let labels = f.string_map(ctx, "matchLabels")?;
-            f.finish(ctx);
+            f.finish_strict(ctx)?;
             Some(labels)
         }
         None => None,
@@ -202,7 +203,7 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigErr
         let Some(sv) = from.take("source") else {
             return Err(ctx.invalid(&sp, "required"));
         };
-        from.finish(ctx);
+        from.finish_strict(ctx)?;
         let mut s = Fields::of(ctx, sv, &sp)?;
         let src = Source {
             principals: values(ctx, &mut s, "principals", Kind::Text)?,
@@ -211,7 +212,7 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigErr
             ip_blocks: values(ctx, &mut s, "ipBlocks", Kind::Cidr)?,
             remote_ip_blocks: values(ctx, &mut s, "remoteIpBlocks", Kind::Cidr)?,
         };
-        s.finish(ctx);
+        s.finish_strict(ctx)?;
         if src == Source::default() {
             return Err(ctx.invalid(&sp, "must set at least one field"));
         }
@@ -223,7 +224,7 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigErr
         let Some(ov) = to.take("operation") else {
             return Err(ctx.invalid(&op_path, "required"));
         };
-        to.finish(ctx);
+        to.finish_strict(ctx)?;
         let mut o = Fields::of(ctx, ov, &op_path)?;
         let op = Operation {
             hosts: values(ctx, &mut o, "hosts", Kind::Text)?,
@@ -231,7 +232,7 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigErr
             methods: values(ctx, &mut o, "methods", Kind::Text)?,
             paths: values(ctx, &mut o, "paths", Kind::Path)?,
         };
-        o.finish(ctx);
+        o.finish_strict(ctx)?;
         if op == Operation::default() {
             return Err(ctx.invalid(&op_path, "must set at least one field"));
         }
@@ -252,13 +253,13 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigErr
             values: list(ctx, &mut w, "values", kind)?,
             not_values: list(ctx, &mut w, "notValues", kind)?,
         };
-        w.finish(ctx);
+        w.finish_strict(ctx)?;
         if vals.is_empty() {
             return Err(ctx.invalid(&p, "one of `values` or `notValues` must be non-empty"));
         }
         out.when.push(Condition { key, values: vals });
     }
-    f.finish(ctx);
+    f.finish_strict(ctx)?;
     Ok(out)
 }
 

@@ -205,6 +205,11 @@ fn validation_names_the_field() {
         "{head}  targetRefs: [{{kind: Service, name: reviews}}]\n"
     ));
     assert_eq!(field, "spec.targetRefs");
+    let (field, msg) = invalid(&format!(
+        "{head}  rules: [{{from: [{{source: {{serviceAccounts: [a/b]}}}}]}}]\n"
+    ));
+    assert_eq!(field, "spec.rules[0].from[0].source.serviceAccounts");
+    assert!(msg.contains("not supported"), "{msg}");
     let (field, _) = invalid(&format!("{head}  rules: [{{from: [{{source: {{}}}}]}}]\n"));
     assert_eq!(field, "spec.rules[0].from[0].source");
     let (field, _) = invalid(&format!(
