@@ -16,6 +16,7 @@
 //! - [`policy`]: route timeouts, retry policies, cluster retry limits (A31, A44).
 //! - [`cluster`]: discovery type, lb_policy / load_balancing_policy (A27, A48, A52).
 //! - [`endpoint`]: ClusterLoadAssignment (A27; grpc-go `unmarshal_eds.go`).
+//! - [`rbac`]: the RBAC HTTP filter (A41); [`server`]: server listeners (A36) carrying it.
 
 mod cluster;
 mod endpoint;
