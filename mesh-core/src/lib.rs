@@ -4,6 +4,7 @@
 //! No tower and no hyper here: route matching and endpoint picking live in [`snapshot`] so the
 //! control plane, the benches and any transport can use them without a network.
 
+pub mod authz;
 pub mod bootstrap;
 pub mod cache;
 pub mod mesh;

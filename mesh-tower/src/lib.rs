@@ -20,6 +20,7 @@
 //! ```
 
 mod attempt;
+pub mod authz;
 pub mod client;
 pub mod endpoint;
 mod error;

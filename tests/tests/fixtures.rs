@@ -38,57 +38,72 @@ struct Expected {
     why: &'static str,
 }
 
-const SERVER_LISTENER: &str =
-    "server-side (filter-chain) listener: handled by the xDS server work (issue proxyless-grpc)";
+/// Server listeners are read as gRFC A36 inbound listeners (for their RBAC filters); a sidecar's
+/// listeners break A36's rules, as grpc would NACK them too.
+const SERVER_NOT_A36: &str =
+    "sidecar listener: listener filters, original-dst or several network filters (A36 NACKs)";
+const SERVER_TCP: &str = "server listener without an http connection manager (tcp_proxy)";
 
 const EXPECTED_REJECTIONS: &[Expected] = &[
     Expected {
-        file: "envoy-gateway/authorization-client-cidr.listeners.yaml",
-        resource_type: ResourceType::Listener,
-        names: &["*"],
-        kind: ErrorKind::Unsupported,
-        field: "api_listener",
-        why: SERVER_LISTENER,
-    },
-    Expected {
-        file: "envoy-gateway/fault-injection.listeners.yaml",
-        resource_type: ResourceType::Listener,
-        names: &["*"],
-        kind: ErrorKind::Unsupported,
-        field: "api_listener",
-        why: SERVER_LISTENER,
-    },
-    Expected {
-        file: "envoy-gateway/http-route-weighted-backend.listeners.yaml",
-        resource_type: ResourceType::Listener,
-        names: &["*"],
-        kind: ErrorKind::Unsupported,
-        field: "api_listener",
-        why: SERVER_LISTENER,
-    },
-    Expected {
         file: "envoy-gateway/mutual-tls.listeners.yaml",
         resource_type: ResourceType::Listener,
-        names: &["*"],
+        names: &["second-listener"],
         kind: ErrorKind::Unsupported,
-        field: "api_listener",
-        why: SERVER_LISTENER,
+        field: "filter_chains[0].filters[0].typed_config",
+        why: SERVER_TCP,
     },
     Expected {
         file: "istio/authz__configdump.yaml",
         resource_type: ResourceType::Listener,
-        names: &["*"],
-        kind: ErrorKind::Unsupported,
-        field: "api_listener",
-        why: SERVER_LISTENER,
+        names: &[
+            "10.100.160.191_15021",
+            "10.100.228.83_15021",
+            "10.102.11.148_15021",
+            "10.108.65.203_15012",
+            "10.108.65.203_443",
+            "10.109.111.153_15021",
+            "10.111.137.16_15021",
+            "10.96.0.10_53",
+            "10.96.0.1_443",
+            "10.98.166.148_443",
+            "connect_terminate",
+        ],
+        kind: ErrorKind::Invalid,
+        field: "filter_chains[0].filters",
+        why: SERVER_NOT_A36,
+    },
+    Expected {
+        file: "istio/authz__configdump.yaml",
+        resource_type: ResourceType::Listener,
+        names: &["virtualOutbound"],
+        kind: ErrorKind::Invalid,
+        field: "use_original_dst",
+        why: SERVER_NOT_A36,
+    },
+    Expected {
+        file: "istio/authz__configdump.yaml",
+        resource_type: ResourceType::Listener,
+        names: &[
+            "0.0.0.0_*",
+            "*_15008",
+            "10.100.4.52_443",
+            "10.96.0.10_9153",
+            "connect_originate",
+            "main_internal",
+            "virtualInbound",
+        ],
+        kind: ErrorKind::Invalid,
+        field: "listener_filters",
+        why: SERVER_NOT_A36,
     },
     Expected {
         file: "istio/proxyconfig__config_dump.json",
         resource_type: ResourceType::Listener,
-        names: &["*"],
-        kind: ErrorKind::Unsupported,
-        field: "api_listener",
-        why: SERVER_LISTENER,
+        names: &["main_internal"],
+        kind: ErrorKind::Invalid,
+        field: "listener_filters",
+        why: SERVER_NOT_A36,
     },
     Expected {
         file: "envoy-gateway/authorization-client-cidr.routes.yaml",

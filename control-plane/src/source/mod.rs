@@ -1,7 +1,8 @@
 //! Istio YAML source: a directory of multi-document YAML files, read into a [`MeshConfig`].
 //!
 //! Supported kinds (`networking.istio.io/{v1,v1beta1,v1alpha3}`): VirtualService,
-//! DestinationRule, ServiceEntry, WorkloadEntry — the fields listed on [`model`]'s types.
+//! DestinationRule, ServiceEntry, WorkloadEntry — the fields listed on [`model`]'s types — and
+//! `AuthorizationPolicy` (`security.istio.io/{v1,v1beta1}`, see [`model::AuthorizationPolicy`]).
 //!
 //! Error policy:
 //! - A field this control plane does not implement (e.g. VirtualService `mirror`, `corsPolicy`,
@@ -14,9 +15,10 @@
 //!   shows the error on `/debug/config`. Rejecting the whole reload (rather than dropping the bad
 //!   resource) keeps what is served equal to a configuration someone actually wrote.
 //!
-//! Documents of other kinds (Kubernetes Services, security policies, …) are skipped with a
+//! Documents of other kinds (Kubernetes Services, PeerAuthentication, …) are skipped with a
 //! warning.
 
+mod authz;
 mod duration;
 mod fault;
 mod load_balancer;

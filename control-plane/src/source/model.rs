@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+pub(crate) use super::authz::parse_cidr;
+pub use super::authz::{
+    AuthorizationPolicy, AuthzAction, AuthzRule, Condition, ConditionKey, Operation, Source,
+    Values, ROOT_NAMESPACE,
+};
 pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use super::load_balancer::{ConsistentHash, HashAlgorithm, HashKey, LoadBalancer};
 pub use super::outlier::{OutlierPolicy, Resilience};
@@ -27,6 +32,8 @@ pub struct MeshConfig {
     pub service_entries: Vec<ServiceEntry>,
     /// `networking.istio.io` WorkloadEntries.
     pub workload_entries: Vec<WorkloadEntry>,
+    /// `security.istio.io` AuthorizationPolicies (ALLOW and DENY; AUDIT is skipped).
+    pub authorization_policies: Vec<AuthorizationPolicy>,
 }
 
 impl MeshConfig {
@@ -36,6 +43,8 @@ impl MeshConfig {
         self.destination_rules.extend(other.destination_rules);
         self.service_entries.extend(other.service_entries);
         self.workload_entries.extend(other.workload_entries);
+        self.authorization_policies
+            .extend(other.authorization_policies);
     }
 
     /// Number of resources of all kinds.
@@ -44,6 +53,7 @@ impl MeshConfig {
             + self.destination_rules.len()
             + self.service_entries.len()
             + self.workload_entries.len()
+            + self.authorization_policies.len()
     }
 
     /// True when the configuration holds no resource at all.
@@ -63,6 +73,8 @@ pub enum Kind {
     ServiceEntry,
     /// `WorkloadEntry`.
     WorkloadEntry,
+    /// `AuthorizationPolicy` (`security.istio.io`).
+    AuthorizationPolicy,
 }
 
 impl Kind {
@@ -73,6 +85,7 @@ impl Kind {
             Kind::DestinationRule => "DestinationRule",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 }

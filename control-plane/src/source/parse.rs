@@ -10,6 +10,8 @@ use super::model::*;
 use super::yaml::{join, parse_document, split_documents, Ctx, Fields};
 use super::{ConfigError, Warning};
 
+const SECURITY_API_VERSIONS: &[&str] = &["security.istio.io/v1", "security.istio.io/v1beta1"];
+
 const API_VERSIONS: &[&str] = &[
     "networking.istio.io/v1",
     "networking.istio.io/v1beta1",
@@ -54,6 +56,7 @@ fn parse_resource(
         "DestinationRule" => Kind::DestinationRule,
         "ServiceEntry" => Kind::ServiceEntry,
         "WorkloadEntry" => Kind::WorkloadEntry,
+        "AuthorizationPolicy" => Kind::AuthorizationPolicy,
         _ => {
             ctx.warn(
                 "kind",
@@ -62,7 +65,11 @@ fn parse_resource(
             return Ok(());
         }
     };
-    if !API_VERSIONS.contains(&api_version.as_str()) {
+    let versions = match kind {
+        Kind::AuthorizationPolicy => SECURITY_API_VERSIONS,
+        _ => API_VERSIONS,
+    };
+    if !versions.contains(&api_version.as_str()) {
         ctx.warn(
             "apiVersion",
             format!("apiVersion `{api_version}` not supported for {kind}; document skipped"),
@@ -118,6 +125,11 @@ fn parse_resource(
         Kind::WorkloadEntry => config
             .workload_entries
             .push(workload_entry(ctx, meta, spec)?),
+        Kind::AuthorizationPolicy => {
+            if let Some(p) = super::authz::parse(ctx, meta, spec)? {
+                config.authorization_policies.push(p);
+            }
+        }
     }
     Ok(())
 }

@@ -28,7 +28,8 @@ pub(crate) fn validate(config: &MeshConfig) -> Result<(), ConfigError> {
         .map(|r| &r.meta)
         .chain(config.destination_rules.iter().map(|r| &r.meta))
         .chain(config.service_entries.iter().map(|r| &r.meta))
-        .chain(config.workload_entries.iter().map(|r| &r.meta));
+        .chain(config.workload_entries.iter().map(|r| &r.meta))
+        .chain(config.authorization_policies.iter().map(|r| &r.meta));
     for meta in metas {
         if !seen.insert((meta.kind, &meta.namespace, &meta.name)) {
             return Err(invalid(

@@ -190,6 +190,18 @@ impl<'v> Fields<'v> {
         }
     }
 
+    /// Fails on the first key that was not taken: for security policies, where ignoring a field
+    /// would widen what a rule allows.
+    pub fn finish_strict(self, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
+        match self.entries.into_iter().find(|(_, _, used)| !used) {
+            Some((key, _, _)) => Err(ctx.invalid(
+                &join(&self.path, &key),
+                "field not supported (ignoring it would change what the policy matches)",
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// A string field.
     pub fn string(&mut self, ctx: &Ctx<'_>, key: &str) -> Result<Option<String>, ConfigError> {
         let path = self.field(key);

@@ -20,6 +20,10 @@
 //!   single locality with `load_balancing_weight: 1` (gRFC A27: a locality without a weight is
 //!   ignored, so grpcio would fail every call with "contains no localities").
 //!
+//! For every workload an AuthorizationPolicy selects, per port, an inbound **server Listener**
+//! (gRFC A36) whose HttpConnectionManager runs the DENY then the ALLOW RBAC filter then the
+//! router, as istiod's grpcgen emits it ([`authz`]).
+//!
 //! **Which form is emitted.** Only one form exists today and it is the **gRPC-safe** one
 //! (INTEROP.md, last section), served to every client: no Envoy-only LB policies (no RANDOM,
 //! MAGLEV, MURMUR_HASH_2), no matcher-wrapped or RBAC filters on client listeners, only the fault
@@ -31,6 +35,7 @@
 //! or by `user_agent_name` (`gRPC Python`, `grpc-go`, `grpc-java`, …) — both recorded per stream
 //! in [`NodeInfo`](crate::NodeInfo).
 
+pub mod authz;
 mod cluster;
 pub mod fault;
 mod listener;
@@ -264,6 +269,11 @@ pub fn translate(config: &MeshConfig) -> XdsResources {
     }
     out.listener_aliases
         .retain(|alias, _| counts.get(alias) == Some(&1) && !canonical.contains(alias));
+    // Inbound listeners with the RBAC filters of the AuthorizationPolicies (see [`authz`]).
+    for (l, alias) in authz::server_listeners(config, &registry) {
+        out.listener_aliases.insert(alias, l.name.clone());
+        out.listeners.push(l);
+    }
     out.listeners.sort_by(|a, b| a.name.cmp(&b.name));
     out.routes.sort_by(|a, b| a.name.cmp(&b.name));
     out.clusters.sort_by(|a, b| a.name.cmp(&b.name));

@@ -215,6 +215,13 @@ impl Mesh {
         &self.inner.cache
     }
 
+    /// Subscribes to one resource through the mesh's config source (ADS, or nothing for static
+    /// config); the interest lasts as long as the handle. Used for resources that are not client
+    /// targets, such as a server's inbound listener ([`crate::authz::InboundPolicy`]).
+    pub fn subscribe(&self, ty: ResourceType, name: &str) -> SubscriptionHandle {
+        self.inner.source.subscribe(ty, name)
+    }
+
     /// The target for `name` if it is already in use — the lock-free request-path lookup.
     pub fn lookup(&self, name: &str) -> Option<Target> {
         self.inner.targets.load().get(name).cloned()

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{OpaqueAny, RouteConfiguration};
+use super::{OpaqueAny, Rbac, RouteConfiguration, ServerListener};
 
 /// A client-side (API) listener, named after the target it serves (`host:port`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ impl Listener {
     pub fn rds_name(&self) -> Option<&str> {
         match &self.route_source {
             RouteSource::Rds(name) => Some(name),
-            RouteSource::Inline(_) => None,
+            RouteSource::Inline(_) | RouteSource::Server(_) => None,
         }
     }
 }
@@ -32,6 +32,9 @@ pub enum RouteSource {
     Rds(Arc<str>),
     /// `route_config`, inline.
     Inline(Arc<RouteConfiguration>),
+    /// Not a client listener: an inbound server listener (gRFC A36), whose requests are served
+    /// by the application (`non_forwarding_action`); read by [`crate::authz`].
+    Server(Arc<ServerListener>),
 }
 
 /// One entry of `HttpConnectionManager.http_filters`.
@@ -51,6 +54,9 @@ pub enum HttpFilterConfig {
     /// `envoy.extensions.filters.http.fault.v3.HTTPFault`, kept as bytes until the resilience
     /// work interprets it.
     Fault(OpaqueAny),
+    /// `envoy.extensions.filters.http.rbac.v3.RBAC` (gRFC A41): `None` when it has no `rules`
+    /// and so enforces nothing. Evaluated by [`crate::authz`].
+    Rbac(Option<Arc<Rbac>>),
     /// An optional filter (`is_optional: true`) of a type the mesh does not implement: skipped on
     /// the request path, kept here so nothing is lost.
     Skipped(OpaqueAny),

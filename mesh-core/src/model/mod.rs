@@ -2,7 +2,7 @@
 //!
 //! Wire types stop here. Every type in this module is produced by a `TryFrom` of the matching
 //! `envoy-types` proto (in [`convert`]) that validates it the way Envoy and gRPC's xDS client do
-//! (see `shared/design/XDS-SEMANTICS.md`, rows 1–9 and 21–22; gRFC A27, A28, A39, A42, A48).
+//! (see `shared/design/XDS-SEMANTICS.md`, rows 1–9, 21–22 and 33–34; gRFC A27, A28, A36, A39, A41, A42, A48).
 //! Past the conversion everything is cheap to clone (`Arc<str>`, `Arc<[T]>`) and invalid states
 //! are unrepresentable: an enum, never a string to interpret later.
 //!
@@ -18,6 +18,7 @@ mod listener;
 mod matcher;
 mod outlier;
 mod policy;
+mod rbac;
 mod route;
 
 pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy};
@@ -32,6 +33,10 @@ pub use outlier::{
 pub use policy::{
     RetryBackoff, RetryBudget, RetryLimits, RetryOn, RetryPolicy, RoutePolicy,
     DEFAULT_BACKOFF_BASE, DEFAULT_ROUTE_TIMEOUT,
+};
+pub use rbac::{
+    CidrRange, MetadataMatcher, Permission, Principal, Rbac, RbacAction, RbacPolicy,
+    ServerListener, ValueMatch,
 };
 pub use route::{
     ClusterWeight, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,

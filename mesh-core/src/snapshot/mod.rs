@@ -9,7 +9,7 @@
 pub mod balancer;
 mod domain;
 mod hash_policy;
-mod matcher;
+pub(crate) mod matcher;
 pub mod outlier;
 pub mod policy;
 pub mod pool;
@@ -345,6 +345,11 @@ impl Snapshot {
     ) -> Result<Arc<RouteConfiguration>, Missing> {
         match &listener.route_source {
             crate::model::RouteSource::Inline(rc) => Ok(rc.clone()),
+            // A server listener routes nothing: a client target on it has no routes.
+            crate::model::RouteSource::Server(_) => Ok(Arc::new(RouteConfiguration {
+                name: listener.name.clone(),
+                virtual_hosts: Arc::from([]),
+            })),
             crate::model::RouteSource::Rds(name) => lookup
                 .route_config(name)
                 .ok_or_else(|| Missing(vec![(ResourceType::RouteConfiguration, name.clone())])),

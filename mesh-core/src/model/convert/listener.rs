@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::Any;
 
-use super::{decode_any, identify, is_ads_or_self, opaque, route, Ctx, Path};
+use super::{decode_any, identify, is_ads_or_self, opaque, rbac, route, Ctx, Path};
 use crate::model::{HttpFilter, HttpFilterConfig, Listener, ModelError, ResourceType, RouteSource};
 
 /// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
@@ -35,11 +35,13 @@ pub(super) fn convert(proto: ListenerProto) -> Result<Listener, ModelError> {
     let cx = Ctx::new(ResourceType::Listener, &name);
     let root = Path::root();
     let Some(api) = proto.api_listener else {
-        return Err(cx.unsupported(
-            &root.field("api_listener"),
-            "not an api_listener: server-side listeners are handled by the xDS server \
-             (issue proxyless-grpc)",
-        ));
+        // A server listener (gRFC A36): its address and HTTP filters, for inbound RBAC.
+        let server = crate::model::ServerListener::try_from(proto)?;
+        return Ok(Listener {
+            name: server.name.clone(),
+            route_source: RouteSource::Server(server.clone().into()),
+            http_filters: server.http_filters.clone(),
+        });
     };
     let path = root.field("api_listener").field("api_listener");
     let any = api
@@ -78,6 +80,15 @@ fn http_connection_manager(
         ));
     }
     let http_filters = http_filters(cx, path, &hcm.http_filters)?;
+    if let Some(i) = http_filters
+        .iter()
+        .position(|f| matches!(f.config, HttpFilterConfig::Rbac(_)))
+    {
+        return Err(cx.unsupported(
+            &path.index("http_filters", i),
+            "the rbac filter runs on server listeners only (gRFC A41)",
+        ));
+    }
     let route_source = match hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) => {
             let p = path.field("rds");
@@ -111,7 +122,7 @@ fn http_connection_manager(
     })
 }
 
-fn http_filters(
+pub(super) fn http_filters(
     cx: &Ctx<'_>,
     path: &Path,
     filters: &[HttpFilterProto],
@@ -171,6 +182,9 @@ fn filter_config(
         ROUTER => HttpFilterConfig::Router,
         _ if f.disabled => HttpFilterConfig::Skipped(opaque(any)),
         FAULT => HttpFilterConfig::Fault(opaque(any)),
+        rbac::RBAC if ext.typed_struct.is_none() => HttpFilterConfig::Rbac(
+            rbac::rbac_filter(cx, &tp, decode_any(cx, &tp, any)?)?.map(Into::into),
+        ),
         _ if f.is_optional => HttpFilterConfig::Skipped(opaque(any)),
         other => {
             return Err(cx.unsupported(

@@ -155,7 +155,11 @@ fn not_an_api_listener() {
         filter_chains: vec![FilterChain::default()],
         ..Default::default()
     };
-    assert_eq!(err(l), (ErrorKind::Unsupported, "api_listener".into()));
+    // Read as a server listener (gRFC A36), which needs an address.
+    assert_eq!(
+        err(l),
+        (ErrorKind::Invalid, "address.socket_address".into())
+    );
 
     let mut l = listener(hcm(vec![router()]));
     l.api_listener = Some(ApiListener {

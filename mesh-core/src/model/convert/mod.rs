@@ -19,6 +19,7 @@
 //!   threshold / locality settings (A27, A42, A48, A52).
 //! - [`hash_policy`]: `RouteAction.hash_policy` (A42).
 //! - [`endpoint`]: ClusterLoadAssignment (A27; grpc-go `unmarshal_eds.go`).
+//! - [`rbac`]: the RBAC HTTP filter (A41); [`server`]: server listeners (A36) carrying it.
 
 mod cluster;
 mod endpoint;
@@ -27,7 +28,9 @@ mod listener;
 mod matcher;
 mod outlier;
 mod policy;
+mod rbac;
 mod route;
+mod server;
 
 use envoy_types::pb::envoy::config::{
     cluster::v3::Cluster as ClusterProto, endpoint::v3::ClusterLoadAssignment as ClaProto,
