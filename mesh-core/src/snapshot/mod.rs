@@ -8,6 +8,7 @@
 
 pub mod balancer;
 mod domain;
+pub mod fault;
 mod hash_policy;
 pub(crate) mod matcher;
 pub mod outlier;
@@ -18,6 +19,7 @@ mod route_index;
 use std::{collections::HashMap, sync::Arc};
 
 pub use balancer::{Balancer, EndpointState, PickedEndpoint};
+pub use fault::{CompiledFault, FaultStats, FaultStatus, RouteFaults};
 pub use matcher::RequestView;
 pub use outlier::{HostStats, Outcome, OutlierDetector};
 pub use policy::{ActiveGuard, CompiledPolicy, CompiledRetry, RetryCounters};
@@ -269,6 +271,7 @@ pub struct Snapshot {
     domains: DomainIndex,
     vhosts: Box<[CompiledVhost]>,
     clusters: HashMap<Arc<str>, Arc<ClusterHandle>>,
+    fault_stats: Arc<FaultStats>,
 }
 
 /// Resources a snapshot build needs but does not have yet.
@@ -426,6 +429,16 @@ impl Snapshot {
         if !missing.is_empty() {
             return Err(Missing(missing));
         }
+        // Fault counters belong to the target: they carry over whatever changed.
+        let fault_stats = previous.map(|p| p.fault_stats.clone()).unwrap_or_default();
+        let listener_fault = fault::ListenerFault::new(&listener, &fault_stats);
+        let compile_policy = |r: &crate::model::Route| {
+            let mut policy = CompiledPolicy::new(&r.policy);
+            policy.fault = listener_fault
+                .as_ref()
+                .and_then(|f| f.route(&r.policy.faults));
+            Arc::new(policy)
+        };
         let vhosts = route_config
             .virtual_hosts
             .iter()
@@ -444,7 +457,7 @@ impl Snapshot {
                                 .then(|| CompiledHashPolicy::new(&r.hash_policy))
                                 .flatten(),
                             action,
-                            policy: Arc::new(CompiledPolicy::new(&r.policy)),
+                            policy: compile_policy(r),
                         }
                     })
                     .collect(),
@@ -461,7 +474,14 @@ impl Snapshot {
             domains,
             vhosts,
             clusters,
+            fault_stats,
         })
+    }
+
+    /// The target's fault-injection counters (active faults, delays and aborts injected,
+    /// `max_active_faults` overflows), for metrics; carried across rebuilds.
+    pub fn fault_stats(&self) -> &Arc<FaultStats> {
+        &self.fault_stats
     }
 
     /// Whether `other` was built from the same listener, routes and cluster states, so that
