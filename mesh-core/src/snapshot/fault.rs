@@ -49,13 +49,22 @@ pub const HEADER_DELAY_PERCENTAGE: &str = "x-envoy-fault-delay-request-percentag
 /// `x-envoy-downstream-service-node`: the caller's node, matched against `downstream_nodes`.
 pub const HEADER_DOWNSTREAM_NODE: &str = "x-envoy-downstream-service-node";
 
-/// What an injected abort fails the request with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What an injected abort fails the request with. `Display`: `http 503`, `grpc 14`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultStatus {
     /// An HTTP status in `200..=599`.
     Http(u16),
     /// A gRPC status code as configured or sent (above 16 means UNKNOWN, gRFC A33).
     Grpc(u32),
+}
+
+impl std::fmt::Display for FaultStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaultStatus::Http(s) => write!(f, "http {s}"),
+            FaultStatus::Grpc(c) => write!(f, "grpc {c}"),
+        }
+    }
 }
 
 /// Live fault counters of one target, carried across snapshot rebuilds (see the module docs).

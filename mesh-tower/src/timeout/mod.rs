@@ -98,10 +98,17 @@ where
                 .as_ref()
                 .and_then(|r| r.policy.per_try_timeout),
             Which::StreamDuration | Which::CallerDeadline => {
+                // An injected fault delay already used part of the cap (gRFC A33); the fault
+                // layer has lowered the caller's `grpc-timeout` by it.
+                let spent = req.extensions().get::<crate::fault::FaultDelayed>();
                 let cap = match routed.policy.grpc_timeout_header_max {
                     Some(max) => nonzero(max),
                     None => routed.policy.max_stream_duration.and_then(nonzero),
-                };
+                }
+                .map(|d| match spent {
+                    Some(s) => d.saturating_sub(s.0).max(Duration::from_nanos(1)),
+                    None => d,
+                });
                 let caller = req.headers().get(GRPC_TIMEOUT).and_then(parse_grpc_timeout);
                 match (caller, cap) {
                     (Some(c), Some(cap)) if c <= cap => {
