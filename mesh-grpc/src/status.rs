@@ -114,6 +114,22 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn http_fault_statuses_map_as_grpc_does() {
+        for (http, code) in [
+            (400, Code::Internal),
+            (401, Code::Unauthenticated),
+            (403, Code::PermissionDenied),
+            (404, Code::Unimplemented),
+            (429, Code::Unavailable),
+            (503, Code::Unavailable),
+            (200, Code::Unknown),
+            (418, Code::Unknown),
+        ] {
+            assert_eq!(code_for_http(http), code, "{http}");
+        }
+    }
+
     fn route(name: &str, prefix: &str, action: RouteAction) -> Route {
         Route {
             hash_policy: Default::default(),

@@ -261,6 +261,44 @@ async fn grpc_aborts_through_mesh_channel() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn grpc_delay_counts_against_the_callers_deadline() -> Result<()> {
+    let (g, _cp, channel) = greeter(
+        "    - name: slow\n      match: [{ headers: { x-fault: { exact: slow } } }]\n      \
+         fault: { delay: { fixedDelay: 5s, percentage: { value: 100 } } }\n      \
+         route: [{ destination: { host: greeter.test } }]\n    \
+         - name: brief\n      match: [{ headers: { x-fault: { exact: brief } } }]\n      \
+         fault: { delay: { fixedDelay: 200ms, percentage: { value: 100 } } }\n      \
+         route: [{ destination: { host: greeter.test } }]\n",
+    )
+    .await?;
+    let mut client = GreeterClient::new(channel);
+    let call = |fault: &'static str| {
+        let mut req = tonic::Request::new(HelloRequest { name: "t".into() });
+        req.metadata_mut()
+            .insert("x-fault", fault.parse().expect("ascii"));
+        req.set_timeout(Duration::from_millis(500));
+        req
+    };
+    // gRFC A33: the 5 s delay runs on the call's 500 ms deadline, which ends it.
+    let start = Instant::now();
+    let status = client.say_hello(call("slow")).await.unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // Real time: at least the deadline, and far below the 5 s delay.
+    assert!(
+        (Duration::from_millis(500)..Duration::from_secs(4)).contains(&took),
+        "{took:?}"
+    );
+    assert_eq!(g.served(), 0);
+    // A delay shorter than the deadline: the call goes through after it.
+    let start = Instant::now();
+    client.say_hello(call("brief")).await?;
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert_eq!(g.served(), 1);
+    Ok(())
+}
+
 // --- Envoy resources (not expressible in Istio YAML), through the model's conversion. ---
 
 fn to_any<M: Message>(type_name: &str, m: &M) -> Any {
