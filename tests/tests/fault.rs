@@ -467,7 +467,8 @@ async fn max_active_faults_lets_the_rest_through_undelayed() -> Result<()> {
         .as_ref()
         .as_ref()
         .context("warm")?
-        .fault_stats()
+        .fault_stats("main")
+        .context("per-route counters")?
         .clone();
     assert_eq!(
         (stats.delays_injected(), stats.overflows(), stats.active()),

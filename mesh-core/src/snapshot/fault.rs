@@ -13,12 +13,12 @@
 //! is below the share (A33: independent draws, as Envoy). A header percentage replaces the
 //! configured numerator but is capped by it, over the configured denominator.
 //!
-//! [`FaultStats`] is shared by every route of one target (one listener fault filter) and carried
-//! across snapshot rebuilds: the active-fault gauge behind `max_active_faults`, and counters of
-//! injected delays and aborts and of faults skipped because the limit was reached. Envoy scopes
-//! these per filter config (one per listener); gRPC counts active faults per process (A33).
-//! The mesh follows Envoy's scope for both transports, so independent targets do not starve each
-//! other.
+//! [`FaultStats`] are per route (by route name), carried across snapshot rebuilds: counters of
+//! injected delays and aborts and of faults skipped because `max_active_faults` was reached,
+//! for metrics (`Snapshot::fault_stats`). The active-fault gauge behind `max_active_faults` is
+//! shared by every route of the target (one listener fault filter), also carried over: Envoy
+//! scopes it per filter config (one per listener); gRPC counts per process (A33). The mesh
+//! follows Envoy's scope for both transports, so independent targets do not starve each other.
 
 use std::{
     sync::{
@@ -67,17 +67,27 @@ impl std::fmt::Display for FaultStatus {
     }
 }
 
-/// Live fault counters of one target, carried across snapshot rebuilds (see the module docs).
+/// Live fault counters of one route, carried across snapshot rebuilds (see the module docs).
 #[derive(Debug, Default)]
 pub struct FaultStats {
-    active: AtomicUsize,
+    /// The target's active-fault gauge, shared by all its routes.
+    active: Arc<AtomicUsize>,
     delays: AtomicU64,
     aborts: AtomicU64,
     overflows: AtomicU64,
 }
 
 impl FaultStats {
-    /// Requests with a fault in progress (a delay running, or an abort being returned).
+    /// Counters for a route of the target whose active-fault gauge is `gauge`.
+    pub(crate) fn new(gauge: &Arc<AtomicUsize>) -> Self {
+        FaultStats {
+            active: gauge.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Requests of the whole target with a fault in progress (a delay running, or an abort being
+    /// returned): the gauge `max_active_faults` limits.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
     }
@@ -181,7 +191,7 @@ impl CompiledFault {
         &self.filter
     }
 
-    /// The target's fault counters.
+    /// The route's fault counters.
     pub fn stats(&self) -> &Arc<FaultStats> {
         &self.stats
     }
@@ -303,44 +313,45 @@ impl RouteFaults {
     }
 }
 
-/// The listener's fault filter, compiled once per snapshot: its name and default config.
+/// The listener's fault filter: its name and default config.
 #[derive(Debug)]
 pub(crate) struct ListenerFault {
     name: Arc<str>,
-    default: Option<Arc<CompiledFault>>,
-    stats: Arc<FaultStats>,
+    default: Arc<FaultPolicy>,
 }
 
 impl ListenerFault {
     /// The listener's (enabled) fault filter, if it has one.
-    pub(crate) fn new(listener: &Listener, stats: &Arc<FaultStats>) -> Option<Self> {
+    pub(crate) fn new(listener: &Listener) -> Option<Self> {
         listener.http_filters.iter().find_map(|f| match &f.config {
             HttpFilterConfig::Fault(p) => Some(ListenerFault {
                 name: f.name.clone(),
-                default: CompiledFault::new(&f.name, p, stats).map(Arc::new),
-                stats: stats.clone(),
+                default: p.clone(),
             }),
             _ => None,
         })
     }
 
-    /// The faults of a route with these overrides; `None` when no request on it can get one.
-    pub(crate) fn route(&self, overrides: &FaultOverrides) -> Option<Arc<RouteFaults>> {
-        let compile = |o: &crate::model::FaultOverride| {
-            o.policy
-                .as_ref()
-                .and_then(|p| CompiledFault::new(&self.name, p, &self.stats))
+    /// The faults of a route with these overrides, counted in `stats`; `None` when no request
+    /// on it can get one.
+    pub(crate) fn route(
+        &self,
+        overrides: &FaultOverrides,
+        stats: &Arc<FaultStats>,
+    ) -> Option<Arc<RouteFaults>> {
+        let compile = |p: Option<&Arc<FaultPolicy>>| {
+            p.and_then(|p| CompiledFault::new(&self.name, p, stats))
                 .map(Arc::new)
         };
         let route = match find_override(&overrides.route, &self.name) {
-            Some(o) => compile(o),
-            None => self.default.clone(),
+            Some(o) => compile(o.policy.as_ref()),
+            None => compile(Some(&self.default)),
         };
         let clusters: Box<[_]> = overrides
             .clusters
             .iter()
             .filter_map(|(c, list)| {
-                find_override(list, &self.name).map(|o| (c.clone(), compile(o)))
+                find_override(list, &self.name).map(|o| (c.clone(), compile(o.policy.as_ref())))
             })
             .collect();
         if route.is_none() && clusters.iter().all(|(_, f)| f.is_none()) {

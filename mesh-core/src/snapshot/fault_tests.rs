@@ -304,14 +304,31 @@ fn most_specific_config_wins_at_build() {
     );
     assert_eq!(status(&s, "override", "a"), Some(FaultStatus::Grpc(8)));
 
+    assert!(s.fault_stats("plain").is_none(), "no fault, no counters");
+    let counters = s
+        .fault_stats("override")
+        .expect("counted per route")
+        .clone();
+    counters.record_abort();
+
+    // A rebuild keeps each route's counters and the target's gauge.
+    let s2 = build(Some(FaultPolicy::default()), Some(&s));
+    assert!(Arc::ptr_eq(&counters, s2.fault_stats("override").unwrap()));
+    let r = s2.vhosts[0]
+        .routes
+        .iter()
+        .find(|r| &**r.name() == "override");
+    let f = r.unwrap().policy().fault.as_ref().unwrap().for_cluster("a");
+    let guard = f.unwrap().try_activate();
+    assert_eq!((s2.active_faults(), s.active_faults()), (1, 1), "one gauge");
+    drop(guard);
+    assert_eq!(s2.fault_stats("override").unwrap().aborts_injected(), 1);
+
     // No fault filter on the listener: overrides have nothing to override.
-    let s2 = build(None, Some(&s));
-    assert!(s2.vhosts[0]
+    let s3 = build(None, Some(&s2));
+    assert!(s3.vhosts[0]
         .routes
         .iter()
         .all(|r| r.policy().fault.is_none()));
-    assert!(
-        Arc::ptr_eq(s.fault_stats(), s2.fault_stats()),
-        "stats carried over"
-    );
+    assert!(s3.fault_stats("override").is_none());
 }

@@ -271,7 +271,8 @@ pub struct Snapshot {
     domains: DomainIndex,
     vhosts: Box<[CompiledVhost]>,
     clusters: HashMap<Arc<str>, Arc<ClusterHandle>>,
-    fault_stats: Arc<FaultStats>,
+    fault_gauge: Arc<std::sync::atomic::AtomicUsize>,
+    fault_stats: HashMap<Arc<str>, Arc<FaultStats>>,
 }
 
 /// Resources a snapshot build needs but does not have yet.
@@ -429,14 +430,22 @@ impl Snapshot {
         if !missing.is_empty() {
             return Err(Missing(missing));
         }
-        // Fault counters belong to the target: they carry over whatever changed.
-        let fault_stats = previous.map(|p| p.fault_stats.clone()).unwrap_or_default();
-        let listener_fault = fault::ListenerFault::new(&listener, &fault_stats);
+        // Fault counters carry over whatever changed: the target's active-fault gauge, and each
+        // route's counters by route name.
+        let fault_gauge = previous.map(|p| p.fault_gauge.clone()).unwrap_or_default();
+        let fault_stats = std::cell::RefCell::new(HashMap::new());
+        let listener_fault = fault::ListenerFault::new(&listener);
         let compile_policy = |r: &crate::model::Route| {
             let mut policy = CompiledPolicy::new(&r.policy);
-            policy.fault = listener_fault
-                .as_ref()
-                .and_then(|f| f.route(&r.policy.faults));
+            if let Some(lf) = &listener_fault {
+                let stats = previous
+                    .and_then(|p| p.fault_stats.get(&r.name).cloned())
+                    .unwrap_or_else(|| Arc::new(FaultStats::new(&fault_gauge)));
+                policy.fault = lf.route(&r.policy.faults, &stats);
+                if policy.fault.is_some() {
+                    fault_stats.borrow_mut().insert(r.name.clone(), stats);
+                }
+            }
             Arc::new(policy)
         };
         let vhosts = route_config
@@ -464,6 +473,7 @@ impl Snapshot {
                 index: RouteIndex::new(vh.routes.iter().map(|r| &r.matcher)),
             })
             .collect();
+        let fault_stats = fault_stats.into_inner();
         let domains = DomainIndex::new(route_config.virtual_hosts.iter().map(|vh| &*vh.domains));
         let host_header = http::HeaderValue::from_str(&target).ok();
         Ok(Snapshot {
@@ -474,14 +484,22 @@ impl Snapshot {
             domains,
             vhosts,
             clusters,
+            fault_gauge,
             fault_stats,
         })
     }
 
-    /// The target's fault-injection counters (active faults, delays and aborts injected,
-    /// `max_active_faults` overflows), for metrics; carried across rebuilds.
-    pub fn fault_stats(&self) -> &Arc<FaultStats> {
-        &self.fault_stats
+    /// A route's fault-injection counters (delays and aborts injected, `max_active_faults`
+    /// overflows), for metrics; carried across rebuilds by route name. `None` for a route no
+    /// fault can apply to.
+    pub fn fault_stats(&self, route: &str) -> Option<&Arc<FaultStats>> {
+        self.fault_stats.get(route)
+    }
+
+    /// Requests of this target with an injected fault in progress (the gauge
+    /// `max_active_faults` limits).
+    pub fn active_faults(&self) -> usize {
+        self.fault_gauge.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `other` was built from the same listener, routes and cluster states, so that

@@ -9,8 +9,9 @@
 //! checked with a lock-free gauge (over it, the request goes on without a fault); the delay is
 //! a `tokio::time::sleep`; the abort fails the request with [`MeshErrorKind::FaultAbort`]
 //! carrying the HTTP status or gRPC code, before anything is sent. Delay then abort, as both
-//! Envoy and gRPC do. Injected delays and aborts are counted in the target's
-//! [`mesh_core::snapshot::FaultStats`] (`Snapshot::fault_stats`, for metrics).
+//! Envoy and gRPC do. Injected delays and aborts are counted per route in
+//! [`mesh_core::snapshot::FaultStats`] (`Snapshot::fault_stats(route)`, for metrics; an abort's
+//! error also names route and cluster).
 //!
 //! Where the transports differ:
 //!

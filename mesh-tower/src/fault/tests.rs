@@ -117,7 +117,13 @@ async fn abort_fails_before_sending_and_names_route_and_cluster() {
     drop(svc);
     assert!(handle.next_request().await.is_none(), "nothing was sent");
     let stats = mesh.lookup("svc:80").unwrap().snapshot();
-    let stats = stats.as_ref().as_ref().unwrap().fault_stats().clone();
+    let stats = stats
+        .as_ref()
+        .as_ref()
+        .unwrap()
+        .fault_stats("r")
+        .unwrap()
+        .clone();
     assert_eq!((stats.aborts_injected(), stats.active()), (2, 0));
 }
 
@@ -302,7 +308,13 @@ async fn max_active_faults_lets_the_overflow_through_unfaulted() {
     send.send_response(status(200));
     first.await.unwrap().unwrap();
     let snap = mesh.lookup("svc:80").unwrap().snapshot();
-    let stats = snap.as_ref().as_ref().unwrap().fault_stats().clone();
+    let stats = snap
+        .as_ref()
+        .as_ref()
+        .unwrap()
+        .fault_stats("r")
+        .unwrap()
+        .clone();
     assert_eq!(
         (stats.delays_injected(), stats.overflows(), stats.active()),
         (1, 1, 0)
