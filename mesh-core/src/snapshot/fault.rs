@@ -118,6 +118,36 @@ impl FaultStats {
     }
 }
 
+/// Faults injected on requests to one cluster (whatever route sent them there), carried across
+/// snapshot rebuilds in the cluster's handle (`ClusterHandle::fault_counts`), for metrics.
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    delays: AtomicU64,
+    aborts: AtomicU64,
+}
+
+impl FaultCounts {
+    /// Delays injected so far.
+    pub fn delays(&self) -> u64 {
+        self.delays.load(Ordering::Relaxed)
+    }
+
+    /// Aborts injected so far.
+    pub fn aborts(&self) -> u64 {
+        self.aborts.load(Ordering::Relaxed)
+    }
+
+    /// Counts one injected delay.
+    pub fn record_delay(&self) {
+        self.delays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one injected abort.
+    pub fn record_abort(&self) {
+        self.aborts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// One active fault, counted in [`FaultStats::active`] until dropped.
 #[derive(Debug)]
 pub struct ActiveFault {

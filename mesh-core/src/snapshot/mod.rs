@@ -19,7 +19,7 @@ mod route_index;
 use std::{collections::HashMap, sync::Arc};
 
 pub use balancer::{Balancer, EndpointState, PickedEndpoint};
-pub use fault::{CompiledFault, FaultStats, FaultStatus, RouteFaults};
+pub use fault::{CompiledFault, FaultCounts, FaultStats, FaultStatus, RouteFaults};
 pub use matcher::RequestView;
 pub use outlier::{HostStats, Outcome, OutlierDetector};
 pub use policy::{ActiveGuard, CompiledPolicy, CompiledRetry, RetryCounters};
@@ -45,6 +45,7 @@ pub struct ClusterHandle {
     retry_counters: Arc<RetryCounters>,
     outlier: Option<OutlierDetector>,
     pool: Arc<PoolGate>,
+    fault_counts: Arc<FaultCounts>,
 }
 
 impl ClusterHandle {
@@ -89,6 +90,7 @@ impl ClusterHandle {
             }
         };
         let pool = previous.map(|p| p.pool.clone()).unwrap_or_default();
+        let fault_counts = previous.map(|p| p.fault_counts.clone()).unwrap_or_default();
         ClusterHandle {
             cluster,
             assignment,
@@ -96,7 +98,13 @@ impl ClusterHandle {
             retry_counters,
             outlier,
             pool,
+            fault_counts,
         }
+    }
+
+    /// Faults injected on requests to this cluster (carried across rebuilds), for metrics.
+    pub fn fault_counts(&self) -> &FaultCounts {
+        &self.fault_counts
     }
 
     /// The cluster's connection-pool breakers (`max_connections`, `max_pending_requests`).

@@ -11,7 +11,8 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::Service;
 
-use super::{format_grpc_timeout, parse_grpc_timeout, FaultDelayed};
+use super::FaultDelayed;
+use crate::timeout::{encode_grpc_timeout, parse_grpc_timeout};
 use crate::{MeshError, MeshErrorKind};
 
 /// A delayed request, waiting to be sent (or failed) when its sleep ends.
@@ -122,9 +123,9 @@ where
                 if let Some(left) = req
                     .headers()
                     .get("grpc-timeout")
-                    .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+                    .and_then(parse_grpc_timeout)
                 {
-                    let left = format_grpc_timeout(left.saturating_sub(delay));
+                    let left = encode_grpc_timeout(left.saturating_sub(delay));
                     req.headers_mut().insert("grpc-timeout", left);
                 }
                 req.extensions_mut().insert(FaultDelayed(delay));

@@ -10,8 +10,10 @@
 //! a `tokio::time::sleep`; the abort fails the request with [`MeshErrorKind::FaultAbort`]
 //! carrying the HTTP status or gRPC code, before anything is sent. Delay then abort, as both
 //! Envoy and gRPC do. Injected delays and aborts are counted per route in
-//! [`mesh_core::snapshot::FaultStats`] (`Snapshot::fault_stats(route)`, for metrics; an abort's
-//! error also names route and cluster).
+//! [`mesh_core::snapshot::FaultStats`] (`Snapshot::fault_stats(route)`) and per cluster in
+//! [`mesh_core::snapshot::FaultCounts`] (`ClusterHandle::fault_counts`, which
+//! [`crate::metrics::ClusterCounter::FAULT_DELAYS`] / `FAULT_ABORTS` report); an abort's error
+//! also names route and cluster.
 //!
 //! Where the transports differ:
 //!
@@ -34,14 +36,14 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderValue, Request};
+use http::Request;
 use mesh_core::snapshot::{FaultStatus, RequestView};
 use tower::Service;
 
 pub use future::ResponseFuture;
 pub use layer::FaultLayer;
 
-use crate::{route::Routed, MeshError, MeshErrorKind};
+use crate::{route::Routed, timeout::parse_grpc_timeout, MeshError, MeshErrorKind};
 
 /// How much of a gRPC call's time an injected delay used, attached to the forwarded request so
 /// the gRPC stream-duration cap ([`crate::timeout::Which::StreamDuration`]) counts it.
@@ -114,6 +116,7 @@ where
         };
         let Some(delay) = delay else {
             fault.stats().record_abort();
+            routed.cluster.fault_counts().record_abort();
             // Abort, nothing else: the fault ends here (the guard drops with `active`).
             let status = abort.unwrap_or(FaultStatus::Http(503));
             return ResponseFuture::failed(error(MeshErrorKind::FaultAbort(status)).detail(
@@ -121,6 +124,7 @@ where
             ));
         };
         fault.stats().record_delay();
+        routed.cluster.fault_counts().record_delay();
         // gRPC: the delay runs on the call's clock (A33).
         let limit = if self.grpc {
             grpc_limit(&req, routed)
@@ -136,6 +140,7 @@ where
         };
         let abort = abort.filter(|_| deadline.is_none()).map(|status| {
             fault.stats().record_abort();
+            routed.cluster.fault_counts().record_abort();
             error(MeshErrorKind::FaultAbort(status)).detail(format!(
                 "fault filter `{}` aborted the request after a delay of {delay:?}",
                 fault.filter()
@@ -172,43 +177,11 @@ fn grpc_limit<B>(req: &Request<B>, routed: &Routed) -> Option<Duration> {
     let caller = req
         .headers()
         .get("grpc-timeout")
-        .and_then(|v| parse_grpc_timeout(v.as_bytes()));
+        .and_then(parse_grpc_timeout);
     match (caller, cap) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// Parses a `grpc-timeout` value: up to 8 digits and a unit (`H M S m u n`).
-pub(crate) fn parse_grpc_timeout(v: &[u8]) -> Option<Duration> {
-    let (unit, digits) = v.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some(match unit {
-        b'H' => Duration::from_secs(n * 3600),
-        b'M' => Duration::from_secs(n * 60),
-        b'S' => Duration::from_secs(n),
-        b'm' => Duration::from_millis(n),
-        b'u' => Duration::from_micros(n),
-        b'n' => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-/// Formats a `grpc-timeout` value in the finest unit that fits 8 digits.
-pub(crate) fn format_grpc_timeout(d: Duration) -> HeaderValue {
-    const MAX: u128 = 99_999_999;
-    let s = if d.as_micros() <= MAX {
-        format!("{}u", d.as_micros().max(1))
-    } else if d.as_millis() <= MAX {
-        format!("{}m", d.as_millis())
-    } else {
-        format!("{}S", d.as_secs().min(MAX as u64))
-    };
-    // Digits and a unit letter: always a valid header value.
-    HeaderValue::try_from(s).unwrap_or_else(|_| HeaderValue::from_static("1u"))
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ use mesh_core::{
 use tokio::time::Instant;
 use tower::{Layer, ServiceExt};
 
-use super::{format_grpc_timeout, parse_grpc_timeout};
 use crate::{
     error_response::{ErrorHeader, ErrorResponseLayer, HEADER},
     test_support::*,
@@ -116,14 +115,15 @@ async fn abort_fails_before_sending_and_names_route_and_cluster() {
     );
     drop(svc);
     assert!(handle.next_request().await.is_none(), "nothing was sent");
-    let stats = mesh.lookup("svc:80").unwrap().snapshot();
-    let stats = stats
-        .as_ref()
-        .as_ref()
-        .unwrap()
-        .fault_stats("r")
-        .unwrap()
-        .clone();
+    let guard = mesh.lookup("svc:80").unwrap().snapshot();
+    let snap = Option::clone(&guard).expect("warm");
+    let stats = snap.fault_stats("r").unwrap().clone();
+    let cluster = snap.clusters()["c"].fault_counts();
+    assert_eq!(
+        (cluster.aborts(), cluster.delays()),
+        (2, 0),
+        "counted per cluster too"
+    );
     assert_eq!((stats.aborts_injected(), stats.active()), (2, 0));
 }
 
@@ -181,8 +181,8 @@ async fn grpc_delay_counts_against_the_call() {
     drop(svc);
     assert!(handle.next_request().await.is_none(), "nothing was sent");
 
-    // A 300 ms delay under the caller's 2 s deadline: sent with 1.7 s left on the wire, and the
-    // 1 s cap has 700 ms left.
+    // A 300 ms delay under the caller's 2 s deadline: 1.7 s of it left, and 700 ms of the 1 s
+    // cap — the earlier of the two goes on the wire (the timeout layer lowers the header).
     let mesh = fault_mesh(delay(Duration::from_millis(300), 100), policy);
     let (svc, mut handle) = grpc_stack(&mesh).await;
     let mut req = get("/");
@@ -192,7 +192,7 @@ async fn grpc_delay_counts_against_the_call() {
     let call = tokio::spawn(svc.oneshot(req));
     let (req, _hold) = handle.next_request().await.expect("sent");
     assert_eq!(start.elapsed(), Duration::from_millis(300));
-    assert_eq!(req.headers()["grpc-timeout"], "1700000u");
+    assert_eq!(req.headers()["grpc-timeout"], "700m");
     let err = call.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), MeshErrorKind::Timeout);
     assert_eq!(
@@ -356,21 +356,4 @@ async fn selection_applies_to_http_only() {
         err.kind(),
         MeshErrorKind::FaultAbort(FaultStatus::Http(503))
     );
-}
-
-#[test]
-fn grpc_timeout_round_trips() {
-    assert_eq!(parse_grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
-    assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
-    assert_eq!(
-        parse_grpc_timeout(b"150m"),
-        Some(Duration::from_millis(150))
-    );
-    assert_eq!(parse_grpc_timeout(b"123456789m"), None, "9 digits");
-    assert_eq!(parse_grpc_timeout(b"m"), None);
-    assert_eq!(parse_grpc_timeout(b"10x"), None);
-    assert_eq!(format_grpc_timeout(Duration::from_millis(1700)), "1700000u");
-    assert_eq!(format_grpc_timeout(Duration::from_secs(1000)), "1000000m");
-    assert_eq!(format_grpc_timeout(Duration::from_secs(200_000)), "200000S");
-    assert_eq!(format_grpc_timeout(Duration::ZERO), "1u");
 }
