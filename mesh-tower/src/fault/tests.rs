@@ -357,3 +357,42 @@ async fn selection_applies_to_http_only() {
         MeshErrorKind::FaultAbort(FaultStatus::Http(503))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn delay_and_abort_draw_independently() {
+    // A33 (and Envoy): one draw per feature. With 50 % each, the four combinations each come
+    // out about a quarter of the time; a shared draw would make "delayed, not aborted" (and
+    // "aborted, not delayed") impossible. n = 400, p = 1/4: σ ≈ 8.7, each count 100 ± 56
+    // (6.5σ, a false failure below 1e-10); a shared draw gives 0 for two of them.
+    let fault = FaultPolicy {
+        delay: Some(FaultDelay {
+            kind: FaultDelayKind::Fixed(Duration::from_millis(1)),
+            percentage: pct(50),
+        }),
+        ..abort(FaultAbortKind::Http(503), 50)
+    };
+    let mesh = fault_mesh(fault, RoutePolicy::default());
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let mut combos = [[0u32; 2]; 2];
+    for _ in 0..400 {
+        let start = Instant::now();
+        let mut call = tokio::spawn(svc.clone().oneshot(get("/")));
+        let result = tokio::select! {
+            r = &mut call => r.unwrap(),
+            sent = handle.next_request() => {
+                sent.unwrap().1.send_response(status(200));
+                call.await.unwrap()
+            }
+        };
+        let delayed = start.elapsed() >= Duration::from_millis(1);
+        combos[usize::from(delayed)][usize::from(result.is_err())] += 1;
+    }
+    for (i, row) in combos.iter().enumerate() {
+        for (j, n) in row.iter().enumerate() {
+            assert!(
+                (44..=156).contains(n),
+                "delayed={i} aborted={j}: {n} ({combos:?})"
+            );
+        }
+    }
+}
