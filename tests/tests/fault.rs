@@ -454,11 +454,10 @@ async fn max_active_faults_lets_the_rest_through_undelayed() -> Result<()> {
     let mut delayed = 0;
     for (status, took) in &results {
         assert_eq!(status.as_ref().ok().copied(), Some(http::StatusCode::OK));
-        // The delayed ones wait 3 s; the others finish in milliseconds — 2 s apart at least.
+        // The delayed ones wait 3 s; the others go straight through (milliseconds on loopback;
+        // only "not 3 s" is asserted, so a slow machine cannot fail it).
         if *took >= Duration::from_secs(3) {
             delayed += 1;
-        } else {
-            assert!(*took < Duration::from_secs(1), "undelayed took {took:?}");
         }
     }
     assert_eq!(delayed, 2, "{results:?}");
