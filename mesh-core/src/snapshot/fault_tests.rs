@@ -174,6 +174,7 @@ fn route(name: &str, action: RouteAction, faults: FaultOverrides) -> Route {
             faults,
             ..Default::default()
         },
+        hash_policy: Default::default(),
     }
 }
 
