@@ -80,7 +80,14 @@ const CLIENT_SEED: &str = r#"
       rds: { routeConfigName: reviews-routes, configSource: { ads: {} } }
       httpFilters:
       - name: envoy.filters.http.fault
-        typedConfig: { "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault }
+        typedConfig:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+          delay: { fixedDelay: 0.2s, percentage: { numerator: 5, denominator: HUNDRED } }
+          abort: { headerAbort: {}, percentage: { numerator: 250000, denominator: MILLION } }
+          maxActiveFaults: 7
+          upstreamCluster: v1
+          downstreamNodes: [caller]
+          headers: [{ name: x-chaos, presentMatch: true }]
       - name: envoy.filters.http.router
         typedConfig: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
 - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
@@ -125,9 +132,22 @@ const CLIENT_SEED: &str = r#"
       redirect: { pathRedirect: /new }
     - name: split
       match: { prefix: / }
+      typedPerFilterConfig:
+        envoy.filters.http.fault:
+          "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+          config:
+            "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+            abort: { grpcStatus: 14, percentage: { numerator: 10, denominator: TEN_THOUSAND } }
       route:
         weightedClusters:
-          clusters: [{ name: v1, weight: 90 }, { name: v2, weight: 10 }]
+          clusters:
+          - name: v1
+            weight: 90
+            typedPerFilterConfig:
+              envoy.filters.http.fault:
+                "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+                abort: { httpStatus: 503, percentage: { numerator: 1, denominator: HUNDRED } }
+          - { name: v2, weight: 10 }
 - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
   name: v1
   type: EDS

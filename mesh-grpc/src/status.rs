@@ -13,6 +13,8 @@
 //! | `no_target`, `no_route`, `unsupported_route`, `no_healthy_endpoint`, `connect` | `UNAVAILABLE` |
 //! | `upstream` (the request failed after it was sent) | what a plain tonic `Channel` gives for the same transport error (e.g. `CANCELLED` for an h2 `CANCEL`, `INTERNAL` for a protocol error, per gRPC's PROTOCOL-HTTP2 mapping); `UNAVAILABLE` when tonic recognises none (the connection broke) |
 //! | `missing_authority` (cannot happen through [`crate::MeshChannel`], which always sets it) | `INTERNAL` |
+//! | `fault_abort` with `grpc_status` | that code (above 16: `UNKNOWN`; `OK` is returned as a status with code `OK`, which a unary call reports as is — gRFC A33 notes the same edge) |
+//! | `fault_abort` with `http_status` | gRPC's HTTP→gRPC mapping (gRFC A33): 400 `INTERNAL`, 401 `UNAUTHENTICATED`, 403 `PERMISSION_DENIED`, 404 `UNIMPLEMENTED`, 429/502/503/504 `UNAVAILABLE`, anything else (200 included) `UNKNOWN` |
 //!
 //! The message is the `MeshError`'s full `Display` text — kind, host, path, route, cluster,
 //! endpoint and cause — so the caller sees why, and the `MeshError` itself is the status's
@@ -20,6 +22,7 @@
 
 use std::{error::Error, fmt, sync::Arc};
 
+use mesh_core::snapshot::FaultStatus;
 use mesh_tower::{MeshError, MeshErrorKind};
 use tonic::{Code, Status};
 
@@ -37,6 +40,11 @@ pub(crate) fn from_mesh_error(err: MeshError) -> Status {
         // The route's timeout (or per-try timeout) ran out: the call's deadline, as gRPC
         // reports a deadline it enforces itself.
         MeshErrorKind::Timeout | MeshErrorKind::PerTryTimeout => Code::DeadlineExceeded,
+        MeshErrorKind::FaultAbort(FaultStatus::Grpc(c)) => match i32::try_from(c) {
+            Ok(c @ 0..=16) => Code::from_i32(c),
+            _ => Code::Unknown,
+        },
+        MeshErrorKind::FaultAbort(FaultStatus::Http(s)) => code_for_http(s),
         // Retry budget / circuit-breaker overflow: UNAVAILABLE, not retried (gRFC A32).
         // A kind added later: a failure to route or send, which gRPC reports as UNAVAILABLE.
         _ => Code::Unavailable,
@@ -44,6 +52,18 @@ pub(crate) fn from_mesh_error(err: MeshError) -> Status {
     let mut status = Status::new(code, err.to_string());
     status.set_source(err);
     status
+}
+
+/// gRPC's HTTP→gRPC status mapping, as fault aborts use it (gRFC A33).
+fn code_for_http(status: u16) -> Code {
+    match status {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
 }
 
 /// The code tonic's own channel would give for the transport error under `err`; tonic
@@ -93,6 +113,22 @@ mod tests {
     use tower_test::mock;
 
     use super::*;
+
+    #[test]
+    fn http_fault_statuses_map_as_grpc_does() {
+        for (http, code) in [
+            (400, Code::Internal),
+            (401, Code::Unauthenticated),
+            (403, Code::PermissionDenied),
+            (404, Code::Unimplemented),
+            (429, Code::Unavailable),
+            (503, Code::Unavailable),
+            (200, Code::Unknown),
+            (418, Code::Unknown),
+        ] {
+            assert_eq!(code_for_http(http), code, "{http}");
+        }
+    }
 
     fn route(name: &str, prefix: &str, action: RouteAction) -> Route {
         Route {

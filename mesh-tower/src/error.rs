@@ -2,6 +2,8 @@
 
 use std::{fmt, net::SocketAddr, sync::Arc};
 
+use mesh_core::snapshot::FaultStatus;
+
 /// Boxed error from an inner service.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -36,6 +38,9 @@ pub enum MeshErrorKind {
     /// A circuit-breaker limit was reached (for the request, a retry, or an attempt's
     /// connection); the request fails fast and is not retried.
     Overflow(OverflowLimit),
+    /// The route's fault filter aborted the request before it was sent (Envoy fault filter,
+    /// gRFC A33), with this HTTP status or gRPC code.
+    FaultAbort(FaultStatus),
 }
 
 /// Which circuit-breaker limit overflowed (Envoy `circuit_breaker.proto` thresholds).
@@ -81,6 +86,7 @@ impl MeshErrorKind {
             MeshErrorKind::PerTryTimeout => "per_try_timeout",
             MeshErrorKind::RetryBudgetExhausted => "retry_budget_exhausted",
             MeshErrorKind::Overflow(_) => "overflow",
+            MeshErrorKind::FaultAbort(_) => "fault_abort",
         }
     }
 
@@ -271,6 +277,9 @@ impl fmt::Display for MeshError {
         }
         if let MeshErrorKind::Overflow(l) = self.0.kind {
             write!(f, " limit {}", l.as_str())?;
+        }
+        if let MeshErrorKind::FaultAbort(s) = self.0.kind {
+            write!(f, " status {s}")?;
         }
         if self.0.attempts > 1 {
             write!(f, " after {} attempts", self.0.attempts)?;

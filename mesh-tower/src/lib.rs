@@ -25,6 +25,7 @@ pub mod client;
 pub mod endpoint;
 mod error;
 pub mod error_response;
+pub mod fault;
 pub mod metrics;
 pub mod retry;
 pub mod route;

@@ -1,9 +1,13 @@
-//! The full client stack: route once, then — per request — the route timeout, the retry loop,
-//! and per attempt the per-try timeout and the endpoint pick:
+//! The full client stack: route once, then — per request — fault injection, the route timeout,
+//! the retry loop, and per attempt the per-try timeout and the endpoint pick:
 //!
 //! ```text
-//! RouteService → Timeout(route) → Retry → Timeout(per try) → PickService → client
+//! RouteService → Fault → Timeout(route) → Retry → Timeout(per try) → PickService → client
 //! ```
+//!
+//! The fault layer sits before the route timeout as Envoy's fault filter sits before the router:
+//! an injected delay does not count against `RouteAction.timeout`. In gRPC mode it counts
+//! against the call's deadline instead (gRFC A33; see [`crate::fault`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,6 +30,7 @@ use tower::Layer;
 
 use crate::{
     endpoint::{PickLayer, PickService},
+    fault::{Fault, FaultLayer},
     retry::{Retry, RetryLayer},
     route::{RouteLayer, RouteService},
     timeout::{Timeout, TimeoutLayer, Which},
@@ -33,7 +38,7 @@ use crate::{
 
 /// The service [`MeshStackLayer`] produces over a client `S` (which receives
 /// `Request<ReplayBody<B>>`).
-pub type MeshStack<S> = RouteService<Timeout<Retry<Timeout<PickService<S>>>>>;
+pub type MeshStack<S> = RouteService<Fault<Timeout<Retry<Timeout<PickService<S>>>>>>;
 
 /// Routing with the route's timeouts and retries applied (see the [module docs](self)).
 #[derive(Clone, Debug)]
@@ -57,7 +62,8 @@ impl MeshStackLayer {
     /// the call is capped by `grpc_timeout_header_max` / `max_stream_duration` instead of
     /// `RouteAction.timeout`, and `per_try_timeout` is ignored. Retry conditions are read from
     /// the response headers (trailers-only responses), as Envoy does; retries follow gRFC A6
-    /// (at most 5 attempts, A6 backoff, `grpc-retry-pushback-ms`).
+    /// (at most 5 attempts, A6 backoff, `grpc-retry-pushback-ms`). Fault injection follows gRFC A33
+    /// (see [`crate::fault`]).
     pub fn grpc(mut self) -> Self {
         self.grpc = true;
         self.retry = self.retry.grpc();
@@ -81,6 +87,10 @@ impl<S> Layer<S> for MeshStackLayer {
     type Service = MeshStack<S>;
 
     fn layer(&self, inner: S) -> MeshStack<S> {
+        let fault = match self.grpc {
+            false => FaultLayer::new(),
+            true => FaultLayer::grpc(),
+        };
         let (call, per_try) = match self.grpc {
             false => (TimeoutLayer::route(), TimeoutLayer::per_try()),
             true => (
@@ -89,6 +99,7 @@ impl<S> Layer<S> for MeshStackLayer {
             ),
         };
         let attempt = per_try.layer(PickLayer.layer(inner));
-        self.route.layer(call.layer(self.retry.layer(attempt)))
+        self.route
+            .layer(fault.layer(call.layer(self.retry.layer(attempt))))
     }
 }

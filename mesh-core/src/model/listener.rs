@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{OpaqueAny, Rbac, RouteConfiguration, ServerListener};
+use super::{FaultPolicy, OpaqueAny, Rbac, RouteConfiguration, ServerListener};
 
 /// A client-side (API) listener, named after the target it serves (`host:port`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,9 +51,9 @@ pub struct HttpFilter {
 pub enum HttpFilterConfig {
     /// `envoy.extensions.filters.http.router.v3.Router` — the terminal filter.
     Router,
-    /// `envoy.extensions.filters.http.fault.v3.HTTPFault`, kept as bytes until the resilience
-    /// work interprets it.
-    Fault(OpaqueAny),
+    /// `envoy.extensions.filters.http.fault.v3.HTTPFault`: the default fault policy, which
+    /// routes may override by the filter's name (gRFC A33, A39).
+    Fault(Arc<FaultPolicy>),
     /// `envoy.extensions.filters.http.rbac.v3.RBAC` (gRFC A41): `None` when it has no `rules`
     /// and so enforces nothing. Evaluated by [`crate::authz`].
     Rbac(Option<Arc<Rbac>>),

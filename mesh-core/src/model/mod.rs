@@ -13,6 +13,7 @@ mod cluster;
 pub mod convert;
 mod endpoint;
 mod error;
+mod fault;
 mod hash_policy;
 mod listener;
 mod matcher;
@@ -24,6 +25,10 @@ mod route;
 pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy};
 pub use endpoint::{ClusterLoadAssignment, Endpoint, HealthStatus, Locality, LocalityEndpoints};
 pub use error::{ErrorKind, ModelError, ResourceType};
+pub use fault::{
+    find_override, ClusterFaultOverrides, FaultAbort, FaultAbortKind, FaultDelay, FaultDelayKind,
+    FaultOverride, FaultOverrides, FaultPercent, FaultPolicy,
+};
 pub use hash_policy::{HashPolicy, HashSource, RegexRewrite};
 pub use listener::{HttpFilter, HttpFilterConfig, Listener, RouteSource};
 pub use matcher::{HeaderMatch, HeaderMatcher, QueryParamMatcher, Regex, StringMatcher};

@@ -8,7 +8,7 @@
 
 use std::{fmt, ops::BitOr, sync::Arc, time::Duration};
 
-use super::HeaderMatcher;
+use super::{FaultOverrides, HeaderMatcher};
 
 /// Envoy's route timeout when `RouteAction.timeout` is unset.
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -32,6 +32,9 @@ pub struct RoutePolicy {
     pub grpc_timeout_header_max: Option<Duration>,
     /// The route's `retry_policy`, else the virtual host's; `None` = no retries.
     pub retry: Option<Arc<RetryPolicy>>,
+    /// Fault-filter `typed_per_filter_config` overrides of the route, its virtual host and its
+    /// weighted clusters (see [`super::FaultPolicy`]).
+    pub faults: FaultOverrides,
 }
 
 impl Default for RoutePolicy {
@@ -42,6 +45,7 @@ impl Default for RoutePolicy {
             max_stream_duration: None,
             grpc_timeout_header_max: None,
             retry: None,
+            faults: FaultOverrides::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod balancer;
 mod domain;
+pub mod fault;
 mod hash_policy;
 pub(crate) mod matcher;
 pub mod outlier;
@@ -18,6 +19,7 @@ mod route_index;
 use std::{collections::HashMap, sync::Arc};
 
 pub use balancer::{Balancer, EndpointState, PickedEndpoint};
+pub use fault::{CompiledFault, FaultCounts, FaultStats, FaultStatus, RouteFaults};
 pub use matcher::RequestView;
 pub use outlier::{HostStats, Outcome, OutlierDetector};
 pub use policy::{ActiveGuard, CompiledPolicy, CompiledRetry, RetryCounters};
@@ -43,6 +45,7 @@ pub struct ClusterHandle {
     retry_counters: Arc<RetryCounters>,
     outlier: Option<OutlierDetector>,
     pool: Arc<PoolGate>,
+    fault_counts: Arc<FaultCounts>,
 }
 
 impl ClusterHandle {
@@ -87,6 +90,7 @@ impl ClusterHandle {
             }
         };
         let pool = previous.map(|p| p.pool.clone()).unwrap_or_default();
+        let fault_counts = previous.map(|p| p.fault_counts.clone()).unwrap_or_default();
         ClusterHandle {
             cluster,
             assignment,
@@ -94,7 +98,13 @@ impl ClusterHandle {
             retry_counters,
             outlier,
             pool,
+            fault_counts,
         }
+    }
+
+    /// Faults injected on requests to this cluster (carried across rebuilds), for metrics.
+    pub fn fault_counts(&self) -> &FaultCounts {
+        &self.fault_counts
     }
 
     /// The cluster's connection-pool breakers (`max_connections`, `max_pending_requests`).
@@ -269,6 +279,8 @@ pub struct Snapshot {
     domains: DomainIndex,
     vhosts: Box<[CompiledVhost]>,
     clusters: HashMap<Arc<str>, Arc<ClusterHandle>>,
+    fault_gauge: Arc<std::sync::atomic::AtomicUsize>,
+    fault_stats: HashMap<Arc<str>, Arc<FaultStats>>,
 }
 
 /// Resources a snapshot build needs but does not have yet.
@@ -426,6 +438,24 @@ impl Snapshot {
         if !missing.is_empty() {
             return Err(Missing(missing));
         }
+        // Fault counters carry over whatever changed: the target's active-fault gauge, and each
+        // route's counters by route name.
+        let fault_gauge = previous.map(|p| p.fault_gauge.clone()).unwrap_or_default();
+        let fault_stats = std::cell::RefCell::new(HashMap::new());
+        let listener_fault = fault::ListenerFault::new(&listener);
+        let compile_policy = |r: &crate::model::Route| {
+            let mut policy = CompiledPolicy::new(&r.policy);
+            if let Some(lf) = &listener_fault {
+                let stats = previous
+                    .and_then(|p| p.fault_stats.get(&r.name).cloned())
+                    .unwrap_or_else(|| Arc::new(FaultStats::new(&fault_gauge)));
+                policy.fault = lf.route(&r.policy.faults, &stats);
+                if policy.fault.is_some() {
+                    fault_stats.borrow_mut().insert(r.name.clone(), stats);
+                }
+            }
+            Arc::new(policy)
+        };
         let vhosts = route_config
             .virtual_hosts
             .iter()
@@ -444,13 +474,14 @@ impl Snapshot {
                                 .then(|| CompiledHashPolicy::new(&r.hash_policy))
                                 .flatten(),
                             action,
-                            policy: Arc::new(CompiledPolicy::new(&r.policy)),
+                            policy: compile_policy(r),
                         }
                     })
                     .collect(),
                 index: RouteIndex::new(vh.routes.iter().map(|r| &r.matcher)),
             })
             .collect();
+        let fault_stats = fault_stats.into_inner();
         let domains = DomainIndex::new(route_config.virtual_hosts.iter().map(|vh| &*vh.domains));
         let host_header = http::HeaderValue::from_str(&target).ok();
         Ok(Snapshot {
@@ -461,7 +492,22 @@ impl Snapshot {
             domains,
             vhosts,
             clusters,
+            fault_gauge,
+            fault_stats,
         })
+    }
+
+    /// A route's fault-injection counters (delays and aborts injected, `max_active_faults`
+    /// overflows), for metrics; carried across rebuilds by route name. `None` for a route no
+    /// fault can apply to.
+    pub fn fault_stats(&self, route: &str) -> Option<&Arc<FaultStats>> {
+        self.fault_stats.get(route)
+    }
+
+    /// Requests of this target with an injected fault in progress (the gauge
+    /// `max_active_faults` limits).
+    pub fn active_faults(&self) -> usize {
+        self.fault_gauge.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether `other` was built from the same listener, routes and cluster states, so that

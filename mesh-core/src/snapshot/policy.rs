@@ -30,6 +30,9 @@ pub struct CompiledPolicy {
     pub grpc_timeout_header_max: Option<Duration>,
     /// The retry policy, if any.
     pub retry: Option<CompiledRetry>,
+    /// Fault injection on this route (set at snapshot build from the listener's fault filter
+    /// and the route's overrides); `None` = no fault can apply.
+    pub fault: Option<Arc<super::fault::RouteFaults>>,
 }
 
 impl CompiledPolicy {
@@ -40,6 +43,7 @@ impl CompiledPolicy {
             max_stream_duration: p.max_stream_duration,
             grpc_timeout_header_max: p.grpc_timeout_header_max,
             retry: p.retry.as_ref().map(|r| CompiledRetry::new(r.clone())),
+            fault: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 use std::{fmt::Write, net::SocketAddr};
 
 use http::{HeaderName, HeaderValue};
+use mesh_core::snapshot::FaultStatus;
 
 use crate::{MeshError, MeshErrorKind};
 
@@ -14,6 +15,8 @@ pub struct ErrorHeader {
     pub kind: String,
     /// The overflowing limit, for `kind=overflow` (e.g. `max_retries`).
     pub limit: Option<String>,
+    /// The injected status, for `kind=fault_abort`: `http:<status>` or `grpc:<code>`.
+    pub status: Option<String>,
     /// The route, when one matched.
     pub route: Option<String>,
     /// The cluster, when one was picked.
@@ -39,6 +42,7 @@ impl ErrorHeader {
             match k {
                 "kind" => h.kind = v,
                 "limit" => h.limit = Some(v),
+                "status" => h.status = Some(v),
                 "route" => h.route = Some(v),
                 "cluster" => h.cluster = Some(v),
                 "endpoint" => h.endpoint = v.parse().ok(),
@@ -54,8 +58,17 @@ impl ErrorHeader {
 /// The header value for an error.
 pub(super) fn value(e: &MeshError) -> HeaderValue {
     let mut s = format!("kind={}", e.kind().as_str());
-    if let MeshErrorKind::Overflow(l) = e.kind() {
-        let _ = write!(s, "; limit={}", l.as_str());
+    match e.kind() {
+        MeshErrorKind::Overflow(l) => {
+            let _ = write!(s, "; limit={}", l.as_str());
+        }
+        MeshErrorKind::FaultAbort(FaultStatus::Http(c)) => {
+            let _ = write!(s, "; status=http:{c}");
+        }
+        MeshErrorKind::FaultAbort(FaultStatus::Grpc(c)) => {
+            let _ = write!(s, "; status=grpc:{c}");
+        }
+        _ => {}
     }
     for (k, v) in [("route", e.route_name()), ("cluster", e.cluster_name())] {
         if let Some(v) = v {

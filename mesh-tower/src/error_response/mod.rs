@@ -8,8 +8,11 @@
 //! ```
 //!
 //! Status codes follow Envoy's local replies: 504 for the route and per-try timeouts, 404 when
-//! no route (or no target) matches (Envoy `NR`), 400 for a request without authority, 503 for
-//! everything else (no healthy upstream, connect failure, reset, overflow, retry budget).
+//! no route (or no target) matches (Envoy `NR`), 400 for a request without authority, the
+//! configured status for a fault abort (`kind=fault_abort; status=http:503`) — for a
+//! `grpc_status` abort, Envoy's trailers-only gRPC reply: 200 with `grpc-status` and
+//! `grpc-message` (`status=grpc:14`) — and 503 for everything else (no healthy upstream, connect
+//! failure, reset, overflow, retry budget).
 //! Header values are `key=value` pairs separated by `; `; values have `%`, `;`, `=`, spaces and
 //! non-visible bytes percent-encoded. [`ErrorHeader::parse`] reads it back.
 
@@ -27,6 +30,8 @@ use tower::Service;
 pub use future::ResponseFuture;
 pub use header::{ErrorHeader, HEADER};
 pub use layer::ErrorResponseLayer;
+
+use mesh_core::snapshot::FaultStatus;
 
 use crate::{MeshError, MeshErrorKind};
 
@@ -49,6 +54,10 @@ pub fn status_for(kind: MeshErrorKind) -> StatusCode {
         MeshErrorKind::Timeout | MeshErrorKind::PerTryTimeout => StatusCode::GATEWAY_TIMEOUT,
         MeshErrorKind::NoRoute | MeshErrorKind::NoTarget => StatusCode::NOT_FOUND,
         MeshErrorKind::MissingAuthority => StatusCode::BAD_REQUEST,
+        MeshErrorKind::FaultAbort(FaultStatus::Http(s)) => {
+            StatusCode::from_u16(s).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        MeshErrorKind::FaultAbort(FaultStatus::Grpc(_)) => StatusCode::OK,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
@@ -59,6 +68,13 @@ pub fn response_for<RB>(e: &MeshError) -> Response<Either<RB, Full<Bytes>>> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!("{e}\n")))));
     *resp.status_mut() = status_for(e.kind());
     resp.headers_mut().insert(HEADER, header::value(e));
+    if let MeshErrorKind::FaultAbort(FaultStatus::Grpc(code)) = e.kind() {
+        resp.headers_mut().insert("grpc-status", code.into());
+        resp.headers_mut().insert(
+            "grpc-message",
+            http::HeaderValue::from_static("fault%20filter%20abort"),
+        );
+    }
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -34,8 +34,8 @@
 //! `_OTHER`), `server.address` and `server.port` (the request's authority: the mesh target as
 //! addressed, e.g. `reviews.demo` and `9080`). *status* is `http.response.status_code` and
 //! *version* `network.protocol.version` (`1.1`, `2`), present when a response came back. `error.type` is present when the request failed: the
-//! [`crate::MeshErrorKind`] name (`no_route`, `timeout`, `overflow`, …; `fault_abort` once fault
-//! injection lands, with no change here) for a failure the mesh made, the status code (`"503"`)
+//! [`crate::MeshErrorKind`] name (`no_route`, `timeout`, `overflow`, `fault_abort`,
+//! …) for a failure the mesh made, the status code (`"503"`)
 //! for a 4xx/5xx response — semconv's rule for HTTP clients — or the error's Rust type name for
 //! another inner error. Mesh attributes ([`attr`]): `mesh.route` and `mesh.cluster` name what
 //! the request was routed to (absent when it failed before routing), `mesh.outcome` is one of
@@ -54,7 +54,7 @@
 //! # Per-cluster state: [`observe_clusters`]
 //!
 //! What lives in a cluster's shared state rather than on the request path (endpoints, active
-//! requests, and — as they land — outlier ejections and injected-fault counts) is read at each
+//! requests, injected-fault counts, and — as they land — outlier ejections) is read at each
 //! collection by observable instruments: [`observe_clusters`] takes a list of
 //! [`ClusterCounter`]s, each a name, a kind and a `fn(&ClusterHandle) -> u64` reading an atomic,
 //! and reports it per `(mesh.target, mesh.cluster)`. Adding a counter is one `const` (see

@@ -123,6 +123,25 @@ impl ClusterCounter {
         read: |c| Some(c.pool().pending_overflows()),
     };
 
+    /// `mesh.cluster.fault.delays`: delays the fault filter injected on requests to the cluster
+    /// (counter).
+    pub const FAULT_DELAYS: ClusterCounter = ClusterCounter {
+        name: "mesh.cluster.fault.delays",
+        description: "Delays injected by fault injection on requests to the cluster.",
+        unit: "{request}",
+        reading: ClusterReading::Counter,
+        read: |c| Some(c.fault_counts().delays()),
+    };
+
+    /// `mesh.cluster.fault.aborts`: requests to the cluster the fault filter aborted (counter).
+    pub const FAULT_ABORTS: ClusterCounter = ClusterCounter {
+        name: "mesh.cluster.fault.aborts",
+        description: "Requests to the cluster aborted by fault injection.",
+        unit: "{request}",
+        reading: ClusterReading::Counter,
+        read: |c| Some(c.fault_counts().aborts()),
+    };
+
     /// The counters available today.
     pub const ALL: &'static [ClusterCounter] = &[
         ClusterCounter::ENDPOINTS,
@@ -132,6 +151,8 @@ impl ClusterCounter {
         ClusterCounter::OUTLIER_EJECTED,
         ClusterCounter::PENDING_REQUESTS,
         ClusterCounter::PENDING_OVERFLOWS,
+        ClusterCounter::FAULT_DELAYS,
+        ClusterCounter::FAULT_ABORTS,
     ];
 }
 

@@ -98,10 +98,17 @@ where
                 .as_ref()
                 .and_then(|r| r.policy.per_try_timeout),
             Which::StreamDuration | Which::CallerDeadline => {
+                // An injected fault delay already used part of the cap (gRFC A33); the fault
+                // layer has lowered the caller's `grpc-timeout` by it.
+                let spent = req.extensions().get::<crate::fault::FaultDelayed>();
                 let cap = match routed.policy.grpc_timeout_header_max {
                     Some(max) => nonzero(max),
                     None => routed.policy.max_stream_duration.and_then(nonzero),
-                };
+                }
+                .map(|d| match spent {
+                    Some(s) => d.saturating_sub(s.0).max(Duration::from_nanos(1)),
+                    None => d,
+                });
                 let caller = req.headers().get(GRPC_TIMEOUT).and_then(parse_grpc_timeout);
                 match (caller, cap) {
                     (Some(c), Some(cap)) if c <= cap => {
@@ -164,7 +171,7 @@ const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeo
 
 /// Parses a `grpc-timeout` value (PROTOCOL-HTTP2: 1–8 ASCII digits and a unit `H M S m u n`);
 /// anything else is no deadline, as gRPC servers treat it.
-fn parse_grpc_timeout(v: &http::HeaderValue) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(v: &http::HeaderValue) -> Option<Duration> {
     let b = v.as_bytes();
     let (digits, unit) = b.split_at(b.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
@@ -186,7 +193,7 @@ fn parse_grpc_timeout(v: &http::HeaderValue) -> Option<Duration> {
 
 /// Encodes `d` as a `grpc-timeout` value: milliseconds (rounded up, so the server never sees
 /// less time than the call has) while they fit 8 digits, else seconds.
-fn encode_grpc_timeout(d: Duration) -> http::HeaderValue {
+pub(crate) fn encode_grpc_timeout(d: Duration) -> http::HeaderValue {
     let ms = d.as_nanos().div_ceil(1_000_000);
     let s = if ms < 100_000_000 {
         format!("{ms}m")

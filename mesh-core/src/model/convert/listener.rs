@@ -7,10 +7,13 @@
 //! unknown types rejected unless `is_optional`, `TypedStruct` unwrapped by its inner type URL.
 //! A41: `xff_num_trusted_hops` ≠ 0 or any `original_ip_detection_extensions` is invalid.
 //!
+//! The fault filter (`HTTPFault`) is interpreted (see [`super::fault`]); at most one enabled
+//! fault filter per listener is supported (a second is NACKed as unsupported).
+//!
 //! Filters marked `disabled` run only where a route re-enables them, which the model does not
 //! express yet, so they are kept as [`HttpFilterConfig::Skipped`] (the router cannot be disabled).
 
-use std::collections::HashSet;
+use std::{collections::HashSet, sync::Arc};
 
 use envoy_types::pb::envoy::config::listener::v3::Listener as ListenerProto;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -19,7 +22,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::Any;
 
-use super::{decode_any, identify, is_ads_or_self, opaque, rbac, route, Ctx, Path};
+use super::{decode_any, fault, identify, is_ads_or_self, opaque, rbac, route, Ctx, Path};
 use crate::model::{HttpFilter, HttpFilterConfig, Listener, ModelError, ResourceType, RouteSource};
 
 /// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
@@ -145,6 +148,13 @@ pub(super) fn http_filters(
             ));
         }
         let config = filter_config(cx, &p, f)?;
+        if matches!(config, HttpFilterConfig::Fault(_))
+            && out
+                .iter()
+                .any(|f: &HttpFilter| matches!(f.config, HttpFilterConfig::Fault(_)))
+        {
+            return Err(cx.unsupported(&p, "more than one fault filter is not supported"));
+        }
         let is_router = config == HttpFilterConfig::Router;
         if is_router && i != last {
             return Err(cx.invalid(&p, "the router must be the last filter"));
@@ -181,7 +191,7 @@ fn filter_config(
         ROUTER if f.disabled => return Err(cx.invalid(&p.field("disabled"), "router disabled")),
         ROUTER => HttpFilterConfig::Router,
         _ if f.disabled => HttpFilterConfig::Skipped(opaque(any)),
-        FAULT => HttpFilterConfig::Fault(opaque(any)),
+        FAULT => HttpFilterConfig::Fault(Arc::new(fault::filter_config(cx, &tp, any)?)),
         rbac::RBAC if ext.typed_struct.is_none() => HttpFilterConfig::Rbac(
             rbac::rbac_filter(cx, &tp, decode_any(cx, &tp, any)?)?.map(Into::into),
         ),

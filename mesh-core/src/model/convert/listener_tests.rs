@@ -273,3 +273,44 @@ fn typed_struct_router_is_identified() {
     let l = Listener::try_from(listener(hcm(vec![f]))).unwrap();
     assert_eq!(l.http_filters[0].config, HttpFilterConfig::Router);
 }
+
+#[test]
+fn fault_filter_is_interpreted_and_at_most_one_is_supported() {
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
+        fault_abort::ErrorType, FaultAbort, HttpFault,
+    };
+    let fault = |status: u32| HttpFilterProto {
+        name: format!("fault-{status}"),
+        config_type: Some(ConfigType::TypedConfig(any(
+            FAULT,
+            HttpFault {
+                abort: Some(FaultAbort {
+                    error_type: Some(ErrorType::HttpStatus(status)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ))),
+        ..Default::default()
+    };
+    let l = Listener::try_from(listener(hcm(vec![fault(503), router()]))).unwrap();
+    let HttpFilterConfig::Fault(p) = &l.http_filters[0].config else {
+        panic!("fault filter")
+    };
+    assert_eq!(
+        p.abort.as_ref().map(|a| a.kind),
+        Some(crate::model::FaultAbortKind::Http(503))
+    );
+    assert_eq!(
+        err(listener(hcm(vec![fault(503), fault(504), router()]))),
+        (ErrorKind::Unsupported, format!("{P}.http_filters[1]"))
+    );
+    assert_eq!(
+        err(listener(hcm(vec![fault(700), router()]))),
+        (
+            ErrorKind::Invalid,
+            format!("{P}.http_filters[0].typed_config.abort.http_status")
+        )
+    );
+}

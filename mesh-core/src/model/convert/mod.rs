@@ -6,8 +6,8 @@
 //! resource type, the resource, the dotted field path and the reason. Nothing here panics on any
 //! input: every index, every enum value and every nested `Any` is checked.
 //!
-//! Fields the model does not carry yet (hash policies, TLS, per-filter overrides) are ignored
-//! rather than rejected: later work reads them from the same protos.
+//! Fields the model does not carry yet (TLS, per-filter overrides of filters other than the
+//! fault filter) are ignored rather than rejected: later work reads them from the same protos.
 //!
 //! - [`listener`]: API listener → HttpConnectionManager → HTTP filters (A27, A39, A41).
 //! - [`route`]: RouteConfiguration → VirtualHost → Route (A28; Envoy `route_components.proto`).
@@ -18,11 +18,13 @@
 //! - [`cluster`]: discovery type, lb_policy / load_balancing_policy, ring hash / Maglev / panic
 //!   threshold / locality settings (A27, A42, A48, A52).
 //! - [`hash_policy`]: `RouteAction.hash_policy` (A42).
+//! - [`fault`]: the fault filter and its per-route overrides (A33, A39).
 //! - [`endpoint`]: ClusterLoadAssignment (A27; grpc-go `unmarshal_eds.go`).
 //! - [`rbac`]: the RBAC HTTP filter (A41); [`server`]: server listeners (A36) carrying it.
 
 mod cluster;
 mod endpoint;
+mod fault;
 mod hash_policy;
 mod listener;
 mod matcher;

@@ -91,6 +91,7 @@ pub(super) fn route_policy(
         max_stream_duration,
         grpc_timeout_header_max,
         retry,
+        faults: Default::default(),
     })
 }
 

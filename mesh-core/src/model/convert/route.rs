@@ -14,8 +14,9 @@
 //!   resource rather than silently widening the route. `grpc` and `tls_context` are ignored, as in
 //!   gRPC.
 //! - Timeouts and retry policies: see [`super::policy`]; hash policies: see
-//!   [`super::hash_policy`]. Policies not in the model yet (hedging, per-filter config…) are
-//!   ignored here.
+//!   [`super::hash_policy`]; fault-filter overrides (`typed_per_filter_config` of the virtual
+//!   host, route and weighted clusters): see [`super::fault`]. Policies not in the model yet
+//!   (hedging, other filters' per-route config…) are ignored here.
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
 
-use super::{hash_policy, matcher, policy, Ctx, Path};
+use super::{fault, hash_policy, matcher, policy, Ctx, Path};
 use crate::model::{
     ClusterWeight, ModelError, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch,
     RoutePolicy, VirtualHost,
@@ -78,6 +79,7 @@ fn virtual_host(
         )?)),
         None => None,
     };
+    let vhost_faults = fault::overrides(cx, path, &vh.typed_per_filter_config)?;
     let routes = vh
         .routes
         .iter()
@@ -87,7 +89,7 @@ fn virtual_host(
                 cx,
                 &path.index("routes", i),
                 (&vh.name, i),
-                retry_policy.as_ref(),
+                (retry_policy.as_ref(), &vhost_faults),
                 r,
             )
         })
@@ -124,7 +126,10 @@ fn route(
     cx: &Ctx<'_>,
     path: &Path,
     (vhost, index): (&str, usize),
-    vhost_retry: Option<&Arc<crate::model::RetryPolicy>>,
+    (vhost_retry, vhost_faults): (
+        Option<&Arc<crate::model::RetryPolicy>>,
+        &[crate::model::FaultOverride],
+    ),
     r: &RouteProto,
 ) -> Result<Route, ModelError> {
     let name: Arc<str> = if r.name.is_empty() {
@@ -143,6 +148,13 @@ fn route(
         Some(Action::Route(ra)) => {
             policy = policy::route_policy(cx, &path.field("route"), ra, vhost_retry)?;
             hashes = hash_policy::hash_policies(cx, &path.field("route"), &ra.hash_policy)?;
+            policy.faults = fault::route_overrides(
+                cx,
+                path,
+                vhost_faults,
+                &r.typed_per_filter_config,
+                Some(ra),
+            )?;
             route_action(cx, &path.field("route"), ra)?
         }
         Some(Action::Redirect(_)) => RouteAction::Unsupported("redirect".into()),
