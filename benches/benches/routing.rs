@@ -203,44 +203,77 @@ fn layer_overhead(c: &mut Criterion) {
         })),
         ..Default::default()
     };
-    for (label, policy) in [
-        ("mesh_stack_timeout_only_then_noop", Default::default()),
-        ("mesh_stack_timeout_retry_then_noop", policy),
-    ] {
+    let with = |cache: mesh_core::cache::ResourceCache| {
         let noop = tower::service_fn(|_req: http::Request<_>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(()))
         });
-        let mesh = mesh_core::mesh::Mesh::from_cache(benches::cache_with_policy(
-            100,
-            &addrs(3),
-            LbPolicy::RoundRobin,
-            policy,
-        ));
-        let mut stack = tower::Layer::layer(&mesh_tower::MeshStackLayer::new(mesh), noop);
-        let empty = || http_body_util::Empty::<bytes::Bytes>::new();
-        rt.block_on(async {
-            let req = http::Request::get("http://bench.svc:80/")
-                .body(empty())
-                .expect("request");
-            stack
-                .ready()
-                .await
-                .expect("ready")
-                .call(req)
-                .await
-                .expect("routed");
-        });
-        g.bench_function(label, |b| {
-            b.to_async(&rt).iter(|| {
-                let req = http::Request::get("http://bench.svc:80/echo")
-                    .body(empty())
-                    .expect("request");
-                let fut = stack.call(req);
-                async move { black_box(fut.await.expect("routed")) }
-            })
-        });
-    }
+        let mesh = mesh_core::mesh::Mesh::from_cache(cache);
+        tower::Layer::layer(&mesh_tower::MeshStackLayer::new(mesh), noop)
+    };
+    let cache = |policy| benches::cache_with_policy(100, &addrs(3), LbPolicy::RoundRobin, policy);
+    bench_stack(
+        &mut g,
+        &rt,
+        "mesh_stack_timeout_only_then_noop",
+        with(cache(Default::default())),
+    );
+    bench_stack(
+        &mut g,
+        &rt,
+        "mesh_stack_timeout_retry_then_noop",
+        with(cache(policy.clone())),
+    );
+    // Every policy configured at once: route timeout, retries, the fault filter (header-driven
+    // delay and abort, checked on every request), a header hash policy over RING_HASH clusters,
+    // outlier detection (each attempt's outcome reported), the circuit breakers — and the
+    // OpenTelemetry metrics layer outside, recording into a Prometheus registry. No fault fires.
+    let every = || with(benches::cache_every_policy(100, &addrs(3), policy.clone()));
+    bench_stack(&mut g, &rt, "mesh_stack_every_policy_then_noop", every());
+    let prometheus = examples::metrics::Prometheus::new().expect("prometheus registry");
+    let metered = tower::Layer::layer(
+        &mesh_tower::metrics::MetricsLayer::from_provider(&prometheus.provider),
+        every(),
+    );
+    bench_stack(
+        &mut g,
+        &rt,
+        "metrics_and_mesh_stack_every_policy_then_noop",
+        metered,
+    );
     g.finish();
+}
+
+/// Warms `svc` (subscribes and compiles the target), then measures one request through it.
+fn bench_stack<S>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    label: &str,
+    mut svc: S,
+) where
+    S: tower::Service<http::Request<http_body_util::Empty<bytes::Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    let get = |path: &str| {
+        http::Request::get(format!("http://bench.svc:80{path}"))
+            .header("x-user", "u-42")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("request")
+    };
+    rt.block_on(async {
+        svc.ready()
+            .await
+            .expect("ready")
+            .call(get("/"))
+            .await
+            .expect("routed");
+    });
+    g.bench_function(label, |b| {
+        b.to_async(rt).iter(|| {
+            let fut = svc.call(get("/echo"));
+            async move { black_box(fut.await.expect("routed")) }
+        })
+    });
 }
 
 criterion_group!(

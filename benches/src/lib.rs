@@ -124,3 +124,87 @@ pub fn cache_with_policy(
     }
     cache
 }
+
+/// Like [`cache_with_policy`], with every resilience policy configured on top: a fault filter
+/// whose delay and abort are header-driven (evaluated on every request, firing only when a
+/// request asks), a header hash policy on every route over RING_HASH clusters, and outlier
+/// detection with Envoy's defaults. `policy` carries the timeouts and retries.
+pub fn cache_every_policy(
+    routes: usize,
+    endpoints: &[SocketAddr],
+    policy: RoutePolicy,
+) -> ResourceCache {
+    use mesh_core::model::{
+        FaultAbort, FaultAbortKind, FaultDelay, FaultDelayKind, FaultPercent, FaultPolicy,
+        HashPolicy, HashSource, HttpFilter, HttpFilterConfig, OutlierDetection,
+    };
+    let cache = cache_with_policy(routes, endpoints, LbPolicy::ring_hash(), policy);
+    let Some(listener) = cache.get::<Listener>(TARGET) else {
+        return cache;
+    };
+    let RouteSource::Inline(rc) = &listener.route_source else {
+        return cache;
+    };
+    let mut rc = (**rc).clone();
+    let mut vh = rc.virtual_hosts[0].clone();
+    let hash = Arc::new([HashPolicy {
+        source: HashSource::Header {
+            name: "x-user".into(),
+            rewrite: None,
+        },
+        terminal: false,
+    }]);
+    vh.routes = vh
+        .routes
+        .iter()
+        .map(|r| Route {
+            hash_policy: hash.clone(),
+            ..r.clone()
+        })
+        .collect();
+    rc.virtual_hosts = Arc::new([vh]);
+    let all = FaultPercent {
+        numerator: 100,
+        denominator: 100,
+    };
+    let fault = FaultPolicy {
+        delay: Some(FaultDelay {
+            kind: FaultDelayKind::Header,
+            percentage: all,
+        }),
+        abort: Some(FaultAbort {
+            kind: FaultAbortKind::Header,
+            percentage: all,
+        }),
+        max_active_faults: None,
+        headers: Arc::new([]),
+        upstream_cluster: None,
+        downstream_nodes: Arc::new([]),
+    };
+    cache.accept(
+        TARGET,
+        Listener {
+            name: TARGET.into(),
+            route_source: RouteSource::Inline(Arc::new(rc)),
+            http_filters: Arc::new([
+                HttpFilter {
+                    name: "envoy.filters.http.fault".into(),
+                    config: HttpFilterConfig::Fault(Arc::new(fault)),
+                },
+                HttpFilter {
+                    name: "envoy.filters.http.router".into(),
+                    config: HttpFilterConfig::Router,
+                },
+            ]),
+        },
+        "2",
+    );
+    for c in ["c0", "c1"] {
+        let cluster = Cluster {
+            outlier_detection: Some(OutlierDetection::default()),
+            ..Cluster::eds(c, LbPolicy::ring_hash())
+        };
+        cache.accept(c, cluster, "2");
+    }
+    cache
+}
