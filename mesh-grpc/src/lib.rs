@@ -26,7 +26,9 @@
 mod channel;
 pub mod csds;
 pub mod identity;
+pub mod server;
 mod status;
 mod target;
 
 pub use channel::{ChannelError, MeshChannel, ResponseFuture, DEFAULT_CONNECT_TIMEOUT};
+pub use server::{ServingState, XdsServer, XdsServerBuilder, XdsServerError};
