@@ -182,6 +182,15 @@ async fn serves_only_with_its_listener_and_enforces_its_policy_live() -> Result<
         ServingState::Serving => unreachable!(),
     };
     assert!(reason.contains("does not exist"), "{reason}");
+    // The open connection was drained: its channel's next connection is closed too.
+    tests::eventually(STEP, || {
+        let mut c = frontend.clone();
+        async move {
+            matches!(call(&mut c, hello(None, None)).await,
+                Ok(Err(s)) if s.code() == tonic::Code::Unavailable)
+        }
+    })
+    .await?;
     let mut fresh = client(&ca, "frontend", addr)?;
     let status = call(&mut fresh, hello(None, None))
         .await?
@@ -203,7 +212,11 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_closes_the_port() -> Res
         .listener_name_template("xds.istio.io/grpc/lds/inbound/%s")
         .tls(identity(&ca, "greeter")?, PeerAuthMode::Strict)
         .drain_timeout(STEP)
-        .bind("127.0.0.1:0".parse()?, greeter()?)
+        // Routes, as tonic's own server builder takes services.
+        .bind(
+            "127.0.0.1:0".parse()?,
+            tonic::service::Routes::new(greeter()?),
+        )
         .await?;
     let addr = server.local_addr();
     cp.load_yaml("policies.yaml", &policies_yaml(addr.port(), "yes"))?;
