@@ -120,9 +120,8 @@ async fn serves_only_with_its_listener_and_enforces_its_policy_live() -> Result<
         format!("grpc/server?xds.resource.listening_address={addr}")
     );
 
-    // The workload exists but no AuthorizationPolicy selects it: no inbound listener, so the
-    // server does not serve (A36) — the connection is closed, the call is UNAVAILABLE.
-    cp.load_yaml("workload.yaml", &workload_yaml(addr.port()))?;
+    // Nothing at the server's address yet: no inbound listener, so the server does not serve
+    // (A36) — the connection is closed, the call is UNAVAILABLE.
     let mut frontend = client(&ca, "frontend", addr)?;
     let status = call(&mut frontend, hello(None, None))
         .await?
@@ -171,8 +170,9 @@ async fn serves_only_with_its_listener_and_enforces_its_policy_live() -> Result<
     assert_eq!(in_flight.await???, "hello t from v1");
     assert!(server.serving_state().borrow().is_serving());
 
-    // The policies go away, and with them the listener: not serving again.
-    cp.load_yaml("workload.yaml", &workload_yaml(addr.port()))?;
+    // The workload moves to another port, and the listener for ours goes away: not serving
+    // again.
+    cp.load_yaml("policies.yaml", &policies_yaml(1, "yes"))?;
     let mut state = server.serving_state();
     tokio::time::timeout(STEP, state.wait_for(|s| !s.is_serving()))
         .await
