@@ -182,3 +182,46 @@ fn address_matching_follows_a36() {
     assert!(address_matches(a("10.1.2.3:80"), a("0.0.0.0:80")));
     assert!(address_matches(a("[fd00::1]:80"), a("[::]:80")));
 }
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_drain_timeout() {
+    let cache = ResourceCache::new();
+    let stuck = tower::service_fn(|_req: Request<Incoming>| async {
+        std::future::pending::<Result<Response<String>, Infallible>>().await
+    });
+    let server = XdsServer::builder(Mesh::from_cache(cache.clone()))
+        .drain_timeout(Duration::from_millis(200))
+        .bind("127.0.0.1:0".parse().unwrap(), stuck)
+        .await
+        .unwrap();
+    let (addr, name) = (server.local_addr(), server.listener_name().to_owned());
+    cache.accept(&name, server_listener(&name, addr), "1");
+    wait_state(&server, true).await;
+    let (mut send, conn) = h2(addr).await;
+    let req = Request::get("http://test/x").body(String::new()).unwrap();
+    let call = tokio::spawn(async move { send.send_request(req).await });
+    // The call is in the handler (which never answers) before shutdown starts.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(STEP, server.shutdown())
+        .await
+        .expect("shutdown bounded");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "waited for the call"
+    );
+    let outcome = tokio::time::timeout(STEP, call)
+        .await
+        .expect("call ended")
+        .unwrap();
+    assert!(outcome.is_err(), "cut off, not answered: {outcome:?}");
+    tokio::time::timeout(STEP, conn)
+        .await
+        .expect("connection closed")
+        .unwrap()
+        .ok();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "port closed"
+    );
+}
