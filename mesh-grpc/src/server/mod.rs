@@ -3,7 +3,7 @@
 //!
 //! [`XdsServer`] binds its port at once, resolves its Listener's name from the bootstrap's
 //! `server_listener_resource_name_template` (`%s` replaced by the bound `IP:PORT`, IPv6 in
-//! brackets; gRPC's default `grpc/server?xds.resource.listening_address=%s` when the bootstrap
+//! brackets, percent-encoded in `xdstp:` templates as gRFC A47 says; gRPC's default `grpc/server?xds.resource.listening_address=%s` when the bootstrap
 //! has none — istiod's bootstraps set `xds.istio.io/grpc/lds/inbound/%s`) and subscribes to it.
 //!
 //! Serving states, as A36 describes them:
@@ -156,7 +156,7 @@ impl XdsServerBuilder {
         let local = tcp
             .local_addr()
             .map_err(|source| XdsServerError::Bind { addr, source })?;
-        let name: Arc<str> = self.template.replace("%s", &local.to_string()).into();
+        let name: Arc<str> = listener_name(&self.template, local).into();
         let layer = AuthzLayer::new(AuthzChain::deny_all(NOT_SERVING));
         let authz = layer.handle().clone();
         let (state_tx, state) = watch::channel(ServingState::NotServing(
@@ -344,6 +344,26 @@ async fn follow_listener(
             return;
         }
     }
+}
+
+/// The Listener name for `local` under `template` (gRFC A36, A47): `%s` replaced by `IP:PORT`
+/// (IPv6 in brackets), percent-encoded when the template is an `xdstp:` name — everything but
+/// RFC 3986 unreserved characters, sub-delimiters, `:`, `@` and `/` (what grpc-go's
+/// `PopulateResourceTemplate` does with Go's `url.PathEscape` per segment).
+fn listener_name(template: &str, local: SocketAddr) -> String {
+    let addr = local.to_string();
+    if !template.starts_with("xdstp:") {
+        return template.replace("%s", &addr);
+    }
+    let mut encoded = String::with_capacity(addr.len() + 8);
+    for b in addr.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    template.replace("%s", &encoded)
 }
 
 /// The Listener's address matches ours: same port, and the same IP unless we listen on the

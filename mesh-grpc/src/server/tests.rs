@@ -225,3 +225,25 @@ async fn shutdown_is_bounded_by_the_drain_timeout() {
         "port closed"
     );
 }
+
+#[test]
+fn listener_names_follow_the_template() {
+    let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+    assert_eq!(
+        listener_name(DEFAULT_SERVER_LISTENER_TEMPLATE, a("10.0.0.7:50051")),
+        "grpc/server?xds.resource.listening_address=10.0.0.7:50051"
+    );
+    assert_eq!(
+        listener_name("xds.istio.io/grpc/lds/inbound/%s", a("[fd00::7]:50051")),
+        "xds.istio.io/grpc/lds/inbound/[fd00::7]:50051"
+    );
+    // xdstp names are URIs: brackets are percent-encoded, `:` is not (A47, as grpc-go).
+    assert_eq!(
+        listener_name(
+            "xdstp://authority/envoy.config.listener.v3.Listener/grpc/server/%s",
+            a("[fd00::7]:50051")
+        ),
+        "xdstp://authority/envoy.config.listener.v3.Listener/grpc/server/%5Bfd00::7%5D:50051"
+    );
+    assert_eq!(listener_name("fixed-name", a("10.0.0.7:1")), "fixed-name");
+}
