@@ -47,6 +47,7 @@ use mesh_tower::tls::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service, ServiceExt};
 
 /// gRPC's default server listener name template (A36), used when the bootstrap has none.
@@ -457,7 +458,15 @@ async fn serve_connection<S, RB>(
             }
         },
     };
-    let svc = hyper::service::service_fn(move |req| service.clone().oneshot(req));
+    // tonic handlers read `Request::remote_addr()` from this, as under tonic's own server.
+    let tcp_info = TcpConnectInfo {
+        local_addr: Some(local),
+        remote_addr: Some(remote),
+    };
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(tcp_info.clone());
+        service.clone().oneshot(req)
+    });
     let svc = WithPeerIdentity::new(
         WithConnectionInfo::new(svc, ConnectionInfo { local, remote }),
         peer,

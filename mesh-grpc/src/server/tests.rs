@@ -24,9 +24,14 @@ fn server_listener(name: &str, address: SocketAddr) -> Listener {
     }
 }
 
+/// Answers 200 with the peer address tonic handlers would see (`Request::remote_addr`).
 async fn start(cache: &ResourceCache) -> XdsServer {
-    let ok = tower::service_fn(|_req: Request<Incoming>| async {
-        Ok::<_, Infallible>(Response::new(String::from("ok")))
+    let ok = tower::service_fn(|req: Request<Incoming>| async move {
+        let remote = req
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr);
+        Ok::<_, Infallible>(Response::new(format!("{remote:?}")))
     });
     XdsServer::builder(Mesh::from_cache(cache.clone()))
         .bind("127.0.0.1:0".parse().unwrap(), ok)
@@ -72,13 +77,23 @@ async fn h2(
     (send, tokio::spawn(conn))
 }
 
-async fn get(send: &mut hyper::client::conn::http2::SendRequest<String>) -> http::StatusCode {
+/// One GET: the status and body.
+async fn get(
+    send: &mut hyper::client::conn::http2::SendRequest<String>,
+) -> (http::StatusCode, String) {
+    use http_body_util::BodyExt;
     let req = Request::get("http://test/x").body(String::new()).unwrap();
-    tokio::time::timeout(STEP, send.send_request(req))
+    let resp = tokio::time::timeout(STEP, send.send_request(req))
         .await
         .expect("response in time")
-        .expect("response")
-        .status()
+        .expect("response");
+    let status = resp.status();
+    let body = tokio::time::timeout(STEP, resp.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -117,14 +132,17 @@ async fn serves_only_while_a_matching_server_listener_is_cached() {
     cache.accept(&name, server_listener(&name, addr), "2");
     wait_state(&server, true).await;
     let (mut send, conn) = h2(addr).await;
-    assert_eq!(get(&mut send).await, http::StatusCode::OK);
+    let (status, body) = get(&mut send).await;
+    assert_eq!(status, http::StatusCode::OK);
+    // tonic's `Request::remote_addr()` works under this server.
+    assert!(body.starts_with("Some(127.0.0.1:"), "{body}");
 
     // A rejected update keeps the last good listener (A88): still serving.
     cache.reject::<Listener>(
         &name,
         ModelError::invalid(ResourceType::Listener, &name, "address", "is missing"),
     );
-    assert_eq!(get(&mut send).await, http::StatusCode::OK);
+    assert_eq!(get(&mut send).await.0, http::StatusCode::OK);
     assert!(server.serving_state().borrow().is_serving());
 
     // Removed: not serving; the open connection is drained (GOAWAY, then closed).
@@ -142,7 +160,7 @@ async fn serves_only_while_a_matching_server_listener_is_cached() {
     cache.accept(&name, server_listener(&name, addr), "3");
     wait_state(&server, true).await;
     let (mut send, _conn) = h2(addr).await;
-    assert_eq!(get(&mut send).await, http::StatusCode::OK);
+    assert_eq!(get(&mut send).await.0, http::StatusCode::OK);
 }
 
 #[tokio::test]
