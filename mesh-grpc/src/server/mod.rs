@@ -163,7 +163,6 @@ impl XdsServerBuilder {
         let (state_tx, state) = watch::channel(ServingState::NotServing(
             format!("waiting for listener `{name}`").into(),
         ));
-        let (drain_tx, _) = watch::channel(0u64);
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let subscription = self.mesh.subscribe(ResourceType::Listener, &name);
@@ -173,7 +172,6 @@ impl XdsServerBuilder {
             local,
             authz.clone(),
             state_tx,
-            drain_tx.clone(),
             subscription,
         ));
         let acceptor = self
@@ -184,7 +182,6 @@ impl XdsServerBuilder {
             acceptor,
             service: layer.layer(service),
             state: state.clone(),
-            drain: drain_tx,
             stop: stop_rx,
             drain_timeout: self.drain_timeout,
         }));
@@ -289,7 +286,6 @@ async fn follow_listener(
     local: SocketAddr,
     authz: AuthzHandle,
     state: watch::Sender<ServingState>,
-    drain: watch::Sender<u64>,
     _subscription: SubscriptionHandle,
 ) {
     let mut changes = cache.subscribe_changes();
@@ -332,7 +328,6 @@ async fn follow_listener(
         let was_serving = state.borrow().is_serving();
         if was_serving && !next.is_serving() {
             tracing::warn!(listener = %name, %local, state = ?next, "xds server: not serving; draining");
-            drain.send_modify(|epoch| *epoch += 1);
         } else if !was_serving && next.is_serving() {
             tracing::info!(listener = %name, %local, "xds server: serving");
         }
@@ -378,7 +373,6 @@ struct AcceptLoop<S> {
     acceptor: Option<MeshTlsAcceptor>,
     service: Authz<S>,
     state: watch::Receiver<ServingState>,
-    drain: watch::Sender<u64>,
     stop: watch::Receiver<bool>,
     drain_timeout: Duration,
 }
@@ -408,7 +402,7 @@ where
                         remote,
                         l.acceptor.clone(),
                         l.service.clone(),
-                        l.drain.subscribe(),
+                        Drain { state: l.state.clone(), stop: l.stop.clone() },
                     ));
                 }
                 Err(e) => {
@@ -419,8 +413,8 @@ where
             },
         }
     }
+    // Connections see `stop` and drain.
     drop(l.tcp);
-    l.drain.send_modify(|epoch| *epoch += 1);
     let drained = tokio::time::timeout(l.drain_timeout, async {
         while conns.join_next().await.is_some() {}
     })
@@ -434,12 +428,35 @@ where
     conns.shutdown().await;
 }
 
+/// When a connection must drain: the server stopped serving (checked when the connection
+/// starts too, so one accepted just before the change is not missed) or is shutting down.
+struct Drain {
+    state: watch::Receiver<ServingState>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Drain {
+    async fn wait(mut self) {
+        // A dropped sender means the server is gone: drain too.
+        let not_serving = async {
+            let _ = self.state.wait_for(|s| !s.is_serving()).await;
+        };
+        let stopping = async {
+            let _ = self.stop.wait_for(|s| *s).await;
+        };
+        tokio::select! {
+            _ = not_serving => {}
+            _ = stopping => {}
+        }
+    }
+}
+
 async fn serve_connection<S, RB>(
     tcp: TcpStream,
     remote: SocketAddr,
     acceptor: Option<MeshTlsAcceptor>,
     service: Authz<S>,
-    mut drain: watch::Receiver<u64>,
+    drain: Drain,
 ) where
     S: Service<Request<Incoming>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -476,7 +493,7 @@ async fn serve_connection<S, RB>(
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = drain.changed() => {
+        _ = drain.wait() => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
