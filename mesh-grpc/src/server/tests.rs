@@ -137,6 +137,22 @@ async fn serves_only_while_a_matching_server_listener_is_cached() {
     // tonic's `Request::remote_addr()` works under this server.
     assert!(body.starts_with("Some(127.0.0.1:"), "{body}");
 
+    // An update applies live: the open connection is not drained.
+    let before = server.authz().load();
+    cache.accept(&name, server_listener(&name, addr), "2b");
+    tokio::time::timeout(STEP, async {
+        while Arc::ptr_eq(&before, &server.authz().load()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the new policy is stored");
+    assert_eq!(get(&mut send).await.0, http::StatusCode::OK);
+    assert!(
+        !conn.is_finished(),
+        "an update must not drain the connection"
+    );
+
     // A rejected update keeps the last good listener (A88): still serving.
     cache.reject::<Listener>(
         &name,
