@@ -18,6 +18,10 @@
 //! selector). The routing itself is mesh-tower's [`mesh_tower::MeshLayer`], the same one HTTP
 //! clients use, over a pooled HTTP/2 client.
 //!
+//! [`XdsServer`] is the server side (gRFC A36): a tonic service served only once the server's
+//! own inbound Listener arrived, with that Listener's RBAC (Istio AuthorizationPolicy) enforced
+//! and followed live, optional mTLS, and graceful shutdown.
+//!
 //! Every failure the mesh makes reaches the caller as a `tonic::Status` from a single mapping
 //! (`status.rs`): control-plane and routing failures are `UNAVAILABLE`, never a code of the
 //! control plane's own (gRFC A54), with the mesh's explanation (host, path, route, cluster,
@@ -26,7 +30,9 @@
 mod channel;
 pub mod csds;
 pub mod identity;
+pub mod server;
 mod status;
 mod target;
 
 pub use channel::{ChannelError, MeshChannel, ResponseFuture, DEFAULT_CONNECT_TIMEOUT};
+pub use server::{ServingState, XdsServer, XdsServerBuilder, XdsServerError};
