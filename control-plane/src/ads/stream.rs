@@ -292,11 +292,11 @@ mod tests {
             .on_request(&req(ResourceType::Listener, &[], &r.nonce), &s, &client)
             .unwrap();
         assert_eq!(names(&r), 0, "empty LDS response deletes the listener");
-        // Explicit `*`.
+        // Explicit `*`: both API listeners and the endpoint's inbound (A36) listener.
         let r = st
             .on_request(&req(ResourceType::Listener, &["*"], &r.nonce), &s, &client)
             .unwrap();
-        assert_eq!(names(&r), 2);
+        assert_eq!(names(&r), 3);
     }
 
     #[test]

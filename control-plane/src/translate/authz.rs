@@ -132,14 +132,14 @@ struct Workload {
     labels: Labels,
 }
 
-/// Every inbound listener (canonical name) and its gRPC-template alias.
+/// Every inbound listener (canonical name) and its gRPC-template alias: one per workload
+/// address and port, as istiod serves one to any proxyless server that asks (an xDS-enabled
+/// server does not serve until its listener arrives, gRFC A36). A workload no policy selects
+/// gets a listener with the router alone: everything allowed, as Istio does without policies.
 pub(crate) fn server_listeners(
     config: &MeshConfig,
     registry: &Registry,
 ) -> Vec<(Listener, String)> {
-    if config.authorization_policies.is_empty() {
-        return Vec::new();
-    }
     // (ip, port) → workload; the first registration wins.
     let mut workloads: BTreeMap<(String, u32), Workload> = BTreeMap::new();
     for svc in registry.services() {
@@ -176,9 +176,6 @@ pub(crate) fn server_listeners(
                         .is_none_or(|sel| labels_match(&w.labels, sel))
             })
             .collect();
-        if selected.is_empty() {
-            continue;
-        }
         let hostport = if ip.contains(':') {
             format!("[{ip}]:{port}")
         } else {

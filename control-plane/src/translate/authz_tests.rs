@@ -136,12 +136,15 @@ fn policies_become_deny_then_allow_filters_per_selected_workload() {
 }
 
 #[test]
-fn no_policy_no_server_listener_and_empty_allow_denies_all() {
+fn no_policy_allows_all_and_empty_allow_denies_all() {
+    // Without policies every workload still gets its inbound listener, with the router alone:
+    // an xDS-enabled server can serve, and everything is allowed.
     let xds = translate(&load("").unwrap());
-    assert!(!xds
-        .listeners
-        .iter()
-        .any(|l| l.name.starts_with(INBOUND_PREFIX)));
+    let l = xds
+        .listener("xds.istio.io/grpc/lds/inbound/10.0.0.2:50051")
+        .expect("inbound listener without policies");
+    let names: Vec<String> = hcm_filters(&l).iter().map(|f| f.name.clone()).collect();
+    assert_eq!(names, [ROUTER_FILTER]);
     let allow_nothing = r#"
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -158,9 +161,12 @@ spec: {}
         rules(&f[0]).policies.is_empty(),
         "ALLOW with no policy denies all"
     );
-    assert!(xds
+    // A workload the namespace-scoped policy does not select: router only.
+    let other = xds
         .listener("xds.istio.io/grpc/lds/inbound/10.0.0.1:8080")
-        .is_none());
+        .expect("listener of an unselected workload");
+    let names: Vec<String> = hcm_filters(&other).iter().map(|f| f.name.clone()).collect();
+    assert_eq!(names, [ROUTER_FILTER]);
 }
 
 fn invalid(yaml: &str) -> (String, String) {
