@@ -242,3 +242,30 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_closes_the_port() -> Res
     cp.shutdown().await;
     Ok(())
 }
+
+/// A workload no AuthorizationPolicy selects still gets its inbound listener (router only), so
+/// its `XdsServer` serves — and, as in Istio without policies, every caller is allowed.
+#[tokio::test]
+async fn a_workload_without_policies_is_served_and_allows_everyone() -> Result<()> {
+    let ca = Ca::generate(TD)?;
+    let dir = tests::temp_dir("xds-server-nopolicy");
+    let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
+    let server = XdsServer::builder(tests::mesh(&cp, "plain-server")?)
+        .tls(identity(&ca, "greeter")?, PeerAuthMode::Permissive)
+        .drain_timeout(STEP)
+        .bind("127.0.0.1:0".parse()?, greeter()?)
+        .await?;
+    let addr = server.local_addr();
+    cp.load_yaml("workload.yaml", &workload_yaml(addr.port()))?;
+    server.serving(STEP).await?;
+    for sa in ["frontend", "intruder"] {
+        let mut c = client(&ca, sa, addr)?;
+        assert_eq!(
+            call(&mut c, hello(Some("yes"), None)).await??,
+            "hello t from v1"
+        );
+    }
+    server.shutdown().await;
+    cp.shutdown().await;
+    Ok(())
+}
