@@ -99,6 +99,7 @@ pub(crate) fn apply(
     timeout: Option<Duration>,
 ) {
     action.retry_policy = retry_policy(retries);
+    without_previous_hosts_if_hashed(action);
     match timeout {
         Some(t) => {
             action.timeout = Some(pb_duration(t));
@@ -109,6 +110,16 @@ pub(crate) fn apply(
         }
         // istiod: no VirtualService timeout ⇒ route timeout disabled (0), not Envoy's 15 s.
         None => action.timeout = Some(pb_duration(Duration::ZERO)),
+    }
+}
+
+/// istiod (`retry.ConvertPolicy(in, hashPolicy)`): a route with a consistent-hash policy gets
+/// no `previous_hosts` predicate — a retry should stay on the key's endpoint, not flee it.
+pub(crate) fn without_previous_hosts_if_hashed(action: &mut RouteAction) {
+    if !action.hash_policy.is_empty() {
+        if let Some(p) = &mut action.retry_policy {
+            p.retry_host_predicate.clear();
+        }
     }
 }
 
@@ -144,6 +155,19 @@ mod tests {
         assert!(p.retriable_status_codes.is_empty());
         assert_eq!(p.retry_host_predicate[0].name, PREVIOUS_HOSTS);
         assert_eq!(p.host_selection_retry_max_attempts, 5);
+    }
+
+    #[test]
+    fn hashed_routes_keep_retries_on_the_same_host() {
+        use envoy_types::pb::envoy::config::route::v3::route_action::HashPolicy;
+        let mut action = RouteAction {
+            hash_policy: vec![HashPolicy::default()],
+            ..Default::default()
+        };
+        apply(&mut action, None, None);
+        let p = action.retry_policy.expect("istiod default policy");
+        assert!(p.retry_host_predicate.is_empty(), "{p:?}");
+        assert_eq!(p.num_retries, Some(UInt32Value { value: 2 }));
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub(crate) fn route_configuration(
         if let Some(Action::Route(a)) = &mut r.action {
             a.hash_policy =
                 super::load_balancer::hash_policy(&super::load_balancer::effective(dr, "").0);
+            super::retry::without_previous_hosts_if_hashed(a);
         }
         routes.push(r);
     }
@@ -113,7 +114,8 @@ pub(crate) fn default_route(cluster: &str) -> Route {
         cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_string())),
         ..Default::default()
     };
-    // No retries, and istiod's disabled route timeout rather than Envoy's implicit 15 s.
+    // istiod's default retry policy, and its disabled route timeout rather than Envoy's
+    // implicit 15 s.
     super::retry::apply(&mut action, None, None);
     Route {
         name: "default".to_string(),
