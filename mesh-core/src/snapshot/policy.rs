@@ -28,6 +28,9 @@ pub struct CompiledPolicy {
     pub max_stream_duration: Option<Duration>,
     /// gRPC's `grpc_timeout_header_max`, see [`RoutePolicy`].
     pub grpc_timeout_header_max: Option<Duration>,
+    /// gRPC's effective cap on a call's deadline (gRFC A31), derived once from the two fields
+    /// above; `None` = the caller's deadline alone.
+    pub grpc_cap: Option<GrpcCap>,
     /// The retry policy, if any.
     pub retry: Option<CompiledRetry>,
     /// Fault injection on this route (set at snapshot build from the listener's fault filter
@@ -42,10 +45,47 @@ impl CompiledPolicy {
             timeout: p.timeout,
             max_stream_duration: p.max_stream_duration,
             grpc_timeout_header_max: p.grpc_timeout_header_max,
+            grpc_cap: GrpcCap::of(p),
             retry: p.retry.as_ref().map(|r| CompiledRetry::new(r.clone())),
             fault: None,
         }
     }
+}
+
+/// gRPC's cap on a call's deadline (gRFC A31): `grpc_timeout_header_max` when set, else
+/// `max_stream_duration`; zero means no cap. Kept with its `grpc-timeout` encoding so a request
+/// whose deadline the cap lowers gets the header without formatting it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcCap {
+    /// The cap.
+    pub after: Duration,
+    /// `after` as a `grpc-timeout` header value.
+    pub header: http::HeaderValue,
+}
+
+impl GrpcCap {
+    fn of(p: &RoutePolicy) -> Option<GrpcCap> {
+        let after = match p.grpc_timeout_header_max {
+            Some(max) => max,
+            None => p.max_stream_duration?,
+        };
+        (!after.is_zero()).then(|| GrpcCap {
+            after,
+            header: encode_grpc_timeout(after),
+        })
+    }
+}
+
+/// Encodes `d` as a `grpc-timeout` value (gRPC PROTOCOL-HTTP2): milliseconds, rounded up so the
+/// server never sees less time than the call has, while they fit 8 digits; else seconds.
+pub fn encode_grpc_timeout(d: Duration) -> http::HeaderValue {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    let s = if ms < 100_000_000 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", d.as_secs().min(99_999_999))
+    };
+    http::HeaderValue::try_from(s).unwrap_or_else(|_| http::HeaderValue::from_static("99999999S"))
 }
 
 impl Default for CompiledPolicy {

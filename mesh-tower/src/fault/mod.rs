@@ -169,11 +169,7 @@ where
 /// the route's `grpc_timeout_header_max` (when present and nonzero) or `max_stream_duration`
 /// (gRFC A31). `None` = unbounded.
 fn grpc_limit<B>(req: &Request<B>, routed: &Routed) -> Option<Duration> {
-    let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
-    let cap = match routed.policy.grpc_timeout_header_max {
-        Some(max) => nonzero(max),
-        None => routed.policy.max_stream_duration.and_then(nonzero),
-    };
+    let cap = routed.policy.grpc_cap.as_ref().map(|c| c.after);
     let caller = req
         .headers()
         .get("grpc-timeout")

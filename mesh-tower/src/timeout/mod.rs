@@ -87,7 +87,6 @@ where
         let Some(routed) = req.extensions().get::<Routed>() else {
             return ResponseFuture::untimed(self.inner.call(req));
         };
-        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let mut which = self.which;
         let mut lower_header = None;
         let after = match self.which {
@@ -101,13 +100,9 @@ where
                 // An injected fault delay already used part of the cap (gRFC A33); the fault
                 // layer has lowered the caller's `grpc-timeout` by it.
                 let spent = req.extensions().get::<crate::fault::FaultDelayed>();
-                let cap = match routed.policy.grpc_timeout_header_max {
-                    Some(max) => nonzero(max),
-                    None => routed.policy.max_stream_duration.and_then(nonzero),
-                }
-                .map(|d| match spent {
-                    Some(s) => d.saturating_sub(s.0).max(Duration::from_nanos(1)),
-                    None => d,
+                let cap = routed.policy.grpc_cap.as_ref().map(|c| match spent {
+                    Some(s) => c.after.saturating_sub(s.0).max(Duration::from_nanos(1)),
+                    None => c.after,
                 });
                 let caller = req.headers().get(GRPC_TIMEOUT).and_then(parse_grpc_timeout);
                 match (caller, cap) {
@@ -121,7 +116,12 @@ where
                     }
                     (_, Some(cap)) => {
                         which = Which::StreamDuration;
-                        lower_header = Some(cap);
+                        // The route's cap was encoded at snapshot build (a refcount clone);
+                        // formatted here only when a fault delay used part of it.
+                        lower_header = Some(match (spent, &routed.policy.grpc_cap) {
+                            (None, Some(c)) => c.header.clone(),
+                            _ => encode_grpc_timeout(cap),
+                        });
                         Some(cap)
                     }
                     (None, None) => None,
@@ -134,9 +134,8 @@ where
         };
         let names = (routed.route.clone(), routed.cluster.cluster.name.clone());
         let authority = routed.authority.clone();
-        if let Some(cap) = lower_header {
-            req.headers_mut()
-                .insert(GRPC_TIMEOUT, encode_grpc_timeout(cap));
+        if let Some(value) = lower_header {
+            req.headers_mut().insert(GRPC_TIMEOUT, value);
         }
         let attempts = match self.which {
             Which::Route | Which::StreamDuration | Which::CallerDeadline | Which::Off => {
@@ -191,17 +190,7 @@ pub(crate) fn parse_grpc_timeout(v: &http::HeaderValue) -> Option<Duration> {
     })
 }
 
-/// Encodes `d` as a `grpc-timeout` value: milliseconds (rounded up, so the server never sees
-/// less time than the call has) while they fit 8 digits, else seconds.
-pub(crate) fn encode_grpc_timeout(d: Duration) -> http::HeaderValue {
-    let ms = d.as_nanos().div_ceil(1_000_000);
-    let s = if ms < 100_000_000 {
-        format!("{ms}m")
-    } else {
-        format!("{}S", d.as_secs().min(99_999_999))
-    };
-    http::HeaderValue::try_from(s).unwrap_or_else(|_| http::HeaderValue::from_static("99999999S"))
-}
+pub(crate) use mesh_core::snapshot::policy::encode_grpc_timeout;
 
 #[cfg(test)]
 mod tests;
