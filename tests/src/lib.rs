@@ -152,3 +152,15 @@ where
     }
     anyhow::bail!("condition not met within {within:?}")
 }
+
+/// A workload identity for `spiffe://<ca's trust domain>/ns/default/sa/<sa>`, its key generated
+/// here and its CSR signed by `ca` — what a workload gets from the control plane's CA.
+pub fn workload_identity(
+    ca: &mesh_control_plane::ca::Ca,
+    sa: &str,
+) -> Result<std::sync::Arc<mesh_tower::tls::WorkloadIdentity>> {
+    let id = mesh_control_plane::ca::SpiffeId::new(ca.trust_domain(), "default", sa)?;
+    let req = mesh_tower::tls::CertificateRequest::generate()?;
+    let svid = ca.sign_csr(req.csr_pem(), &id, None)?;
+    Ok(req.into_identity(&svid.cert_chain_pem, &svid.trust_bundle_pem)?)
+}

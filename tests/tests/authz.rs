@@ -16,13 +16,13 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mesh_control_plane::ca::{Ca, SpiffeId};
+use mesh_control_plane::ca::Ca;
 use mesh_core::authz::{AuthzChain, InboundPolicy};
 use mesh_core::model::ServerListener;
 use mesh_tower::authz::{AuthzLayer, ConnectionInfo, WithConnectionInfo};
 use mesh_tower::tls::{
-    CertificateRequest, MeshTlsAcceptor, MeshTlsConnector, PeerAuthMode, PeerIdentity,
-    WithPeerIdentity, WorkloadIdentity,
+    MeshTlsAcceptor, MeshTlsConnector, PeerAuthMode, PeerIdentity, WithPeerIdentity,
+    WorkloadIdentity,
 };
 use tokio::net::TcpListener;
 use tower::{Layer, ServiceExt};
@@ -30,12 +30,6 @@ use tower::{Layer, ServiceExt};
 const TD: &str = "cluster.local";
 /// Bound on every network step.
 const STEP: Duration = Duration::from_secs(10);
-
-fn identity(ca: &Ca, sa: &str) -> Result<Arc<WorkloadIdentity>> {
-    let req = CertificateRequest::generate()?;
-    let svid = ca.sign_csr(req.csr_pem(), &SpiffeId::new(TD, "default", sa)?, None)?;
-    Ok(req.into_identity(&svid.cert_chain_pem, &svid.trust_bundle_pem)?)
-}
 
 /// The workload (a WorkloadEntry at the server's port) and its policies.
 fn policies_yaml(port: u16) -> String {
@@ -107,7 +101,10 @@ async fn start(ca: &Ca) -> Result<Server> {
 
 fn serve(ca: &Ca, listener: TcpListener, layer: AuthzLayer) -> Result<Server> {
     let addr = listener.local_addr()?;
-    let acceptor = MeshTlsAcceptor::new(identity(ca, "greeter")?, PeerAuthMode::Permissive);
+    let acceptor = MeshTlsAcceptor::new(
+        tests::workload_identity(ca, "greeter")?,
+        PeerAuthMode::Permissive,
+    );
     let greeter =
         GreeterServer::new(GreeterService::new("v1").map_err(|s| anyhow::anyhow!("{s}"))?);
     let app = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -182,7 +179,7 @@ async fn http_allowed_principal_denied_path_denied_principal_and_plaintext() -> 
     let server = start(&ca).await?;
     let base = format!("https://{}", server.addr);
 
-    let frontend = tls_client(identity(&ca, "frontend")?);
+    let frontend = tls_client(tests::workload_identity(&ca, "frontend")?);
     let (status, _, body) = get(&frontend, &format!("{base}/hello")).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, "hello spiffe://cluster.local/ns/default/sa/frontend");
@@ -197,7 +194,7 @@ async fn http_allowed_principal_denied_path_denied_principal_and_plaintext() -> 
     assert!(body.contains(DENY_ADMIN), "{body}");
 
     // Another identity of the same trust domain: no ALLOW policy matches.
-    let intruder = tls_client(identity(&ca, "intruder")?);
+    let intruder = tls_client(tests::workload_identity(&ca, "intruder")?);
     let (status, mesh, _) = get(&intruder, &format!("{base}/hello")).await?;
     assert_eq!(status, 403);
     assert_eq!(
@@ -229,7 +226,7 @@ async fn grpc_denial_is_permission_denied_naming_the_policy() -> Result<()> {
         STEP,
         tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))?
             .connect_with_connector(MeshTlsConnector::new(
-                identity(&ca, "frontend")?,
+                tests::workload_identity(&ca, "frontend")?,
                 vec!["spiffe://cluster.local/ns/default/sa/greeter".into()],
             )),
     )
@@ -276,7 +273,7 @@ async fn inbound_policy_over_ads_follows_config_updates() -> Result<()> {
     let layer = AuthzLayer::new(AuthzChain::default());
     layer.handle().follow(policy.receiver());
     let server = serve(&ca, listener, layer)?;
-    let frontend = tls_client(identity(&ca, "frontend")?);
+    let frontend = tls_client(tests::workload_identity(&ca, "frontend")?);
     let admin = format!("https://{}/admin/x", server.addr);
     let (status, mesh_error, _) = get(&frontend, &admin).await?;
     assert_eq!(status, 403);

@@ -33,12 +33,6 @@ fn id(sa: &str) -> SpiffeId {
 }
 
 /// The CSR round trip: key generated "in the workload", CSR signed by the CA.
-fn identity(ca: &Ca, sa: &str) -> Result<Arc<WorkloadIdentity>> {
-    let req = CertificateRequest::generate()?;
-    let svid = ca.sign_csr(req.csr_pem(), &id(sa), None)?;
-    Ok(req.into_identity(&svid.cert_chain_pem, &svid.trust_bundle_pem)?)
-}
-
 fn expired_identity(ca: &Ca, sa: &str) -> Result<Arc<WorkloadIdentity>> {
     let req = CertificateRequest::generate()?;
     let now = SystemTime::now();
@@ -150,13 +144,13 @@ where
 #[tokio::test]
 async fn strict_serves_verified_peer_with_identity_both_ways() -> Result<()> {
     let ca = Ca::generate(TD)?;
-    let server_id = identity(&ca, "greeter")?;
+    let server_id = tests::workload_identity(&ca, "greeter")?;
     let mut server = Server::start(MeshTlsAcceptor::new(
         server_id.clone(),
         PeerAuthMode::Strict,
     ))
     .await?;
-    let client_id = identity(&ca, "frontend")?;
+    let client_id = tests::workload_identity(&ca, "frontend")?;
     let client = tls_client(
         client_id.clone(),
         &["spiffe://cluster.local/ns/default/sa/greeter"],
@@ -191,7 +185,7 @@ async fn strict_serves_verified_peer_with_identity_both_ways() -> Result<()> {
 async fn plaintext_client_is_refused_by_strict() -> Result<()> {
     let ca = Ca::generate(TD)?;
     let mut server = Server::start(MeshTlsAcceptor::new(
-        identity(&ca, "greeter")?,
+        tests::workload_identity(&ca, "greeter")?,
         PeerAuthMode::Strict,
     ))
     .await?;
@@ -215,7 +209,7 @@ async fn unknown_ca_is_refused_both_ways() -> Result<()> {
     let ca = Ca::generate(TD)?;
     let rogue = Ca::generate(TD)?; // same trust domain, different root
     let mut server = Server::start(MeshTlsAcceptor::new(
-        identity(&ca, "greeter")?,
+        tests::workload_identity(&ca, "greeter")?,
         PeerAuthMode::Strict,
     ))
     .await?;
@@ -239,7 +233,7 @@ async fn unknown_ca_is_refused_both_ways() -> Result<()> {
     );
 
     // Server certificate from an unknown CA: the client refuses it.
-    let connector = MeshTlsConnector::new(identity(&rogue, "frontend")?, vec![]);
+    let connector = MeshTlsConnector::new(tests::workload_identity(&rogue, "frontend")?, vec![]);
     let err = connector
         .connect("127.0.0.1", server.addr.port())
         .await
@@ -251,7 +245,7 @@ async fn unknown_ca_is_refused_both_ways() -> Result<()> {
 #[tokio::test]
 async fn wrong_spiffe_id_is_refused_by_client_and_by_allow_list() -> Result<()> {
     let ca = Ca::generate(TD)?;
-    let server_id = identity(&ca, "greeter")?;
+    let server_id = tests::workload_identity(&ca, "greeter")?;
     let mut server = Server::start(
         MeshTlsAcceptor::new(server_id, PeerAuthMode::Strict)
             .with_allowed_peers(vec!["spiffe://cluster.local/ns/default/sa/frontend".into()]),
@@ -260,7 +254,7 @@ async fn wrong_spiffe_id_is_refused_by_client_and_by_allow_list() -> Result<()> 
 
     // The client expects another service: it refuses the server.
     let connector = MeshTlsConnector::new(
-        identity(&ca, "frontend")?,
+        tests::workload_identity(&ca, "frontend")?,
         vec!["spiffe://cluster.local/ns/default/sa/reviews".into()],
     );
     let err = connector
@@ -283,7 +277,7 @@ async fn wrong_spiffe_id_is_refused_by_client_and_by_allow_list() -> Result<()> 
     assert!(matches!(err, TlsError::PeerRefused { .. }), "{err}");
 
     // A client outside the server's allow list: the server refuses it.
-    let intruder = tls_client(identity(&ca, "intruder")?, &[]);
+    let intruder = tls_client(tests::workload_identity(&ca, "intruder")?, &[]);
     assert!(get(&intruder, &server.https()).await.is_err());
     let err = server.next_error().await?;
     match &err {
@@ -294,7 +288,7 @@ async fn wrong_spiffe_id_is_refused_by_client_and_by_allow_list() -> Result<()> 
     }
 
     // The allowed one is served.
-    let allowed = tls_client(identity(&ca, "frontend")?, &[]);
+    let allowed = tls_client(tests::workload_identity(&ca, "frontend")?, &[]);
     assert!(get(&allowed, &server.https())
         .await?
         .0
@@ -322,7 +316,7 @@ async fn expired_certificates_are_refused() -> Result<()> {
     let ca = Ca::generate(TD)?;
     // Expired client certificate → the server refuses.
     let mut server = Server::start(MeshTlsAcceptor::new(
-        identity(&ca, "greeter")?,
+        tests::workload_identity(&ca, "greeter")?,
         PeerAuthMode::Strict,
     ))
     .await?;
@@ -337,7 +331,7 @@ async fn expired_certificates_are_refused() -> Result<()> {
         PeerAuthMode::Strict,
     ))
     .await?;
-    let err = MeshTlsConnector::new(identity(&ca, "frontend")?, vec![])
+    let err = MeshTlsConnector::new(tests::workload_identity(&ca, "frontend")?, vec![])
         .connect("127.0.0.1", old.addr.port())
         .await
         .unwrap_err();
@@ -349,11 +343,11 @@ async fn expired_certificates_are_refused() -> Result<()> {
 async fn permissive_serves_tls_and_plaintext_on_one_port() -> Result<()> {
     let ca = Ca::generate(TD)?;
     let server = Server::start(MeshTlsAcceptor::new(
-        identity(&ca, "greeter")?,
+        tests::workload_identity(&ca, "greeter")?,
         PeerAuthMode::Permissive,
     ))
     .await?;
-    let tls = tls_client(identity(&ca, "frontend")?, &[]);
+    let tls = tls_client(tests::workload_identity(&ca, "frontend")?, &[]);
     let plain: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
 
     let (body, peer) = get(&tls, &server.https()).await?;
@@ -371,7 +365,7 @@ async fn permissive_serves_tls_and_plaintext_on_one_port() -> Result<()> {
 
     // DISABLE: plaintext only, no identity.
     let disabled = Server::start(MeshTlsAcceptor::new(
-        identity(&ca, "greeter")?,
+        tests::workload_identity(&ca, "greeter")?,
         PeerAuthMode::Disable,
     ))
     .await?;
@@ -385,13 +379,13 @@ async fn permissive_serves_tls_and_plaintext_on_one_port() -> Result<()> {
 #[tokio::test]
 async fn rotation_keeps_connections_and_new_handshakes_use_new_certs() -> Result<()> {
     let ca = Ca::generate(TD)?;
-    let server_id = identity(&ca, "greeter")?;
+    let server_id = tests::workload_identity(&ca, "greeter")?;
     let server = Server::start(MeshTlsAcceptor::new(
         server_id.clone(),
         PeerAuthMode::Strict,
     ))
     .await?;
-    let client_id = identity(&ca, "frontend")?;
+    let client_id = tests::workload_identity(&ca, "frontend")?;
     let client = tls_client(client_id.clone(), &[]);
     let (old_server_serial, old_client_serial) = (server_id.serial(), client_id.serial());
 
@@ -513,7 +507,7 @@ async fn no_secrets_in_logs() -> Result<()> {
         PeerAuthMode::Strict,
     ))
     .await?;
-    let client_id = identity(&ca, "frontend")?;
+    let client_id = tests::workload_identity(&ca, "frontend")?;
     tracing::info!(?ca, ?key, ?client_id, ?server_id, "debug of secret holders");
     get(&tls_client(client_id, &[]), &server.https()).await?;
     let (svid2, key2) = ca.issue(&id("greeter"), None)?;
@@ -523,7 +517,7 @@ async fn no_secrets_in_logs() -> Result<()> {
         svid2.trust_bundle_pem.as_bytes(),
     )?;
     get(
-        &tls_client(identity(&ca, "frontend")?, &[]),
+        &tls_client(tests::workload_identity(&ca, "frontend")?, &[]),
         &server.https(),
     )
     .await?;

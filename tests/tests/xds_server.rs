@@ -5,26 +5,19 @@
 //! stops serving when the Listener is removed, and shuts down gracefully.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use examples::greeter::{GreeterClient, GreeterServer, GreeterService, HelloRequest, DELAY_HEADER};
-use mesh_control_plane::ca::{Ca, SpiffeId};
+use mesh_control_plane::ca::Ca;
 use mesh_grpc::{ServingState, XdsServer};
-use mesh_tower::tls::{CertificateRequest, MeshTlsConnector, PeerAuthMode, WorkloadIdentity};
+use mesh_tower::tls::{MeshTlsConnector, PeerAuthMode};
 use tonic::transport::{Channel, Endpoint};
 
 const TD: &str = "cluster.local";
 /// Bound on every network step.
 const STEP: Duration = Duration::from_secs(10);
 const DENY_HEADER_POLICY: &str = "ns[default]-policy[deny-admin]-rule[0]";
-
-fn identity(ca: &Ca, sa: &str) -> Result<Arc<WorkloadIdentity>> {
-    let req = CertificateRequest::generate()?;
-    let svid = ca.sign_csr(req.csr_pem(), &SpiffeId::new(TD, "default", sa)?, None)?;
-    Ok(req.into_identity(&svid.cert_chain_pem, &svid.trust_bundle_pem)?)
-}
 
 fn workload_yaml(port: u16) -> String {
     format!(
@@ -75,7 +68,7 @@ fn client(ca: &Ca, sa: &str, addr: SocketAddr) -> Result<GreeterClient<Channel>>
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(STEP)
         .connect_with_connector_lazy(MeshTlsConnector::new(
-            identity(ca, sa)?,
+            tests::workload_identity(ca, sa)?,
             vec!["spiffe://cluster.local/ns/default/sa/greeter".into()],
         ));
     Ok(GreeterClient::new(channel))
@@ -110,7 +103,10 @@ async fn serves_only_with_its_listener_and_enforces_its_policy_live() -> Result<
     let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
     let mesh = tests::mesh(&cp, "greeter-server")?;
     let server = XdsServer::builder(mesh)
-        .tls(identity(&ca, "greeter")?, PeerAuthMode::Permissive)
+        .tls(
+            tests::workload_identity(&ca, "greeter")?,
+            PeerAuthMode::Permissive,
+        )
         .drain_timeout(STEP)
         .bind("127.0.0.1:0".parse()?, greeter()?)
         .await?;
@@ -210,7 +206,10 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_closes_the_port() -> Res
     // istiod's template (what its bootstraps set), served by the control plane too.
     let server = XdsServer::builder(mesh)
         .listener_name_template("xds.istio.io/grpc/lds/inbound/%s")
-        .tls(identity(&ca, "greeter")?, PeerAuthMode::Strict)
+        .tls(
+            tests::workload_identity(&ca, "greeter")?,
+            PeerAuthMode::Strict,
+        )
         .drain_timeout(STEP)
         // Routes, as tonic's own server builder takes services.
         .bind(
@@ -251,7 +250,10 @@ async fn a_workload_without_policies_is_served_and_allows_everyone() -> Result<(
     let dir = tests::temp_dir("xds-server-nopolicy");
     let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
     let server = XdsServer::builder(tests::mesh(&cp, "plain-server")?)
-        .tls(identity(&ca, "greeter")?, PeerAuthMode::Permissive)
+        .tls(
+            tests::workload_identity(&ca, "greeter")?,
+            PeerAuthMode::Permissive,
+        )
         .drain_timeout(STEP)
         .bind("127.0.0.1:0".parse()?, greeter()?)
         .await?;
