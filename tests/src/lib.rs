@@ -2,6 +2,7 @@
 //! backends and mesh-routed clients, all on loopback.
 
 pub mod interop;
+pub mod prometheus;
 
 use std::{
     collections::BTreeMap,
