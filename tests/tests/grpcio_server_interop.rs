@@ -7,7 +7,8 @@
 //! AuthorizationPolicy DENY on `/helloworld.Greeter/SayGoodbye` selecting it. The grpcio side is
 //! `tests/interop/grpcio_xds_server.py` run by the interop venv's Python; its bootstrap's
 //! `server_listener_resource_name_template` is istiod's (`xds.istio.io/grpc/lds/inbound/%s`),
-//! so it asks for the canonical name our translation emits.
+//! so it asks for the canonical name our translation emits — or, in the second test, gRPC's
+//! own (`grpc/server?xds.resource.listening_address=%s`), served as an alias.
 //!
 //! Observed, each from the client side: (a) our `MeshChannel` (`xds:///pyserver.test:50061`)
 //! is served `SayHello` once the server has its listener, and (c) gets PERMISSION_DENIED for
@@ -15,7 +16,7 @@
 //! calls never reach the handler; a policy change reaches the serving grpcio server (the
 //! denied method is served after it); (d) every resource the control plane sent the grpcio process
 //! (server and client streams) was ACKed — no NACK — and the server's stream holds the inbound
-//! listener.
+//! listener; when the workload moves away, its listener goes and grpcio stops serving.
 //!
 //! Interpreter: `$MESH_INTEROP_PYTHON`, else `.venv-interop/bin/python` at the workspace root
 //! (see `grpcio_interop.rs`); without one the test fails, unless `MESH_SKIP_INTEROP=1`.
@@ -25,7 +26,10 @@ use std::{process::Stdio, time::Duration};
 use anyhow::{bail, ensure, Context, Result};
 use examples::greeter::{HelloReply, HelloRequest};
 use http::uri::PathAndQuery;
-use mesh_control_plane::{translate::authz::INBOUND_PREFIX, ClientStatus, ResourceType};
+use mesh_control_plane::{
+    translate::authz::{GRPC_SERVER_PREFIX, INBOUND_PREFIX},
+    ClientStatus, ResourceType,
+};
 use mesh_grpc::MeshChannel;
 use serde_json::Value;
 use tests::interop;
@@ -33,7 +37,10 @@ use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     process::{ChildStdin, ChildStdout, Command},
 };
-use tonic::Code;
+use tonic::{
+    codegen::{Body, Bytes, StdError},
+    Code,
+};
 
 /// Bound on the whole run (the script's own watchdog is 100 s).
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -109,8 +116,14 @@ impl Script {
 }
 
 /// One unary call of `path` through `channel`, bounded by [`STEP`].
-async fn call(channel: &MeshChannel, path: &'static str) -> Result<Result<String, tonic::Status>> {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
+async fn call<T>(channel: T, path: &'static str) -> Result<Result<String, tonic::Status>>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+{
+    let mut grpc = tonic::client::Grpc::new(channel);
     let req = tonic::Request::new(HelloRequest {
         name: "rust".into(),
     });
@@ -118,7 +131,7 @@ async fn call(channel: &MeshChannel, path: &'static str) -> Result<Result<String
     let out = tokio::time::timeout(STEP, async {
         grpc.ready()
             .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+            .map_err(|e| tonic::Status::unavailable(e.into().to_string()))?;
         grpc.unary(req, PathAndQuery::from_static(path), codec)
             .await
     })
@@ -127,12 +140,34 @@ async fn call(channel: &MeshChannel, path: &'static str) -> Result<Result<String
     Ok(out.map(|r| r.into_inner().message))
 }
 
+/// A plain tonic channel straight to the grpcio server's port (no mesh), connecting lazily:
+/// a closed port shows up as the call's UNAVAILABLE.
+fn direct(port: u16) -> Result<tonic::transport::Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy(),
+    )
+}
+
 fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("?")
 }
 
 #[tokio::test]
-async fn grpcio_xds_server_gets_its_listener_and_policy_from_our_control_plane() -> Result<()> {
+async fn grpcio_xds_server_with_istiods_listener_template() -> Result<()> {
+    grpcio_xds_server(INBOUND_PREFIX).await
+}
+
+/// The same with gRPC's own template (A36's example), which we serve as an alias: a copy of
+/// the listener renamed to the name asked for.
+#[tokio::test]
+async fn grpcio_xds_server_with_grpcs_listener_template() -> Result<()> {
+    grpcio_xds_server(GRPC_SERVER_PREFIX).await
+}
+
+/// The whole scenario for a grpcio server whose bootstrap template is `prefix` + `%s`.
+async fn grpcio_xds_server(prefix: &str) -> Result<()> {
     let Some(python) = interop::python("grpcio server interop")? else {
         return Ok(());
     };
@@ -143,7 +178,7 @@ async fn grpcio_xds_server_gets_its_listener_and_policy_from_our_control_plane()
     let status = cp.config_status();
     ensure!(status.ready, "config rejected: {:?}", status.last_error);
     ensure!(status.warnings.is_empty(), "{:?}", status.warnings);
-    let inbound = format!("{INBOUND_PREFIX}127.0.0.1:{port}");
+    let inbound = format!("{prefix}127.0.0.1:{port}");
     ensure!(
         cp.resources().listener(&inbound).is_some(),
         "no inbound listener {inbound} translated"
@@ -168,7 +203,7 @@ async fn grpcio_xds_server_gets_its_listener_and_policy_from_our_control_plane()
         py.send(serde_json::json!({
             "ads": cp.ads_addr().to_string(),
             "port": port,
-            "template": format!("{INBOUND_PREFIX}%s"),
+            "template": format!("{prefix}%s"),
             "target": TARGET,
         }))
         .await?;
@@ -181,7 +216,7 @@ async fn grpcio_xds_server_gets_its_listener_and_policy_from_our_control_plane()
         channel.wait_ready(STEP).await?;
         let deadline = tokio::time::Instant::now() + STEP;
         loop {
-            match call(&channel, "/helloworld.Greeter/SayHello").await? {
+            match call(channel.clone(), "/helloworld.Greeter/SayHello").await? {
                 Ok(_) => break,
                 Err(s) if tokio::time::Instant::now() >= deadline => {
                     bail!("grpcio server never served SayHello within {STEP:?}: {s:?}")
@@ -189,9 +224,9 @@ async fn grpcio_xds_server_gets_its_listener_and_policy_from_our_control_plane()
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        let hello = call(&channel, "/helloworld.Greeter/SayHello").await??;
+        let hello = call(channel.clone(), "/helloworld.Greeter/SayHello").await??;
         // (c) The DENY policy, enforced by grpcio's RBAC filter; the other method still served.
-        let denied = call(&channel, DENIED).await?;
+        let denied = call(channel.clone(), DENIED).await?;
 
         // (b) grpcio's own xDS client, through the same control plane.
         py.send(serde_json::json!({ "client": true })).await?;
@@ -203,11 +238,32 @@ async fn grpcio_xds_server_gets_its_listener_and_policy_from_our_control_plane()
         // (an LDS update while serving) and serves SayGoodbye.
         cp.load_yaml("pyserver.yaml", &config_yaml(port, "/other/Nothing"))?;
         let deadline = tokio::time::Instant::now() + STEP;
-        while let Err(s) = call(&channel, DENIED).await? {
+        while let Err(s) = call(channel.clone(), DENIED).await? {
             ensure!(
                 tokio::time::Instant::now() < deadline,
                 "SayGoodbye still refused {STEP:?} after the policy changed: {s:?}"
             );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // The workload moves to another port: the server's listener no longer exists, and
+        // grpcio stops serving (A36) — it closes every connection it accepts, seen by a plain
+        // tonic client as a transport failure (UNAVAILABLE, or UNKNOWN for the broken pipe);
+        // the mesh's own view of the endpoint moves too, so it cannot tell.
+        let sh = "/helloworld.Greeter/SayHello";
+        call(direct(port)?, sh)
+            .await?
+            .context("direct call before the move")?;
+        cp.load_yaml("pyserver.yaml", &config_yaml(1, DENIED))?;
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            match call(direct(port)?, sh).await? {
+                Err(s) if matches!(s.code(), Code::Unavailable | Code::Unknown) => break,
+                other => ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "grpcio still serving {STEP:?} after its listener was removed: {other:?}"
+                ),
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::Ok((started, hello, denied, grpcio_client, counts))
