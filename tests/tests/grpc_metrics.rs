@@ -5,14 +5,16 @@
 //!
 //! Each call's attempts are known exactly (the greeter counts them per key), so every count
 //! below is exact: 10 plain calls (10 attempts OK); one call whose first attempt fails (2
-//! attempts, call OK); one whose 3 allowed attempts all fail (call UNAVAILABLE). A channel
-//! without metrics on the same provider records nothing.
+//! attempts, call OK); one whose 3 allowed attempts all fail (call UNAVAILABLE); one cut by its
+//! deadline. A channel without metrics on the same provider records nothing.
 
 use std::time::Duration;
 
 use anyhow::Result;
 use examples::{
-    greeter::{GreeterBackend, GreeterClient, HelloRequest, FAIL_FIRST_HEADER, KEY_HEADER},
+    greeter::{
+        GreeterBackend, GreeterClient, HelloRequest, DELAY_HEADER, FAIL_FIRST_HEADER, KEY_HEADER,
+    },
     metrics::Prometheus,
 };
 use mesh_grpc::{ClientMetrics, MeshChannel};
@@ -30,7 +32,23 @@ async fn call(
     channel: &MeshChannel,
     fail_first: Option<(&str, u32)>,
 ) -> Result<String, tonic::Status> {
+    call_with(channel, fail_first, None).await
+}
+
+/// A call, optionally failing its first attempts, or answered after `slow` with `slow` / 20 as
+/// the caller's deadline.
+async fn call_with(
+    channel: &MeshChannel,
+    fail_first: Option<(&str, u32)>,
+    slow: Option<Duration>,
+) -> Result<String, tonic::Status> {
     let mut req = tonic::Request::new(HelloRequest { name: "m".into() });
+    if let Some(d) = slow {
+        let ms = d.as_millis().to_string();
+        req.metadata_mut()
+            .insert(DELAY_HEADER, ms.parse().expect("ascii"));
+        req.set_timeout(d / 20);
+    }
     if let Some((key, n)) = fail_first {
         let meta = req.metadata_mut();
         meta.insert(KEY_HEADER, key.parse().expect("ascii"));
@@ -71,6 +89,12 @@ async fn call_and_attempt_instruments_follow_a66() -> Result<()> {
     let err = call(&channel, Some(("always", 9))).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert_eq!(g.attempts("always"), 3, "1 attempt + 2 retries");
+    // The caller's deadline (100 ms) cuts the answer (2 s): the call is DEADLINE_EXCEEDED, its
+    // attempt abandoned, CANCELLED (see mesh_grpc::metrics on why not DEADLINE_EXCEEDED).
+    let err = call_with(&channel, None, Some(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
     // Not measured: the channel without metrics.
     call(&plain, None).await?;
 
@@ -89,7 +113,17 @@ async fn call_and_attempt_instruments_follow_a66() -> Result<()> {
         anyhow::ensure!(got == want, "{name} {attrs:?}: {got}, want {want}\n{text}");
         anyhow::Ok(())
     };
-    check("grpc_client_attempt_started_total", &base, 15.0)?;
+    check("grpc_client_attempt_started_total", &base, 16.0)?;
+    check(
+        "grpc_client_attempt_duration_seconds_count",
+        &with("CANCELLED"),
+        1.0,
+    )?;
+    check(
+        "grpc_client_call_duration_seconds_count",
+        &with("DEADLINE_EXCEEDED"),
+        1.0,
+    )?;
     check(
         "grpc_client_attempt_duration_seconds_count",
         &with("OK"),
