@@ -6,9 +6,11 @@
 //! `grpc_timeout_header_max` / `max_stream_duration` — never `RouteAction.timeout`, gRFC A31;
 //! retries per the route's `retry_on`, read from trailers-only responses; `per_try_timeout`
 //! ignored, gRFC A44; pick an endpoint per attempt) → `mesh_tower::client::Http2Client`, one
-//! multiplexed h2c connection per endpoint, sending the target as `:authority`. Response bodies become `tonic::body::Body`
-//! (as tonic's own `Channel` returns) and mesh failures become a `tonic::Status` in exactly one
-//! place, `status.rs`. The whole stack is erased once, at this public boundary, into a
+//! multiplexed h2c connection per endpoint, sending the target as `:authority`. Response bodies
+//! become `tonic::body::Body` (as tonic's own `Channel` returns) and mesh failures become a
+//! `tonic::Status` in exactly one place, `status.rs`, both in `Finish`, the outermost service.
+//! With [`MeshChannel::with_metrics`], `Finish` also measures the call and a thin service over
+//! the HTTP/2 client each attempt (gRFC A66, [`crate::metrics`]). The whole stack is erased once, at this public boundary, into a
 //! `BoxCloneSyncService` (STYLE.md §4), so the channel is `Clone + Send + Sync` and cheap to
 //! clone per task, like tonic's `Channel`.
 
@@ -19,16 +21,22 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use http::{
     uri::{Authority, PathAndQuery, Scheme},
     Request, Response, Uri,
 };
 use mesh_core::mesh::{Mesh, Target, TargetError};
-use mesh_tower::{retry::ReplayBody, MeshStackLayer};
+use mesh_tower::{retry::ReplayBody, MeshError, MeshStackLayer};
+use pin_project_lite::pin_project;
 use tonic::{body::Body, Status};
 use tower::{util::BoxCloneSyncService, Service, ServiceBuilder};
 
-use crate::{status, target::listener_name};
+use crate::{
+    metrics::{ChannelMetrics, ClientMetrics, Guard, Observed},
+    status,
+    target::listener_name,
+};
 
 /// How long [`MeshChannel::connect`] waits for the target to become ready, and how long the
 /// first call on a channel from [`MeshChannel::new`] may wait: 20 s, longer than the 15 s xDS
@@ -80,6 +88,8 @@ pub enum ChannelError {
 pub struct MeshChannel {
     inner: Inner,
     target: Target,
+    mesh: Mesh,
+    authority: Authority,
 }
 
 impl fmt::Debug for MeshChannel {
@@ -98,7 +108,7 @@ impl MeshChannel {
     pub async fn connect(target: &str) -> Result<MeshChannel, ChannelError> {
         let authority = listener_name(target)?;
         let mesh = Mesh::from_env()?;
-        let channel = MeshChannel::with_authority(&mesh, authority);
+        let channel = MeshChannel::with_authority(&mesh, authority, None);
         channel.wait_ready(DEFAULT_CONNECT_TIMEOUT).await?;
         Ok(channel)
     }
@@ -107,14 +117,36 @@ impl MeshChannel {
     /// but does not wait for it: the first call waits (up to [`DEFAULT_CONNECT_TIMEOUT`]), or
     /// use [`MeshChannel::wait_ready`]. Must be called within a Tokio runtime.
     pub fn new(mesh: &Mesh, target: &str) -> Result<MeshChannel, ChannelError> {
-        Ok(MeshChannel::with_authority(mesh, listener_name(target)?))
+        Ok(MeshChannel::with_authority(
+            mesh,
+            listener_name(target)?,
+            None,
+        ))
     }
 
-    fn with_authority(mesh: &Mesh, authority: Authority) -> MeshChannel {
+    /// This channel with gRFC A66 metrics recorded on `metrics` (see [`crate::metrics`]): the
+    /// same target on the same mesh, with a connection pool of its own — call it before the
+    /// first call, not per call.
+    pub fn with_metrics(self, metrics: &ClientMetrics) -> MeshChannel {
+        let m = metrics.for_target(self.authority.as_str());
+        MeshChannel::with_authority(&self.mesh, self.authority, Some(m))
+    }
+
+    fn with_authority(
+        mesh: &Mesh,
+        authority: Authority,
+        metrics: Option<ChannelMetrics>,
+    ) -> MeshChannel {
         let target = mesh.target(authority.as_str());
+        let client = AttemptMetrics {
+            inner: mesh_tower::client::http2::<ReplayBody<Body>>(),
+            metrics: metrics.clone(),
+        };
         let stack = ServiceBuilder::new()
-            .map_err(status::from_mesh_error)
-            .map_response(|r: Response<hyper::body::Incoming>| r.map(Body::new))
+            .layer_fn(|inner| Finish {
+                inner,
+                metrics: metrics.clone(),
+            })
             .layer_fn(|inner| SetAuthority {
                 authority: authority.clone(),
                 inner,
@@ -124,10 +156,12 @@ impl MeshChannel {
                     .grpc()
                     .ready_timeout(DEFAULT_CONNECT_TIMEOUT),
             )
-            .service(mesh_tower::client::http2::<ReplayBody<Body>>());
+            .service(client);
         MeshChannel {
             inner: BoxCloneSyncService::new(stack),
             target,
+            mesh: mesh.clone(),
+            authority,
         }
     }
 
@@ -196,6 +230,137 @@ where
         // goes on without an authority and fails as `missing_authority` (INTERNAL).
         *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
         self.inner.call(req)
+    }
+}
+
+/// The outermost service: mesh failures become the call's `Status` (`status.rs`), response
+/// bodies `tonic::body::Body`; with metrics, the call is measured until its status is known.
+#[derive(Clone, Debug)]
+struct Finish<S> {
+    inner: S,
+    metrics: Option<ChannelMetrics>,
+}
+
+impl<S, RB> Service<Request<Body>> for Finish<S>
+where
+    S: Service<Request<Body>, Response = Response<RB>, Error = MeshError>,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = Status;
+    type Future = FinishFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        self.inner.poll_ready(cx).map_err(status::from_mesh_error)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let guard = match &self.metrics {
+            Some(m) => m.call(req.uri().path()),
+            None => Guard::default(),
+        };
+        FinishFuture {
+            fut: self.inner.call(req),
+            guard,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Finish`].
+    #[derive(Debug)]
+    struct FinishFuture<F> {
+        #[pin]
+        fut: F,
+        guard: Guard,
+    }
+}
+
+impl<F, RB> std::future::Future for FinishFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<RB>, MeshError>>,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = Result<Response<Body>, Status>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.fut.poll(cx));
+        let guard = std::mem::take(this.guard);
+        Poll::Ready(match out {
+            Ok(resp) => Ok(guard.observe(resp).map(Body::new)),
+            Err(e) => {
+                let status = status::from_mesh_error(e);
+                let mut guard = guard;
+                guard.end(status.code());
+                Err(status)
+            }
+        })
+    }
+}
+
+/// Measures each attempt the retry layer sends (metrics on): the service over the HTTP/2
+/// client. Its error type is the client's, which the pick layer classifies.
+#[derive(Clone, Debug)]
+struct AttemptMetrics<S> {
+    inner: S,
+    metrics: Option<ChannelMetrics>,
+}
+
+impl<S, B, RB> Service<Request<B>> for AttemptMetrics<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+{
+    type Response = Response<Observed<RB>>;
+    type Error = S::Error;
+    type Future = AttemptFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let guard = match &self.metrics {
+            Some(m) => m.attempt(req.uri().path()),
+            None => Guard::default(),
+        };
+        AttemptFuture {
+            fut: self.inner.call(req),
+            guard,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`AttemptMetrics`].
+    #[derive(Debug)]
+    struct AttemptFuture<F> {
+        #[pin]
+        fut: F,
+        guard: Guard,
+    }
+}
+
+impl<F, RB, E> std::future::Future for AttemptFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<RB>, E>>,
+{
+    type Output = Result<Response<Observed<RB>>, E>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.fut.poll(cx));
+        let mut guard = std::mem::take(this.guard);
+        Poll::Ready(match out {
+            Ok(resp) => Ok(guard.observe(resp)),
+            Err(e) => {
+                // Connect refused, or the stream failed before its headers.
+                guard.end(tonic::Code::Unavailable);
+                Err(e)
+            }
+        })
     }
 }
 

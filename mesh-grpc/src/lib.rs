@@ -30,9 +30,11 @@
 mod channel;
 pub mod csds;
 pub mod identity;
+pub mod metrics;
 pub mod server;
 mod status;
 mod target;
 
 pub use channel::{ChannelError, MeshChannel, ResponseFuture, DEFAULT_CONNECT_TIMEOUT};
+pub use metrics::ClientMetrics;
 pub use server::{ServingState, XdsServer, XdsServerBuilder, XdsServerError};

@@ -55,7 +55,7 @@ pub(crate) fn from_mesh_error(err: MeshError) -> Status {
 }
 
 /// gRPC's HTTP→gRPC status mapping, as fault aborts use it (gRFC A33).
-fn code_for_http(status: u16) -> Code {
+pub(crate) fn code_for_http(status: u16) -> Code {
     match status {
         400 => Code::Internal,
         401 => Code::Unauthenticated,

@@ -1,6 +1,9 @@
 //! Shared helpers for the end-to-end tests: a real control plane on a config directory, real
 //! backends and mesh-routed clients, all on loopback.
 
+pub mod interop;
+pub mod prometheus;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},

@@ -13,66 +13,27 @@
 //! root (`python3 -m venv .venv-interop && .venv-interop/bin/pip install grpcio==1.85.1`, which
 //! `.ci/run` does). Without one the test fails, unless `MESH_SKIP_INTEROP=1`.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{collections::BTreeMap, process::Stdio, time::Duration};
 
 use anyhow::{bail, ensure, Context, Result};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use mesh_control_plane::{translate::to_any, ClientStatus, ControlPlane, ResourceType};
 use prost::Message;
 use serde_json::Value;
+use tests::interop;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    process::{Child, ChildStdout, Command},
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    process::{ChildStdout, Command},
 };
 
 /// The grpcio version `.ci/run` installs and these scenarios were checked with.
 const GRPCIO_PIN: &str = "1.85.1";
-const VENV_HELP: &str = "create it at the workspace root with \
-    `python3 -m venv .venv-interop && .venv-interop/bin/pip install grpcio==1.85.1` \
-    (or point MESH_INTEROP_PYTHON at a python with grpcio; MESH_SKIP_INTEROP=1 skips this test)";
 /// Bound on the whole run (the script's own watchdog is 100 s).
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 /// 80/20 split: calls made and accepted v2 range. v2 ~ Binomial(400, 0.2): mean 80, sd 8; the
 /// range [40, 120] is mean ± 5 sd, so a correct split fails it with probability < 1e-6.
 const SPLIT_CALLS: u64 = 400;
 const V2_RANGE: std::ops::RangeInclusive<u64> = 40..=120;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests crate is inside the workspace")
-        .to_path_buf()
-}
-
-/// The interop interpreter, `None` when the run must be skipped.
-fn interop_python() -> Result<Option<PathBuf>> {
-    if let Some(p) = std::env::var_os("MESH_INTEROP_PYTHON") {
-        let p = PathBuf::from(p);
-        ensure!(
-            p.exists(),
-            "MESH_INTEROP_PYTHON={} does not exist",
-            p.display()
-        );
-        return Ok(Some(p));
-    }
-    let venv = workspace_root().join(".venv-interop/bin/python");
-    if venv.exists() {
-        return Ok(Some(venv));
-    }
-    if std::env::var("MESH_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!(
-            "\n======== SKIPPED: grpcio interop (MESH_SKIP_INTEROP=1; no {}) ========\n",
-            venv.display()
-        );
-        return Ok(None);
-    }
-    bail!("no interop python at {}: {VENV_HELP}", venv.display())
-}
 
 fn config_yaml(ports: &BTreeMap<String, u16>) -> Result<String> {
     let port = |n: &str| {
@@ -187,16 +148,6 @@ impl Lines {
     }
 }
 
-/// Reads stderr to the end in the background (so the child never blocks on a full pipe).
-fn drain_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
-    let mut err = child.stderr.take().expect("piped stderr");
-    tokio::spawn(async move {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s).await;
-        s
-    })
-}
-
 fn code(v: &Value) -> &str {
     v["code"].as_str().unwrap_or("?")
 }
@@ -207,10 +158,10 @@ fn count(v: &Value, key: &str) -> u64 {
 
 #[tokio::test]
 async fn grpcio_xds_client_against_our_control_plane() -> Result<()> {
-    let Some(python) = interop_python()? else {
+    let Some(python) = interop::python("grpcio interop")? else {
         return Ok(());
     };
-    let script = workspace_root().join("tests/interop/grpcio_xds.py");
+    let script = interop::workspace_root().join("tests/interop/grpcio_xds.py");
     let mut child = Command::new(&python)
         .arg(&script)
         .stdin(Stdio::piped())
@@ -219,7 +170,7 @@ async fn grpcio_xds_client_against_our_control_plane() -> Result<()> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("run {} {}", python.display(), script.display()))?;
-    let stderr = drain_stderr(&mut child);
+    let stderr = interop::drain_stderr(&mut child);
     let mut lines = Lines(BufReader::new(child.stdout.take().expect("piped")).lines());
 
     let run = async {

@@ -2,9 +2,9 @@
 //! `MeshStackLayer` → HTTP/1.1 → real backends; the OpenTelemetry SDK exports to a Prometheus
 //! registry served on `/metrics`, scraped over real loopback HTTP after the traffic.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use examples::{metrics::Prometheus, Misbehavior};
 use http::Request;
@@ -15,7 +15,11 @@ use mesh_tower::{
     MeshStackLayer,
 };
 use opentelemetry::metrics::MeterProvider;
-use tests::{control_plane, mesh, ready, service_yaml, temp_dir, write, Backend};
+use tests::{
+    control_plane, mesh,
+    prometheus::{samples, value},
+    ready, service_yaml, temp_dir, write, Backend,
+};
 use tower::{Service, ServiceExt};
 
 const TARGET: &str = "svc.test:8080";
@@ -33,51 +37,6 @@ spec:
       retries: { attempts: 2, retryOn: 5xx }
       route: [{ destination: { host: svc.test, subset: v1 } }]
 "#;
-
-/// One sample of the Prometheus text format: metric name, labels, value.
-type Sample = (String, BTreeMap<String, String>, f64);
-
-/// The samples of a Prometheus text exposition.
-fn samples(text: &str) -> Result<Vec<Sample>> {
-    let mut out = Vec::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').context("sample without value")?;
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        // Label values here have no `,` or `"` inside, so a plain split is exact.
-        let labels = labels
-            .split(',')
-            .filter(|kv| !kv.is_empty())
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
-            .collect();
-        out.push((name.to_owned(), labels, value.parse()?));
-    }
-    Ok(out)
-}
-
-/// The value of the one sample of `name` whose labels include all of `with`.
-fn value(all: &[Sample], name: &str, with: &[(&str, &str)]) -> Result<f64> {
-    let hits: Vec<f64> = all
-        .iter()
-        .filter(|(n, labels, _)| {
-            n == name
-                && with
-                    .iter()
-                    .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, v)| *v)
-        .collect();
-    match hits.as_slice() {
-        [v] => Ok(*v),
-        _ => anyhow::bail!("{name} {with:?}: {} samples, want 1", hits.len()),
-    }
-}
 
 #[tokio::test]
 async fn prometheus_endpoint_shows_semconv_duration_retries_and_mesh_errors() -> Result<()> {

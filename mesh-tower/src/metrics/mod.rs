@@ -77,7 +77,8 @@
 //! `http.client.active_requests` and records no duration.
 //!
 //! gRPC calls through [`crate::MeshStackLayer::grpc`] get the same HTTP instruments; gRPC's own
-//! `grpc.client.attempt.*` instruments (gRFC A66) are not implemented here.
+//! instruments (gRFC A66: `grpc.client.attempt.*`, `grpc.client.call.duration`) are
+//! `mesh_grpc::metrics`, on `MeshChannel`.
 
 mod future;
 mod layer;
