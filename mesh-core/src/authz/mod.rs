@@ -21,7 +21,8 @@
 //! - `metadata`: looked up in [`AuthzRequest::metadata`] (Istio: namespace `istio_authn`, keys
 //!   `request.auth.principal`, `request.auth.claims` → claim …). Without metadata — no
 //!   RequestAuthentication in front — a metadata matcher never matches, inverted or not (A41),
-//!   so a policy on request principals or claims cannot be satisfied by accident.
+//!   so a policy on request principals or claims cannot be satisfied by accident. The listener's
+//!   `jwt_authn` filter ([`crate::jwt`], carried by [`AuthzChain::jwt`]) produces it.
 //!
 //! Everything is compiled once per config (regexes, header names); evaluating allocates nothing
 //! except when a matched header has several values (they are joined).
