@@ -143,21 +143,23 @@ fn extract<'h>(
     headers: &'h HeaderMap,
     query: Option<&'h str>,
 ) -> Option<(&'h str, Option<http::HeaderName>)> {
+    /// A value at the location that is not text still counts as a (malformed) token: it must
+    /// not pass as a missing one.
     fn from_header<'h>(headers: &'h HeaderMap, h: &JwtHeader) -> Option<&'h str> {
-        let v = headers.get(&h.name)?.to_str().ok()?.trim();
-        let prefix = &*h.value_prefix;
+        let v = headers.get(&h.name)?.as_bytes().trim_ascii();
+        let prefix = h.value_prefix.as_bytes();
         let rest = if prefix.is_empty() {
             v
-        } else if v.len() >= prefix.len()
-            && v.is_char_boundary(prefix.len())
-            && v[..prefix.len()].eq_ignore_ascii_case(prefix)
-        {
+        } else if v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix) {
             &v[prefix.len()..]
         } else {
             return None;
         };
-        let t = rest.trim();
-        (!t.is_empty()).then_some(t)
+        let t = rest.trim_ascii();
+        if t.is_empty() {
+            return None;
+        }
+        Some(std::str::from_utf8(t).unwrap_or("\u{fffd}"))
     }
     fn from_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
         query?.split('&').find_map(|kv| {
