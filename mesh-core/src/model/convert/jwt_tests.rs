@@ -153,3 +153,45 @@ fn errors_name_the_field() {
         (ErrorKind::Unsupported, "rules[0].match.headers")
     );
 }
+
+#[test]
+fn jwt_filter_must_come_once_and_before_rbac() {
+    use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as RbacFilter;
+    use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        http_filter::ConfigType, HttpFilter,
+    };
+    use prost::{Message, Name};
+    fn f<T: Message + Name>(name: &str, m: &T) -> HttpFilter {
+        HttpFilter {
+            name: name.into(),
+            config_type: Some(ConfigType::TypedConfig(
+                envoy_types::pb::google::protobuf::Any {
+                    type_url: T::type_url(),
+                    value: m.encode_to_vec(),
+                },
+            )),
+            ..Default::default()
+        }
+    }
+    let jwt = || f("jwt", &istio_shape(provider(&jwks())));
+    let jwt2 = || f("jwt2", &istio_shape(provider(&jwks())));
+    let rbac = || f("rbac", &RbacFilter::default());
+    let router = || f("router", &Router::default());
+    let run = |v: Vec<HttpFilter>| super::super::listener::http_filters(&cx(), &Path::root(), &v);
+    let ok = run(vec![jwt(), rbac(), router()]).unwrap();
+    assert!(matches!(
+        ok[0].config,
+        crate::model::HttpFilterConfig::JwtAuthn(_)
+    ));
+    let e = run(vec![rbac(), jwt(), router()]).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (ErrorKind::Unsupported, "http_filters[1]")
+    );
+    let e = run(vec![jwt(), jwt2(), router()]).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_str()),
+        (ErrorKind::Unsupported, "http_filters[1]")
+    );
+}
