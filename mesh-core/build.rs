@@ -31,6 +31,7 @@ const ROOT_DIRS: &[&str] = &[
     "envoy/extensions/filters/http/router/v3",
     "envoy/extensions/filters/http/fault/v3",
     "envoy/extensions/filters/http/rbac/v3",
+    "envoy/extensions/filters/http/jwt_authn/v3",
     "envoy/extensions/filters/http/cors/v3",
     "envoy/extensions/filters/http/grpc_stats/v3",
     "envoy/extensions/filters/http/ext_authz/v3",

@@ -7,6 +7,7 @@
 pub mod authz;
 pub mod bootstrap;
 pub mod cache;
+pub mod jwt;
 pub mod mesh;
 pub mod model;
 pub mod snapshot;

@@ -2,7 +2,8 @@
 //!
 //! Supported kinds (`networking.istio.io/{v1,v1beta1,v1alpha3}`): VirtualService,
 //! DestinationRule, ServiceEntry, WorkloadEntry — the fields listed on [`model`]'s types — and
-//! `AuthorizationPolicy` (`security.istio.io/{v1,v1beta1}`, see [`model::AuthorizationPolicy`]).
+//! `AuthorizationPolicy` and `RequestAuthentication` (`security.istio.io/{v1,v1beta1}`, see
+//! [`model::AuthorizationPolicy`], [`model::RequestAuthentication`]).
 //!
 //! Error policy:
 //! - A field this control plane does not implement (e.g. VirtualService `mirror`, `corsPolicy`,
@@ -25,6 +26,7 @@ mod load_balancer;
 pub mod model;
 mod outlier;
 mod parse;
+mod request_authn;
 mod retry;
 mod validate;
 pub mod watch;

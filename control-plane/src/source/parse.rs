@@ -57,6 +57,7 @@ fn parse_resource(
         "ServiceEntry" => Kind::ServiceEntry,
         "WorkloadEntry" => Kind::WorkloadEntry,
         "AuthorizationPolicy" => Kind::AuthorizationPolicy,
+        "RequestAuthentication" => Kind::RequestAuthentication,
         _ => {
             ctx.warn(
                 "kind",
@@ -66,7 +67,7 @@ fn parse_resource(
         }
     };
     let versions = match kind {
-        Kind::AuthorizationPolicy => SECURITY_API_VERSIONS,
+        Kind::AuthorizationPolicy | Kind::RequestAuthentication => SECURITY_API_VERSIONS,
         _ => API_VERSIONS,
     };
     if !versions.contains(&api_version.as_str()) {
@@ -130,6 +131,9 @@ fn parse_resource(
                 config.authorization_policies.push(p);
             }
         }
+        Kind::RequestAuthentication => config
+            .request_authentications
+            .push(super::request_authn::parse(ctx, meta, spec)?),
     }
     Ok(())
 }

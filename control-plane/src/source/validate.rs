@@ -29,7 +29,8 @@ pub(crate) fn validate(config: &MeshConfig) -> Result<(), ConfigError> {
         .chain(config.destination_rules.iter().map(|r| &r.meta))
         .chain(config.service_entries.iter().map(|r| &r.meta))
         .chain(config.workload_entries.iter().map(|r| &r.meta))
-        .chain(config.authorization_policies.iter().map(|r| &r.meta));
+        .chain(config.authorization_policies.iter().map(|r| &r.meta))
+        .chain(config.request_authentications.iter().map(|r| &r.meta));
     for meta in metas {
         if !seen.insert((meta.kind, &meta.namespace, &meta.name)) {
             return Err(invalid(

@@ -16,6 +16,9 @@
 //! `destination_port`; `request.headers[h]` a regex over the comma-joined values; requestPrincipals
 //! and `request.auth.*` the `istio_authn` metadata (claims through `list_match.one_of`).
 //!
+//! A RequestAuthentication selecting the workload (same rules) adds a `jwt_authn` filter in
+//! front (see [`super::jwt`]).
+//!
 //! Workloads are the registry's endpoints (ServiceEntry inline endpoints and the WorkloadEntries
 //! their selectors pick) and WorkloadEntries with `ports`; a policy applies to a workload in its
 //! namespace (or any namespace, from [`ROOT_NAMESPACE`]) whose labels its selector matches. A
@@ -176,17 +179,26 @@ pub(crate) fn server_listeners(
                         .is_none_or(|sel| labels_match(&w.labels, sel))
             })
             .collect();
+        // RequestAuthentication: its jwt_authn filter runs before the RBAC filters.
+        let jwt_rules: Vec<&crate::source::model::JwtRule> = config
+            .request_authentications
+            .iter()
+            .filter(|r| {
+                (r.meta.namespace == w.namespace || r.meta.namespace == ROOT_NAMESPACE)
+                    && r.selector
+                        .as_ref()
+                        .is_none_or(|sel| labels_match(&w.labels, sel))
+            })
+            .flat_map(|r| &r.jwt_rules)
+            .collect();
+        let mut filters: Vec<HttpFilter> = super::jwt::jwt_filter(&jwt_rules).into_iter().collect();
+        filters.extend(http_filters(&selected));
         let hostport = if ip.contains(':') {
             format!("[{ip}]:{port}")
         } else {
             format!("{ip}:{port}")
         };
-        let listener = server_listener(
-            format!("{INBOUND_PREFIX}{hostport}"),
-            &ip,
-            port,
-            http_filters(&selected),
-        );
+        let listener = server_listener(format!("{INBOUND_PREFIX}{hostport}"), &ip, port, filters);
         out.push((listener, format!("{GRPC_SERVER_PREFIX}{hostport}")));
     }
     out

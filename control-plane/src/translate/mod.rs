@@ -38,6 +38,7 @@
 pub mod authz;
 mod cluster;
 pub mod fault;
+pub mod jwt;
 mod listener;
 mod load_balancer;
 mod outlier;

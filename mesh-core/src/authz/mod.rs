@@ -21,7 +21,8 @@
 //! - `metadata`: looked up in [`AuthzRequest::metadata`] (Istio: namespace `istio_authn`, keys
 //!   `request.auth.principal`, `request.auth.claims` → claim …). Without metadata — no
 //!   RequestAuthentication in front — a metadata matcher never matches, inverted or not (A41),
-//!   so a policy on request principals or claims cannot be satisfied by accident.
+//!   so a policy on request principals or claims cannot be satisfied by accident. The listener's
+//!   `jwt_authn` filter ([`crate::jwt`], carried by [`AuthzChain::jwt`]) produces it.
 //!
 //! Everything is compiled once per config (regexes, header names); evaluating allocates nothing
 //! except when a matched header has several values (they are joined).
@@ -31,6 +32,7 @@ use std::{net::SocketAddr, sync::Arc};
 use http::{HeaderMap, Method};
 use serde_json::Value;
 
+use crate::jwt::JwtAuthn;
 use crate::model::{
     CidrRange, HeaderMatcher, MetadataMatcher, Permission, Principal, Rbac, RbacAction,
     StringMatcher, ValueMatch,
@@ -352,10 +354,12 @@ impl CompiledRbac {
     }
 }
 
-/// RBAC filters in filter-chain order: the first to deny decides (Istio: DENY, then ALLOW).
-/// An empty chain allows everything.
+/// The inbound filters: JWT authentication (optional, run first) and RBAC filters in
+/// filter-chain order, the first to deny deciding (Istio: DENY, then ALLOW). An empty chain
+/// allows everything.
 #[derive(Debug, Default)]
 pub struct AuthzChain {
+    jwt: Option<JwtAuthn>,
     filters: Box<[CompiledRbac]>,
 }
 
@@ -363,15 +367,32 @@ impl AuthzChain {
     /// A chain of compiled filters, run in the given order.
     pub fn new(filters: Vec<CompiledRbac>) -> Self {
         AuthzChain {
+            jwt: None,
             filters: filters.into(),
         }
     }
 
-    /// Compiles the RBAC filters of an HTTP filter chain (other filters are skipped; an RBAC
-    /// filter without rules enforces nothing and is dropped).
+    /// The same chain with JWT authentication in front of its RBAC filters.
+    pub fn with_jwt(mut self, jwt: JwtAuthn) -> Self {
+        self.jwt = Some(jwt);
+        self
+    }
+
+    /// The JWT authentication to run before RBAC, if the listener has a `jwt_authn` filter.
+    pub fn jwt(&self) -> Option<&JwtAuthn> {
+        self.jwt.as_ref()
+    }
+
+    /// Compiles the `jwt_authn` and RBAC filters of an HTTP filter chain (other filters are
+    /// skipped; an RBAC filter without rules enforces nothing and is dropped). The model
+    /// guarantees at most one `jwt_authn` filter, ahead of every RBAC filter.
     pub fn from_http_filters(filters: &[crate::model::HttpFilter]) -> Self {
         use crate::model::HttpFilterConfig;
-        AuthzChain::new(
+        let jwt = filters.iter().find_map(|f| match &f.config {
+            HttpFilterConfig::JwtAuthn(c) => Some(JwtAuthn::new(&f.name, c.clone())),
+            _ => None,
+        });
+        let chain = AuthzChain::new(
             filters
                 .iter()
                 .filter_map(|f| match &f.config {
@@ -379,10 +400,11 @@ impl AuthzChain {
                     _ => None,
                 })
                 .collect(),
-        )
+        );
+        AuthzChain { jwt, ..chain }
     }
 
-    /// The filters, in order.
+    /// The RBAC filters, in order.
     pub fn filters(&self) -> &[CompiledRbac] {
         &self.filters
     }

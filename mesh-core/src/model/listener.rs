@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{FaultPolicy, OpaqueAny, Rbac, RouteConfiguration, ServerListener};
+use super::{FaultPolicy, JwtAuthentication, OpaqueAny, Rbac, RouteConfiguration, ServerListener};
 
 /// A client-side (API) listener, named after the target it serves (`host:port`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +57,9 @@ pub enum HttpFilterConfig {
     /// `envoy.extensions.filters.http.rbac.v3.RBAC` (gRFC A41): `None` when it has no `rules`
     /// and so enforces nothing. Evaluated by [`crate::authz`].
     Rbac(Option<Arc<Rbac>>),
+    /// `envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication` (server listeners only):
+    /// JWT request authentication, run before the RBAC filters by [`crate::authz`].
+    JwtAuthn(Arc<JwtAuthentication>),
     /// An optional filter (`is_optional: true`) of a type the mesh does not implement: skipped on
     /// the request path, kept here so nothing is lost.
     Skipped(OpaqueAny),

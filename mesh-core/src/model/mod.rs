@@ -15,6 +15,7 @@ mod endpoint;
 mod error;
 mod fault;
 mod hash_policy;
+mod jwt;
 mod listener;
 mod matcher;
 mod outlier;
@@ -30,6 +31,7 @@ pub use fault::{
     FaultOverride, FaultOverrides, FaultPercent, FaultPolicy,
 };
 pub use hash_policy::{HashPolicy, HashSource, RegexRewrite};
+pub use jwt::{JwtAuthentication, JwtHeader, JwtProvider, JwtRequirement, JwtRule};
 pub use listener::{HttpFilter, HttpFilterConfig, Listener, RouteSource};
 pub use matcher::{HeaderMatch, HeaderMatcher, QueryParamMatcher, Regex, StringMatcher};
 pub use outlier::{

@@ -13,6 +13,13 @@
 //!   (JWT): Istio's `istio_authn` request principal and claims. Without it metadata matchers never
 //!   match (A41).
 //!
+//! When the listener has a `jwt_authn` filter ([`AuthzChain::jwt`], Istio RequestAuthentication)
+//! it runs first: a refused token is answered 401 / gRPC UNAUTHENTICATED (see [`jwt`]); a verified
+//! one puts its [`DynamicMetadata`] (request principal `iss/sub`, claims) into the request's
+//! extensions, replacing any there, so the RBAC filters match `requestPrincipals` and
+//! `request.auth.claims[…]`; an absent token passes unless a requirement or policy needs one.
+//! Token times are read from the layer's [`JwtClock`] (the system clock unless replaced).
+//!
 //! A denied request never reaches the handler:
 //! - HTTP: `403 Forbidden`, a text body saying why, and
 //!   `x-mesh-error: kind=permission_denied; filter=…; policy=…` (`policy` only when a DENY policy
@@ -25,6 +32,7 @@
 //! connection at once, with no restart and no lock on the request path.
 
 mod future;
+pub mod jwt;
 mod layer;
 
 use std::{
@@ -41,6 +49,7 @@ use mesh_core::authz::{AuthzChain, AuthzRequest, Decision, Denial, DynamicMetada
 use tower::Service;
 
 pub use future::ResponseFuture;
+pub use jwt::{unauthenticated_response, JwtClock};
 pub use layer::AuthzLayer;
 
 use crate::tls::PeerIdentity;
@@ -127,12 +136,23 @@ impl AuthzHandle {
 pub struct Authz<S> {
     inner: S,
     handle: AuthzHandle,
+    clock: JwtClock,
 }
 
 impl<S> Authz<S> {
-    /// Wraps `inner` with the policy behind `handle`.
+    /// Wraps `inner` with the policy behind `handle` (JWT times from the system clock).
     pub fn new(inner: S, handle: AuthzHandle) -> Self {
-        Authz { inner, handle }
+        Authz {
+            inner,
+            handle,
+            clock: JwtClock::system(),
+        }
+    }
+
+    /// The same service reading JWT times from `clock`.
+    pub fn with_clock(mut self, clock: JwtClock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -237,8 +257,28 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let chain = self.handle.chain.load();
+        if let Some(jwt) = chain.jwt() {
+            let (mut parts, body) = req.into_parts();
+            let now = self.clock.now();
+            match jwt.authenticate(&parts.method, &parts.uri, &mut parts.headers, now) {
+                Ok(Some(md)) => {
+                    parts.extensions.insert(DynamicMetadata(md));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let req = Request::from_parts(parts, body);
+                    tracing::debug!(path = %req.uri().path(), "{e}");
+                    return ResponseFuture::denied(unauthenticated_response(
+                        &req,
+                        jwt.filter(),
+                        &e,
+                    ));
+                }
+            }
+            req = Request::from_parts(parts, body);
+        }
         match decide(&chain, &req) {
             Decision::Allow => ResponseFuture::inner(self.inner.call(req)),
             Decision::Deny(d) => {

@@ -114,3 +114,124 @@ async fn policy_swaps_at_run_time() {
 fn encode_keeps_header_values_parseable() {
     assert_eq!(encode("a b;c=d%é"), "a b%3Bc%3Dd%25%C3%A9");
 }
+
+/// A chain whose JWT filter requires provider `origins-0` on `/private` and allows a missing
+/// token elsewhere (the key is never reached: these tokens fail before the signature).
+fn jwt_chain() -> AuthzChain {
+    use mesh_core::jwt::{Jwks, JwtAuthn};
+    use mesh_core::model::{JwtAuthentication, JwtProvider, JwtRequirement, JwtRule, PathMatch};
+    let c = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+    let jwks = format!(r#"{{"keys":[{{"kty":"EC","crv":"P-256","x":"{c}","y":"{c}"}}]}}"#);
+    let provider = JwtProvider {
+        name: "origins-0".into(),
+        issuer: "https://issuer".into(),
+        audiences: Arc::from([]),
+        require_expiration: false,
+        jwks: Arc::new(Jwks::parse(&jwks).unwrap()),
+        from_headers: Arc::from([]),
+        from_params: Arc::from([]),
+        forward: false,
+        forward_payload_header: None,
+        payload_in_metadata: None,
+        clock_skew_seconds: 60,
+    };
+    let one = JwtRequirement::Provider {
+        provider: 0,
+        audiences: None,
+    };
+    let config = JwtAuthentication {
+        providers: vec![provider].into(),
+        rules: vec![
+            JwtRule {
+                path: PathMatch::Prefix("/private".into()),
+                requires: Some(one.clone()),
+            },
+            JwtRule {
+                path: PathMatch::Prefix("/".into()),
+                requires: Some(JwtRequirement::Any(
+                    vec![one, JwtRequirement::AllowMissing].into(),
+                )),
+            },
+        ]
+        .into(),
+        bypass_cors_preflight: false,
+    };
+    AuthzChain::default().with_jwt(JwtAuthn::new(
+        "envoy.filters.http.jwt_authn",
+        Arc::new(config),
+    ))
+}
+
+async fn call_with(
+    layer: &AuthzLayer,
+    path: &str,
+    token: Option<&str>,
+    grpc: bool,
+) -> Response<Either<Full<Bytes>, Full<Bytes>>> {
+    let mut req = Request::post(format!("http://svc.demo{path}"));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if grpc {
+        req = req.header("content-type", "application/grpc");
+    }
+    layer
+        .layer(ok_service())
+        .oneshot(req.body(Empty::new()).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn jwt_refusals_are_401_or_unauthenticated_naming_provider_and_reason() {
+    let layer = AuthzLayer::new(jwt_chain());
+    // Absent token where it may be missing: served.
+    assert_eq!(
+        call_with(&layer, "/x", None, false).await.status(),
+        StatusCode::OK
+    );
+    // Absent where required: 401 without `error=` (RFC 6750 §3.1).
+    let resp = call_with(&layer, "/private/x", None, false).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer realm=\"http://svc.demo/private/x\""
+    );
+    assert_eq!(
+        resp.headers()[HEADER],
+        "kind=unauthenticated; filter=envoy.filters.http.jwt_authn; provider=origins-0; \
+         reason=missing"
+    );
+    // A garbage token is refused even where a missing one passes.
+    let resp = call_with(&layer, "/x", Some("not-a-jwt"), false).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer realm=\"http://svc.demo/x\", error=\"invalid_token\""
+    );
+    assert!(resp.headers()[HEADER]
+        .to_str()
+        .unwrap()
+        .ends_with("reason=malformed"));
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("jwt malformed"));
+    // gRPC: trailers-only UNAUTHENTICATED.
+    let resp = call_with(&layer, "/pkg.Svc/M", Some("not-a-jwt"), true).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["grpc-status"], "16");
+    let msg = resp.headers()["grpc-message"].to_str().unwrap().to_owned();
+    assert!(msg.contains("origins-0"), "{msg}");
+}
+
+#[test]
+fn manual_clock_moves_only_when_told() {
+    let c = JwtClock::manual(100);
+    let shared = c.clone();
+    shared.advance(5);
+    assert_eq!(c.now(), 105);
+    c.set(7);
+    assert_eq!(shared.now(), 7);
+    let sys = JwtClock::system();
+    sys.set(7);
+    assert!(sys.now() > 1_600_000_000);
+}

@@ -22,7 +22,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::google::protobuf::Any;
 
-use super::{decode_any, fault, identify, is_ads_or_self, opaque, rbac, route, Ctx, Path};
+use super::{decode_any, fault, identify, is_ads_or_self, jwt, opaque, rbac, route, Ctx, Path};
 use crate::model::{HttpFilter, HttpFilterConfig, Listener, ModelError, ResourceType, RouteSource};
 
 /// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
@@ -92,6 +92,15 @@ fn http_connection_manager(
             "the rbac filter runs on server listeners only (gRFC A41)",
         ));
     }
+    if let Some(i) = http_filters
+        .iter()
+        .position(|f| matches!(f.config, HttpFilterConfig::JwtAuthn(_)))
+    {
+        return Err(cx.unsupported(
+            &path.index("http_filters", i),
+            "the jwt_authn filter runs on server listeners only",
+        ));
+    }
     let route_source = match hcm.route_specifier {
         Some(RouteSpecifier::Rds(rds)) => {
             let p = path.field("rds");
@@ -155,6 +164,24 @@ pub(super) fn http_filters(
         {
             return Err(cx.unsupported(&p, "more than one fault filter is not supported"));
         }
+        if matches!(config, HttpFilterConfig::JwtAuthn(_)) {
+            // The inbound layer runs JWT authentication once, before every RBAC filter.
+            if out
+                .iter()
+                .any(|f| matches!(f.config, HttpFilterConfig::JwtAuthn(_)))
+            {
+                return Err(cx.unsupported(&p, "more than one jwt_authn filter is not supported"));
+            }
+            if out
+                .iter()
+                .any(|f| matches!(f.config, HttpFilterConfig::Rbac(_)))
+            {
+                return Err(cx.unsupported(
+                    &p,
+                    "a jwt_authn filter after an rbac filter is not supported",
+                ));
+            }
+        }
         let is_router = config == HttpFilterConfig::Router;
         if is_router && i != last {
             return Err(cx.invalid(&p, "the router must be the last filter"));
@@ -195,6 +222,9 @@ fn filter_config(
         rbac::RBAC if ext.typed_struct.is_none() => HttpFilterConfig::Rbac(
             rbac::rbac_filter(cx, &tp, decode_any(cx, &tp, any)?)?.map(Into::into),
         ),
+        jwt::JWT_AUTHN if ext.typed_struct.is_none() => HttpFilterConfig::JwtAuthn(Arc::new(
+            jwt::jwt_authentication(cx, &tp, decode_any(cx, &tp, any)?)?,
+        )),
         _ if f.is_optional => HttpFilterConfig::Skipped(opaque(any)),
         other => {
             return Err(cx.unsupported(

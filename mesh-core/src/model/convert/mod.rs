@@ -26,6 +26,7 @@ mod cluster;
 mod endpoint;
 mod fault;
 mod hash_policy;
+mod jwt;
 mod listener;
 mod matcher;
 mod outlier;

@@ -1,0 +1,175 @@
+//! `RequestAuthentication` (`security.istio.io/v1`, `v1beta1`; istio/api
+//! `security/v1/request_authentication.proto`), parsed and validated field by field.
+//!
+//! Supported: `selector.matchLabels` (absent ⇒ every workload of the namespace; in the root
+//! namespace every workload of the mesh) and `jwtRules[]` with `issuer` (required), `audiences`,
+//! `jwks` (inline JSON, checked to be a JWKS here; its keys are validated by mesh-core when the
+//! listener is converted), `jwksUri`, `fromHeaders[]` (`name`, `prefix`), `fromParams`,
+//! `outputPayloadToHeader` and `forwardOriginalToken`.
+//!
+//! `jwksUri` is never fetched (no network): a `file://` URI is read at load time and inlined, as
+//! istiod inlines what it fetches; any other URI is a warning and the rule gets an empty key set,
+//! so its tokens are refused — istiod likewise serves a JWKS that verifies nothing when it cannot
+//! fetch one. Refused, naming the field: `targetRef(s)`, `fromCookies`, `outputClaimToHeaders`,
+//! and any other field of a rule (ignoring one would accept tokens Istio refuses). `timeout` (of
+//! a fetch we never make) is ignored with a warning.
+
+use serde_yaml_ng::Value;
+
+use super::model::{Labels, Meta};
+use super::yaml::{Ctx, Fields};
+use super::ConfigError;
+
+/// The JWKS a rule gets when its keys cannot be had: every token fails verification.
+pub const EMPTY_JWKS: &str = r#"{"keys":[]}"#;
+
+/// A `RequestAuthentication`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestAuthentication {
+    /// Identity and origin.
+    pub meta: Meta,
+    /// `selector.matchLabels`; `None` selects every workload in scope.
+    pub selector: Option<Labels>,
+    /// `jwtRules`, in order.
+    pub jwt_rules: Vec<JwtRule>,
+}
+
+/// One `jwtRules[]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JwtRule {
+    /// `issuer`.
+    pub issuer: String,
+    /// `audiences`; empty accepts any.
+    pub audiences: Vec<String>,
+    /// The JWKS JSON: `jwks`, or what a `file://` `jwksUri` held, or [`EMPTY_JWKS`].
+    pub jwks: String,
+    /// `fromHeaders`: `(name, prefix)`.
+    pub from_headers: Vec<(String, String)>,
+    /// `fromParams`.
+    pub from_params: Vec<String>,
+    /// `outputPayloadToHeader`.
+    pub output_payload_to_header: Option<String>,
+    /// `forwardOriginalToken`.
+    pub forward_original_token: bool,
+}
+
+/// Parses the `spec` of a RequestAuthentication.
+pub(crate) fn parse(
+    ctx: &mut Ctx<'_>,
+    meta: Meta,
+    mut spec: Fields<'_>,
+) -> Result<RequestAuthentication, ConfigError> {
+    for key in ["targetRef", "targetRefs"] {
+        if spec.has(key) {
+            return Err(ctx.invalid(
+                &spec.field(key),
+                "targetRef(s) not supported; select workloads with `selector.matchLabels`",
+            ));
+        }
+    }
+    let selector = match spec.take("selector") {
+        Some(v) => {
+            let mut f = Fields::of(ctx, v, "spec.selector")?;
+            let labels = f.string_map(ctx, "matchLabels")?;
+            f.finish_strict(ctx)?;
+            Some(labels)
+        }
+        None => None,
+    };
+    let mut jwt_rules = Vec::new();
+    for (path, v) in spec.list(ctx, "jwtRules")? {
+        jwt_rules.push(rule(ctx, &path, v)?);
+    }
+    spec.finish_strict(ctx)?;
+    Ok(RequestAuthentication {
+        meta,
+        selector,
+        jwt_rules,
+    })
+}
+
+fn check_jwks(ctx: &Ctx<'_>, path: &str, text: &str) -> Result<(), ConfigError> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ctx.invalid(path, format!("not json: {e}")))?;
+    if !v.get("keys").is_some_and(serde_json::Value::is_array) {
+        return Err(ctx.invalid(path, "not a jwks: no `keys` array"));
+    }
+    Ok(())
+}
+
+fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<JwtRule, ConfigError> {
+    let mut f = Fields::of(ctx, v, path)?;
+    for key in ["fromCookies", "outputClaimToHeaders"] {
+        if f.has(key) {
+            return Err(ctx.invalid(&f.field(key), "not supported"));
+        }
+    }
+    let mut out = JwtRule {
+        issuer: f.required_string(ctx, "issuer")?,
+        audiences: f.strings(ctx, "audiences")?,
+        from_params: f.strings(ctx, "fromParams")?,
+        output_payload_to_header: f.string(ctx, "outputPayloadToHeader")?,
+        forward_original_token: f.bool(ctx, "forwardOriginalToken")?.unwrap_or(false),
+        ..Default::default()
+    };
+    if let Some(h) = &out.output_payload_to_header {
+        if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            return Err(ctx.invalid(
+                &f.field("outputPayloadToHeader"),
+                format!("`{h}` is not a header name"),
+            ));
+        }
+    }
+    for (p, hv) in f.list(ctx, "fromHeaders")? {
+        let mut h = Fields::of(ctx, hv, &p)?;
+        let name = h.required_string(ctx, "name")?;
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(ctx.invalid(&h.field("name"), format!("`{name}` is not a header name")));
+        }
+        let prefix = h.string(ctx, "prefix")?.unwrap_or_default();
+        h.finish_strict(ctx)?;
+        out.from_headers.push((name, prefix));
+    }
+    let jwks = f.string(ctx, "jwks")?;
+    let uri = f.string(ctx, "jwksUri")?;
+    if f.take("timeout").is_some() {
+        ctx.warn(
+            &f.field("timeout"),
+            "jwks are never fetched over the network; ignored",
+        );
+    }
+    out.jwks = match (jwks, uri) {
+        (Some(j), _) => {
+            check_jwks(ctx, &f.field("jwks"), &j)?;
+            j
+        }
+        (None, Some(u)) => match u.strip_prefix("file://") {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    ctx.invalid(&f.field("jwksUri"), format!("cannot read `{file}`: {e}"))
+                })?;
+                check_jwks(ctx, &f.field("jwksUri"), &text)?;
+                text
+            }
+            None => {
+                ctx.warn(
+                    &f.field("jwksUri"),
+                    format!(
+                        "`{u}` is not fetched (only file:// URIs are read); \
+                         every token of this rule will be refused"
+                    ),
+                );
+                EMPTY_JWKS.to_string()
+            }
+        },
+        (None, None) => {
+            ctx.warn(
+                path,
+                "neither `jwks` nor `jwksUri`: every token of this rule will be refused",
+            );
+            EMPTY_JWKS.to_string()
+        }
+    };
+    f.finish_strict(ctx)?;
+    Ok(out)
+}
