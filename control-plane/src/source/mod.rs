@@ -2,7 +2,8 @@
 //!
 //! Supported kinds (`networking.istio.io/{v1,v1beta1,v1alpha3}`): VirtualService,
 //! DestinationRule, ServiceEntry, WorkloadEntry — the fields listed on [`model`]'s types — and
-//! `AuthorizationPolicy` (`security.istio.io/{v1,v1beta1}`, see [`model::AuthorizationPolicy`]).
+//! `AuthorizationPolicy` (`security.istio.io/{v1,v1beta1}`, see [`model::AuthorizationPolicy`])
+//! and `PeerAuthentication` (same versions, see [`model::PeerAuthentication`]).
 //!
 //! Error policy:
 //! - A field this control plane does not implement (e.g. VirtualService `mirror`, `corsPolicy`,
@@ -15,7 +16,7 @@
 //!   shows the error on `/debug/config`. Rejecting the whole reload (rather than dropping the bad
 //!   resource) keeps what is served equal to a configuration someone actually wrote.
 //!
-//! Documents of other kinds (Kubernetes Services, PeerAuthentication, …) are skipped with a
+//! Documents of other kinds (Kubernetes Services, …) are skipped with a
 //! warning.
 
 mod authz;
@@ -25,6 +26,7 @@ mod load_balancer;
 pub mod model;
 mod outlier;
 mod parse;
+mod peer_authn;
 mod retry;
 mod validate;
 pub mod watch;

@@ -16,6 +16,7 @@ pub use super::authz::{
 pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use super::load_balancer::{ConsistentHash, HashAlgorithm, HashKey, LoadBalancer};
 pub use super::outlier::{OutlierPolicy, Resilience};
+pub use super::peer_authn::{effective_mode, MtlsMode, PeerAuthentication};
 pub use super::retry::Retries;
 
 /// Labels as Kubernetes-style `key: value` pairs, ordered for deterministic output.
@@ -34,6 +35,8 @@ pub struct MeshConfig {
     pub workload_entries: Vec<WorkloadEntry>,
     /// `security.istio.io` AuthorizationPolicies (ALLOW and DENY; AUDIT is skipped).
     pub authorization_policies: Vec<AuthorizationPolicy>,
+    /// `security.istio.io` PeerAuthentications.
+    pub peer_authentications: Vec<PeerAuthentication>,
 }
 
 impl MeshConfig {
@@ -45,6 +48,7 @@ impl MeshConfig {
         self.workload_entries.extend(other.workload_entries);
         self.authorization_policies
             .extend(other.authorization_policies);
+        self.peer_authentications.extend(other.peer_authentications);
     }
 
     /// Number of resources of all kinds.
@@ -54,6 +58,7 @@ impl MeshConfig {
             + self.service_entries.len()
             + self.workload_entries.len()
             + self.authorization_policies.len()
+            + self.peer_authentications.len()
     }
 
     /// True when the configuration holds no resource at all.
@@ -75,6 +80,8 @@ pub enum Kind {
     WorkloadEntry,
     /// `AuthorizationPolicy` (`security.istio.io`).
     AuthorizationPolicy,
+    /// `PeerAuthentication` (`security.istio.io`).
+    PeerAuthentication,
 }
 
 impl Kind {
@@ -86,6 +93,7 @@ impl Kind {
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::PeerAuthentication => "PeerAuthentication",
         }
     }
 }

@@ -57,6 +57,7 @@ fn parse_resource(
         "ServiceEntry" => Kind::ServiceEntry,
         "WorkloadEntry" => Kind::WorkloadEntry,
         "AuthorizationPolicy" => Kind::AuthorizationPolicy,
+        "PeerAuthentication" => Kind::PeerAuthentication,
         _ => {
             ctx.warn(
                 "kind",
@@ -66,7 +67,7 @@ fn parse_resource(
         }
     };
     let versions = match kind {
-        Kind::AuthorizationPolicy => SECURITY_API_VERSIONS,
+        Kind::AuthorizationPolicy | Kind::PeerAuthentication => SECURITY_API_VERSIONS,
         _ => API_VERSIONS,
     };
     if !versions.contains(&api_version.as_str()) {
@@ -130,6 +131,9 @@ fn parse_resource(
                 config.authorization_policies.push(p);
             }
         }
+        Kind::PeerAuthentication => config
+            .peer_authentications
+            .push(super::peer_authn::parse(ctx, meta, spec)?),
     }
     Ok(())
 }

@@ -41,6 +41,7 @@ pub mod fault;
 mod listener;
 mod load_balancer;
 mod outlier;
+pub mod peer_authn;
 pub mod retry;
 mod route;
 
