@@ -307,7 +307,7 @@ async fn follow_listener(
                 (Some(l), _) => match &l.route_source {
                     RouteSource::Server(s) if address_matches(s.address, local) => {
                         if !last.as_ref().is_some_and(|old| Arc::ptr_eq(old, &l)) {
-                            authz.store(AuthzChain::from_http_filters(&s.http_filters));
+                            authz.store(AuthzChain::for_server_listener(s));
                             last = Some(l.clone());
                         }
                         ServingState::Serving

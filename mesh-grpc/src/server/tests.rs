@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 
-use mesh_core::model::{ModelError, ServerListener};
+use mesh_core::model::{ModelError, ServerFilterChain, ServerListener};
 use tokio::io::AsyncReadExt;
 
 use super::*;
@@ -18,7 +18,13 @@ fn server_listener(name: &str, address: SocketAddr) -> Listener {
         route_source: RouteSource::Server(Arc::new(ServerListener {
             name: name.into(),
             address,
-            http_filters: Arc::from([]),
+            filter_chains: Arc::from([ServerFilterChain {
+                name: "inbound-plaintext".into(),
+                matcher: Default::default(),
+                tls: None,
+                http_filters: Arc::from([]),
+            }]),
+            default_filter_chain: None,
         })),
         http_filters: Arc::from([]),
     }
