@@ -75,7 +75,7 @@ fn inbound_chain(yaml: &str, addr: SocketAddr) -> Result<AuthzChain> {
         "listener address {}",
         listener.address
     );
-    Ok(AuthzChain::from_http_filters(&listener.http_filters))
+    Ok(AuthzChain::for_server_listener(&listener))
 }
 
 struct Server {

@@ -2,8 +2,9 @@
 //!
 //! Supported kinds (`networking.istio.io/{v1,v1beta1,v1alpha3}`): VirtualService,
 //! DestinationRule, ServiceEntry, WorkloadEntry — the fields listed on [`model`]'s types — and
-//! `AuthorizationPolicy` and `RequestAuthentication` (`security.istio.io/{v1,v1beta1}`, see
-//! [`model::AuthorizationPolicy`], [`model::RequestAuthentication`]).
+//! `AuthorizationPolicy`, `RequestAuthentication` and `PeerAuthentication`
+//! (`security.istio.io/{v1,v1beta1}`, see [`model::AuthorizationPolicy`],
+//! [`model::RequestAuthentication`], [`model::PeerAuthentication`]).
 //!
 //! Error policy:
 //! - A field this control plane does not implement (e.g. VirtualService `mirror`, `corsPolicy`,
@@ -16,7 +17,7 @@
 //!   shows the error on `/debug/config`. Rejecting the whole reload (rather than dropping the bad
 //!   resource) keeps what is served equal to a configuration someone actually wrote.
 //!
-//! Documents of other kinds (Kubernetes Services, PeerAuthentication, …) are skipped with a
+//! Documents of other kinds (Kubernetes Services, …) are skipped with a
 //! warning.
 
 mod authz;
@@ -26,6 +27,7 @@ mod load_balancer;
 pub mod model;
 mod outlier;
 mod parse;
+mod peer_authn;
 mod request_authn;
 mod retry;
 mod validate;

@@ -16,6 +16,7 @@ pub use super::authz::{
 pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use super::load_balancer::{ConsistentHash, HashAlgorithm, HashKey, LoadBalancer};
 pub use super::outlier::{OutlierPolicy, Resilience};
+pub use super::peer_authn::{effective_mode, MtlsMode, PeerAuthentication};
 pub use super::request_authn::{JwtRule, RequestAuthentication, EMPTY_JWKS};
 pub use super::retry::Retries;
 
@@ -37,6 +38,8 @@ pub struct MeshConfig {
     pub authorization_policies: Vec<AuthorizationPolicy>,
     /// `security.istio.io` RequestAuthentications.
     pub request_authentications: Vec<RequestAuthentication>,
+    /// `security.istio.io` PeerAuthentications.
+    pub peer_authentications: Vec<PeerAuthentication>,
 }
 
 impl MeshConfig {
@@ -50,6 +53,7 @@ impl MeshConfig {
             .extend(other.authorization_policies);
         self.request_authentications
             .extend(other.request_authentications);
+        self.peer_authentications.extend(other.peer_authentications);
     }
 
     /// Number of resources of all kinds.
@@ -60,6 +64,7 @@ impl MeshConfig {
             + self.workload_entries.len()
             + self.authorization_policies.len()
             + self.request_authentications.len()
+            + self.peer_authentications.len()
     }
 
     /// True when the configuration holds no resource at all.
@@ -83,6 +88,8 @@ pub enum Kind {
     AuthorizationPolicy,
     /// `RequestAuthentication` (`security.istio.io`).
     RequestAuthentication,
+    /// `PeerAuthentication` (`security.istio.io`).
+    PeerAuthentication,
 }
 
 impl Kind {
@@ -95,6 +102,7 @@ impl Kind {
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
+            Kind::PeerAuthentication => "PeerAuthentication",
         }
     }
 }

@@ -58,6 +58,7 @@ fn parse_resource(
         "WorkloadEntry" => Kind::WorkloadEntry,
         "AuthorizationPolicy" => Kind::AuthorizationPolicy,
         "RequestAuthentication" => Kind::RequestAuthentication,
+        "PeerAuthentication" => Kind::PeerAuthentication,
         _ => {
             ctx.warn(
                 "kind",
@@ -67,7 +68,9 @@ fn parse_resource(
         }
     };
     let versions = match kind {
-        Kind::AuthorizationPolicy | Kind::RequestAuthentication => SECURITY_API_VERSIONS,
+        Kind::AuthorizationPolicy | Kind::RequestAuthentication | Kind::PeerAuthentication => {
+            SECURITY_API_VERSIONS
+        }
         _ => API_VERSIONS,
     };
     if !versions.contains(&api_version.as_str()) {
@@ -134,6 +137,9 @@ fn parse_resource(
         Kind::RequestAuthentication => config
             .request_authentications
             .push(super::request_authn::parse(ctx, meta, spec)?),
+        Kind::PeerAuthentication => config
+            .peer_authentications
+            .push(super::peer_authn::parse(ctx, meta, spec)?),
     }
     Ok(())
 }

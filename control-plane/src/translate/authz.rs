@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use envoy_types::pb::envoy::config::core::v3::{
     address, socket_address::PortSpecifier, Address, CidrRange, SocketAddress,
 };
-use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, Listener};
 use envoy_types::pb::envoy::config::rbac::v3::{
     permission::{self, Rule},
     principal::{self, Authenticated, Identifier},
@@ -62,8 +62,8 @@ use super::listener::ROUTER_FILTER;
 use super::to_any;
 use crate::registry::{labels_match, Registry};
 use crate::source::model::{
-    AuthorizationPolicy, AuthzAction, AuthzRule, ConditionKey, Labels, MeshConfig, Operation,
-    Source, Values, ROOT_NAMESPACE,
+    effective_mode, AuthorizationPolicy, AuthzAction, AuthzRule, ConditionKey, Labels, MeshConfig,
+    Operation, Source, Values, ROOT_NAMESPACE,
 };
 
 /// Name of the DENY RBAC filter (as istiod's grpcgen names it).
@@ -198,15 +198,28 @@ pub(crate) fn server_listeners(
         } else {
             format!("{ip}:{port}")
         };
-        let listener = server_listener(format!("{INBOUND_PREFIX}{hostport}"), &ip, port, filters);
+        let mode = effective_mode(&config.peer_authentications, &w.namespace, &w.labels, port);
+        let listener = super::peer_authn::inbound_listener(
+            format!("{INBOUND_PREFIX}{hostport}"),
+            &ip,
+            port,
+            filters,
+            mode,
+        );
         out.push((listener, format!("{GRPC_SERVER_PREFIX}{hostport}")));
     }
     out
 }
 
-/// An A36 server listener: the address, one filter chain holding the HCM with an inline route
-/// configuration whose single route uses `non_forwarding_action`.
+/// An A36 server listener: the address, one plaintext filter chain holding the HCM with an
+/// inline route configuration whose single route uses `non_forwarding_action`.
 pub fn server_listener(name: String, ip: &str, port: u32, filters: Vec<HttpFilter>) -> Listener {
+    super::peer_authn::inbound_listener(name, ip, port, filters, None)
+}
+
+/// The inbound HttpConnectionManager network filter of listener `name`: an inline route
+/// configuration whose single route uses `non_forwarding_action`, then `filters`.
+pub(crate) fn inbound_hcm(name: &str, filters: Vec<HttpFilter>) -> Filter {
     let route_config = RouteConfiguration {
         name: format!("{name}-routes"),
         virtual_hosts: vec![VirtualHost {
@@ -225,28 +238,25 @@ pub fn server_listener(name: String, ip: &str, port: u32, filters: Vec<HttpFilte
         ..Default::default()
     };
     let hcm = HttpConnectionManager {
-        stat_prefix: name.clone(),
+        stat_prefix: name.to_owned(),
         route_specifier: Some(RouteSpecifier::RouteConfig(route_config)),
         http_filters: filters,
         ..Default::default()
     };
-    Listener {
-        name,
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: ip.to_string(),
-                port_specifier: Some(PortSpecifier::PortValue(port)),
-                ..Default::default()
-            })),
-        }),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(to_any(&hcm))),
-            }],
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(to_any(&hcm))),
+    }
+}
+
+/// The listener address.
+pub(crate) fn socket_address(ip: &str, port: u32) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(port)),
             ..Default::default()
-        }],
-        ..Default::default()
+        })),
     }
 }
 

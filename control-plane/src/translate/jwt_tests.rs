@@ -74,7 +74,8 @@ spec:
 name: xds.istio.io/grpc/lds/inbound/10.0.0.1:8080
 address: {{socket_address: {{address: 10.0.0.1, port_value: 8080}}}}
 filter_chains:
-- filters:
+- name: inbound-plaintext
+  filters:
   - name: envoy.filters.network.http_connection_manager
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -131,11 +132,11 @@ filter_chains:
     // The other workload is not selected: no jwt filter, router alone.
     let other = inbound(&cfg, "10.0.0.2");
     let mesh = mesh_core::model::ServerListener::try_from(other).unwrap();
-    assert_eq!(mesh.http_filters.len(), 1);
+    assert_eq!(mesh.uniform_http_filters().unwrap().len(), 1);
     // And mesh-core accepts what was emitted.
     let l = mesh_core::model::ServerListener::try_from(inbound(&cfg, "10.0.0.1")).unwrap();
     assert!(
-        mesh_core::authz::AuthzChain::from_http_filters(&l.http_filters)
+        mesh_core::authz::AuthzChain::from_http_filters(l.uniform_http_filters().unwrap())
             .jwt()
             .is_some()
     );
@@ -160,8 +161,10 @@ spec:
     ))
     .unwrap();
     let l = mesh_core::model::ServerListener::try_from(inbound(&cfg, "10.0.0.2")).unwrap();
-    let mesh_core::model::HttpFilterConfig::JwtAuthn(j) = &l.http_filters[0].config else {
-        panic!("first filter: {:?}", l.http_filters[0]);
+    let mesh_core::model::HttpFilterConfig::JwtAuthn(j) =
+        &l.uniform_http_filters().unwrap()[0].config
+    else {
+        panic!("first filter: {:?}", l.uniform_http_filters().unwrap()[0]);
     };
     let issuers: Vec<&str> = j.providers.iter().map(|p| &*p.issuer).collect();
     assert_eq!(issuers, ["a", "b"]);

@@ -42,6 +42,7 @@ pub mod jwt;
 mod listener;
 mod load_balancer;
 mod outlier;
+pub mod peer_authn;
 pub mod retry;
 mod route;
 

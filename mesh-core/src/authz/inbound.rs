@@ -52,7 +52,7 @@ pub fn from_file(path: impl AsRef<Path>, name: &str) -> Result<AuthzChain, Inbou
     })?;
     let format = Format::from_path(path).unwrap_or(Format::Yaml);
     let listener = server_listener(&text, format, name)?;
-    Ok(AuthzChain::from_http_filters(&listener.http_filters))
+    Ok(AuthzChain::for_server_listener(&listener))
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ use crate::snapshot::RequestView;
 pub mod inbound;
 mod watch;
 
-pub use watch::{InboundPolicy, InboundWaitError, NOT_SERVING};
+pub use watch::{InboundPolicy, InboundWaitError, CHAINS_DIFFER, NOT_SERVING};
 #[cfg(test)]
 mod tests;
 

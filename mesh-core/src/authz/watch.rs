@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use super::{AuthzChain, CompiledRbac};
 use crate::cache::ResourceStatus;
 use crate::mesh::Mesh;
-use crate::model::{Listener, Rbac, RbacAction, ResourceType, RouteSource};
+use crate::model::{
+    InboundTlsMode, Listener, Rbac, RbacAction, ResourceType, RouteSource, ServerListener,
+};
 
 /// The filter name in denials before the listener arrived.
 pub const NOT_SERVING: &str = "xds-server-not-serving";
@@ -39,6 +41,7 @@ pub enum InboundWaitError {
 pub struct InboundPolicy {
     name: Arc<str>,
     rx: watch::Receiver<Arc<AuthzChain>>,
+    tls: watch::Receiver<Option<InboundTlsMode>>,
     /// `(a policy was received, the resource's status)`.
     state: watch::Receiver<Option<(bool, ResourceStatus)>>,
     task: tokio::task::JoinHandle<()>,
@@ -63,6 +66,28 @@ impl AuthzChain {
     }
 }
 
+impl AuthzChain {
+    /// The policy of a server listener for a server that does not select filter chains per
+    /// connection: the HTTP filters every chain carries (istiod emits the same in each); when
+    /// chains differ it denies everything, naming [`CHAINS_DIFFER`], rather than guess.
+    pub fn for_server_listener(listener: &ServerListener) -> Self {
+        match listener.uniform_http_filters() {
+            Some(filters) => AuthzChain::from_http_filters(filters),
+            None => {
+                tracing::warn!(
+                    listener = %listener.name,
+                    "inbound listener chains carry different http filters; denying all"
+                );
+                AuthzChain::deny_all(CHAINS_DIFFER)
+            }
+        }
+    }
+}
+
+/// The filter name in denials when a listener's chains carry different filters and the server
+/// cannot select one per connection.
+pub const CHAINS_DIFFER: &str = "inbound-filter-chains-differ";
+
 impl InboundPolicy {
     /// Subscribes to the server listener `name` through `mesh` and follows it. Must be called
     /// within a Tokio runtime.
@@ -70,6 +95,7 @@ impl InboundPolicy {
         let name: Arc<str> = name.into();
         let (tx, rx) = watch::channel(Arc::new(AuthzChain::deny_all(NOT_SERVING)));
         let (state_tx, state) = watch::channel(None);
+        let (tls_tx, tls) = watch::channel(None);
         let handle = mesh.subscribe(ResourceType::Listener, &name);
         let cache = mesh.cache().clone();
         let task_name = name.clone();
@@ -86,9 +112,8 @@ impl InboundPolicy {
                     {
                         match &l.route_source {
                             RouteSource::Server(s) => {
-                                tx.send_replace(Arc::new(AuthzChain::from_http_filters(
-                                    &s.http_filters,
-                                )));
+                                tx.send_replace(Arc::new(AuthzChain::for_server_listener(s)));
+                                tls_tx.send_replace(Some(s.tls_mode()));
                             }
                             _ => tracing::warn!(
                                 listener = %task_name,
@@ -108,6 +133,7 @@ impl InboundPolicy {
         InboundPolicy {
             name,
             rx,
+            tls,
             state,
             task,
         }
@@ -126,6 +152,14 @@ impl InboundPolicy {
     /// A receiver of every new policy (e.g. for mesh-tower's `AuthzHandle::follow`).
     pub fn receiver(&self) -> watch::Receiver<Arc<AuthzChain>> {
         self.rx.clone()
+    }
+
+    /// The listener's peer-authentication mode (what its filter chains add up to, Istio
+    /// PeerAuthentication as translated by the control plane) and its changes; `None` until the
+    /// listener arrives. Feed it to `mesh_tower::tls::MeshTlsAcceptor::follow_mode` so a hyper
+    /// or axum server accepts TLS and plaintext as the control plane says.
+    pub fn tls_mode(&self) -> watch::Receiver<Option<InboundTlsMode>> {
+        self.tls.clone()
     }
 
     /// Waits until the listener has been accepted once (A36: serve only then), at most

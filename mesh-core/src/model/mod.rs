@@ -22,6 +22,7 @@ mod outlier;
 mod policy;
 mod rbac;
 mod route;
+mod server;
 
 pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy};
 pub use endpoint::{ClusterLoadAssignment, Endpoint, HealthStatus, Locality, LocalityEndpoints};
@@ -42,11 +43,14 @@ pub use policy::{
     DEFAULT_BACKOFF_BASE, DEFAULT_ROUTE_TIMEOUT,
 };
 pub use rbac::{
-    CidrRange, MetadataMatcher, Permission, Principal, Rbac, RbacAction, RbacPolicy,
-    ServerListener, ValueMatch,
+    CidrRange, MetadataMatcher, Permission, Principal, Rbac, RbacAction, RbacPolicy, ValueMatch,
 };
 pub use route::{
     ClusterWeight, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+pub use server::{
+    CertificateProviderInstance, ChainIndex, ConnectionFacts, DownstreamTls, FilterChainMatch,
+    InboundTlsMode, ServerFilterChain, ServerListener, SourceType, TransportProtocol,
 };
 
 use std::sync::Arc;

@@ -7,12 +7,9 @@
 //! policy matches; a `LOG` filter never changes the outcome (A41: "policy ignored"). The compiled
 //! evaluator lives in [`crate::authz`].
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::Arc,
-};
+use std::{net::IpAddr, sync::Arc};
 
-use super::{HeaderMatcher, HttpFilter, StringMatcher};
+use super::{HeaderMatcher, StringMatcher};
 
 /// `envoy.config.rbac.v3.RBAC`: an action and named policies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,17 +187,4 @@ pub enum ValueMatch {
     Present(bool),
     /// `list_match.one_of`: some element of a list value matches.
     ListOneOf(Box<ValueMatch>),
-}
-
-/// A server-side (inbound) listener, gRFC A36 form, as far as authorization needs it: where it
-/// listens and the HTTP filters its connection manager runs (the RBAC filters among them).
-/// Converted from the Listener proto by `TryFrom` (see `convert/server.rs`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerListener {
-    /// The resource name (Istio: `xds.istio.io/grpc/lds/inbound/IP:PORT`, A36 template).
-    pub name: Arc<str>,
-    /// `address.socket_address`.
-    pub address: SocketAddr,
-    /// The HCM's HTTP filters, router last.
-    pub http_filters: Arc<[HttpFilter]>,
 }

@@ -12,20 +12,36 @@
 //!   `UNAVAILABLE`) and retry elsewhere. We bind before the Listener arrives rather than after so
 //!   the port is reserved, bind errors come early, and port 0 can be resolved into the name.
 //! - **serving** once a valid server Listener for our address is cached: every request runs
-//!   through [`AuthzLayer`] with the Listener's RBAC filters, the connection's addresses
-//!   ([`WithConnectionInfo`]) and, with mTLS, the peer's verified SPIFFE ID
-//!   ([`WithPeerIdentity`] behind [`MeshTlsAcceptor`]).
+//!   through [`Authz`](mesh_tower::authz::Authz) with its filter chain's RBAC filters, the
+//!   connection's addresses ([`WithConnectionInfo`](mesh_tower::authz::WithConnectionInfo))
+//!   and, with mTLS, the peer's verified SPIFFE ID as a
+//!   [`PeerIdentity`](mesh_tower::tls::PeerIdentity) request extension
+//!   ([`WithPeerIdentity`](mesh_tower::tls::WithPeerIdentity)).
 //! - **not serving** again when the Listener is removed (does-not-exist), is not a server
 //!   Listener, or names another address: new connections are closed and existing ones drained
 //!   gracefully (HTTP/2 GOAWAY; in-flight calls finish). A NACKed update keeps the last good
 //!   Listener (gRFC A88's default), so the server keeps serving.
 //!
-//! An updated Listener does **not** drain connections, unlike A36's "drain on filter chain
-//! change": the only thing we take from it is the RBAC policy, which [`AuthzHandle`] swaps
-//! for every connection at once and applies to each new request (calls already authorized run
-//! to completion). Filter-chain matching, per-chain TLS contexts from xDS (A29) and HTTP filters
-//! other than RBAC are not applied; mTLS comes from the identity given to the builder (Istio's
-//! PeerAuthentication mode, [`PeerAuthMode`]).
+//! Inbound policy comes from the Listener's filter chains (A36): each new connection's first
+//! byte is inspected when a chain depends on it (a TLS context, or a `transport_protocol` match —
+//! Envoy's `tls_inspector`), a chain is selected ([`ServerListener::select`]: destination port
+//! and IP, transport protocol, source type, IP and port), its `DownstreamTlsContext` (gRFC A29,
+//! Envoy `require_client_certificate`) decides the handshake, and its RBAC filters every request.
+//! The certificate provider instance `default` (istiod's name, [`DEFAULT_PROVIDER_INSTANCE`]) is
+//! the [`WorkloadIdentity`] given to [`XdsServerBuilder::identity`]; a Listener whose chains need
+//! TLS from an instance the server does not have puts it in not-serving, with that reason (gRPC
+//! would NACK it). This is how Istio PeerAuthentication reaches the server: STRICT is one mTLS
+//! chain, DISABLE one plaintext chain, PERMISSIVE (as our control plane emits it) an mTLS chain
+//! matched on `transport_protocol: tls` and a plaintext one on `raw_buffer` — one port serving
+//! both, which gRPC's own servers cannot (they drop the `tls` chain).
+//!
+//! Updates (A36): when the chains' matches or TLS contexts change, connections accepted under the
+//! old Listener drain gracefully (HTTP/2 GOAWAY, in-flight calls finish) and new ones use the new
+//! chains; when only the HTTP filters change, each chain's
+//! [`AuthzHandle`](mesh_tower::authz::AuthzHandle) is swapped and open
+//! connections apply the new RBAC to their next request, without a drain.
+//! [`XdsServerBuilder::tls`] instead fixes the mode in code and ignores the chains' TLS contexts
+//! (chains are still selected, by whether the connection is TLS).
 //!
 //! gRPC only: connections are HTTP/2 (prior knowledge in plaintext, ALPN `h2` over TLS).
 
@@ -34,21 +50,24 @@ use std::{error::Error as StdError, net::SocketAddr, sync::Arc, time::Duration};
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use mesh_core::authz::{AuthzChain, NOT_SERVING};
+use mesh_core::authz::AuthzChain;
 use mesh_core::bootstrap::Bootstrap;
 use mesh_core::cache::{ResourceCache, ResourceStatus};
 use mesh_core::mesh::{Mesh, SubscriptionHandle};
-use mesh_core::model::{Listener, ResourceType, RouteSource};
-use mesh_tower::authz::{Authz, AuthzHandle, AuthzLayer, ConnectionInfo, WithConnectionInfo};
-use mesh_tower::tls::{
-    MeshTlsAcceptor, PeerAuthMode, ServerStream, WithPeerIdentity, WorkloadIdentity,
-};
-use tokio::net::{TcpListener, TcpStream};
+use mesh_core::model::{InboundTlsMode, Listener, ResourceType, RouteSource, ServerListener};
+use mesh_tower::tls::{MeshTlsAcceptor, PeerAuthMode, WorkloadIdentity};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
-use tonic::transport::server::TcpConnectInfo;
-use tower::{Layer, Service, ServiceExt};
+use tokio::task::JoinHandle;
+use tower::Service;
+
+mod inbound;
+
+use inbound::{accept_loop, shape, AcceptLoop, Inbound, Shape};
+
+/// The certificate provider instance name the builder's identity stands for (istiod's
+/// `default`, in `DownstreamTlsContext` certificate provider instances, gRFC A29).
+pub const DEFAULT_PROVIDER_INSTANCE: &str = "default";
 
 /// gRPC's default server listener name template (A36), used when the bootstrap has none.
 pub const DEFAULT_SERVER_LISTENER_TEMPLATE: &str = "grpc/server?xds.resource.listening_address=%s";
@@ -56,7 +75,7 @@ pub const DEFAULT_SERVER_LISTENER_TEMPLATE: &str = "grpc/server?xds.resource.lis
 /// Default bound on graceful shutdown: how long in-flight calls get before being cut.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Why an [`XdsServer`] could not start, or stopped waiting.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +122,8 @@ impl ServingState {
 pub struct XdsServerBuilder {
     mesh: Mesh,
     template: String,
-    tls: Option<(Arc<WorkloadIdentity>, PeerAuthMode)>,
+    identity: Option<Arc<WorkloadIdentity>>,
+    fixed_mode: Option<PeerAuthMode>,
     drain_timeout: Duration,
 }
 
@@ -122,10 +142,20 @@ impl XdsServerBuilder {
         }
     }
 
-    /// Serves mTLS with `identity` in `mode` (STRICT, PERMISSIVE or DISABLE); without it the
-    /// server is plaintext and RBAC sees no principal.
+    /// The workload identity: certificate provider instance [`DEFAULT_PROVIDER_INSTANCE`] for
+    /// the Listener's TLS contexts, so the server follows PeerAuthentication from the control
+    /// plane. Without it, a Listener needing TLS is not served.
+    pub fn identity(mut self, identity: Arc<WorkloadIdentity>) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Fixes the mode in code: mTLS with `identity` in `mode` (STRICT, PERMISSIVE or DISABLE),
+    /// ignoring the Listener's TLS contexts (for control planes that send none). Without this
+    /// or [`XdsServerBuilder::identity`] the server is plaintext and RBAC sees no principal.
     pub fn tls(mut self, identity: Arc<WorkloadIdentity>, mode: PeerAuthMode) -> Self {
-        self.tls = Some((identity, mode));
+        self.identity = Some(identity);
+        self.fixed_mode = Some(mode);
         self
     }
 
@@ -158,30 +188,33 @@ impl XdsServerBuilder {
             .local_addr()
             .map_err(|source| XdsServerError::Bind { addr, source })?;
         let name: Arc<str> = listener_name(&self.template, local).into();
-        let layer = AuthzLayer::new(AuthzChain::deny_all(NOT_SERVING));
-        let authz = layer.handle().clone();
         let (state_tx, state) = watch::channel(ServingState::NotServing(
             format!("waiting for listener `{name}`").into(),
         ));
+        let (inbound_tx, inbound) = watch::channel(None);
         let (stop_tx, stop_rx) = watch::channel(false);
 
         let subscription = self.mesh.subscribe(ResourceType::Listener, &name);
-        let follow = tokio::spawn(follow_listener(
-            self.mesh.cache().clone(),
-            name.clone(),
+        let fixed = match (&self.identity, self.fixed_mode) {
+            (Some(identity), Some(mode)) => Some(MeshTlsAcceptor::new(identity.clone(), mode)),
+            _ => None,
+        };
+        let follow = tokio::spawn(follow_listener(Follow {
+            cache: self.mesh.cache().clone(),
+            name: name.clone(),
             local,
-            authz.clone(),
-            state_tx,
-            subscription,
-        ));
-        let acceptor = self
-            .tls
-            .map(|(identity, mode)| MeshTlsAcceptor::new(identity, mode));
+            identity: self.identity,
+            fixed: fixed.is_some(),
+            state: state_tx,
+            inbound: inbound_tx,
+            _subscription: subscription,
+        }));
         let accept = tokio::spawn(accept_loop(AcceptLoop {
             tcp,
-            acceptor,
-            service: layer.layer(service),
+            fixed,
+            service,
             state: state.clone(),
+            inbound: inbound.clone(),
             stop: stop_rx,
             drain_timeout: self.drain_timeout,
         }));
@@ -189,7 +222,7 @@ impl XdsServerBuilder {
             local,
             name,
             state,
-            authz,
+            inbound,
             stop: stop_tx,
             accept: Some(accept),
             follow,
@@ -204,7 +237,7 @@ pub struct XdsServer {
     local: SocketAddr,
     name: Arc<str>,
     state: watch::Receiver<ServingState>,
-    authz: AuthzHandle,
+    inbound: watch::Receiver<Option<Arc<Inbound>>>,
     stop: watch::Sender<bool>,
     accept: Option<JoinHandle<()>>,
     follow: JoinHandle<()>,
@@ -226,7 +259,8 @@ impl XdsServer {
         XdsServerBuilder {
             mesh,
             template: DEFAULT_SERVER_LISTENER_TEMPLATE.to_owned(),
-            tls: None,
+            identity: None,
+            fixed_mode: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
@@ -246,9 +280,22 @@ impl XdsServer {
         self.state.clone()
     }
 
-    /// The live policy (read it for status pages; the server stores every Listener update).
-    pub fn authz(&self) -> &AuthzHandle {
-        &self.authz
+    /// The live RBAC policy of each filter chain of the served Listener (the default chain
+    /// last); empty while not serving. For status pages.
+    pub fn chain_policies(&self) -> Vec<Arc<AuthzChain>> {
+        match &*self.inbound.borrow() {
+            Some(i) => i.runtimes().map(|c| c.authz.load()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The Listener being served and the peer-authentication mode its chains add up to;
+    /// `None` while not serving.
+    pub fn served_listener(&self) -> Option<(Arc<ServerListener>, InboundTlsMode)> {
+        let inbound = self.inbound.borrow();
+        let l = inbound.as_ref()?.listener().clone();
+        let mode = l.tls_mode();
+        Some((l, mode))
     }
 
     /// Waits until the server is serving, at most `timeout`.
@@ -278,21 +325,29 @@ impl XdsServer {
     }
 }
 
-/// Follows the Listener in the cache: stores its policy, then publishes the serving state (in
-/// that order, so the first connection served already sees the policy).
-async fn follow_listener(
+struct Follow {
     cache: ResourceCache,
     name: Arc<str>,
     local: SocketAddr,
-    authz: AuthzHandle,
+    identity: Option<Arc<WorkloadIdentity>>,
+    fixed: bool,
     state: watch::Sender<ServingState>,
+    inbound: watch::Sender<Option<Arc<Inbound>>>,
     _subscription: SubscriptionHandle,
-) {
-    let mut changes = cache.subscribe_changes();
+}
+
+/// Follows the Listener in the cache: compiles it (or swaps its chains' RBAC), then publishes
+/// the serving state (in that order, so the first connection served already sees the policy).
+async fn follow_listener(f: Follow) {
+    let name = &f.name;
+    let local = f.local;
+    let mut changes = f.cache.subscribe_changes();
     let mut last: Option<Arc<Listener>> = None;
+    let mut last_shape: Option<Shape> = None;
+    let mut generation = 0u64;
     loop {
         changes.borrow_and_update();
-        let next = match cache.entry::<Listener>(&name) {
+        let next = match f.cache.entry::<Listener>(name) {
             None => ServingState::NotServing(format!("waiting for listener `{name}`").into()),
             Some(entry) => match (entry.value, entry.status) {
                 (None, ResourceStatus::DoesNotExist) => {
@@ -306,11 +361,40 @@ async fn follow_listener(
                 }
                 (Some(l), _) => match &l.route_source {
                     RouteSource::Server(s) if address_matches(s.address, local) => {
-                        if !last.as_ref().is_some_and(|old| Arc::ptr_eq(old, &l)) {
-                            authz.store(AuthzChain::from_http_filters(&s.http_filters));
+                        if last.as_ref().is_some_and(|old| Arc::ptr_eq(old, &l)) {
+                            ServingState::Serving
+                        } else {
                             last = Some(l.clone());
+                            let new_shape = shape(s);
+                            let current = f.inbound.borrow().clone();
+                            match current {
+                                Some(i) if last_shape.as_ref() == Some(&new_shape) => {
+                                    // RBAC-only change: live, no drain.
+                                    i.update_policies(s);
+                                    ServingState::Serving
+                                }
+                                _ => {
+                                    generation += 1;
+                                    match Inbound::compile(
+                                        s.clone(),
+                                        f.identity.as_ref(),
+                                        f.fixed,
+                                        generation,
+                                    ) {
+                                        Ok(i) => {
+                                            tracing::info!(listener = %name, %local, mode = ?s.tls_mode(), chains = s.filter_chains.len(), "xds server: listener applied");
+                                            last_shape = Some(new_shape);
+                                            f.inbound.send_replace(Some(Arc::new(i)));
+                                            ServingState::Serving
+                                        }
+                                        Err(reason) => {
+                                            tracing::warn!(listener = %name, %local, %reason, "xds server: cannot serve listener");
+                                            ServingState::NotServing(reason.into())
+                                        }
+                                    }
+                                }
+                            }
                         }
-                        ServingState::Serving
                     }
                     RouteSource::Server(s) => ServingState::NotServing(
                         format!("listener `{name}` is for {}, not {local}", s.address).into(),
@@ -324,14 +408,16 @@ async fn follow_listener(
         if !next.is_serving() {
             // A later arrival recompiles, even if the cache hands back the same value.
             last = None;
+            last_shape = None;
+            f.inbound.send_replace(None);
         }
-        let was_serving = state.borrow().is_serving();
+        let was_serving = f.state.borrow().is_serving();
         if was_serving && !next.is_serving() {
             tracing::warn!(listener = %name, %local, state = ?next, "xds server: not serving; draining");
         } else if !was_serving && next.is_serving() {
             tracing::info!(listener = %name, %local, "xds server: serving");
         }
-        state.send_if_modified(|s| {
+        f.state.send_if_modified(|s| {
             let changed = *s != next;
             *s = next;
             changed
@@ -366,141 +452,6 @@ fn listener_name(template: &str, local: SocketAddr) -> String {
 /// unspecified address (then the Listener carries the workload's own IP, as Istio's do).
 fn address_matches(listener: SocketAddr, local: SocketAddr) -> bool {
     listener.port() == local.port() && (local.ip().is_unspecified() || listener.ip() == local.ip())
-}
-
-struct AcceptLoop<S> {
-    tcp: TcpListener,
-    acceptor: Option<MeshTlsAcceptor>,
-    service: Authz<S>,
-    state: watch::Receiver<ServingState>,
-    stop: watch::Receiver<bool>,
-    drain_timeout: Duration,
-}
-
-async fn accept_loop<S, RB>(mut l: AcceptLoop<S>)
-where
-    S: Service<Request<Incoming>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    RB: http_body::Body<Data = Bytes> + Send + 'static,
-    RB::Error: Into<BoxError>,
-{
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = async { let _ = l.stop.wait_for(|s| *s).await; } => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            r = l.tcp.accept() => match r {
-                Ok((tcp, remote)) => {
-                    if !l.state.borrow().is_serving() {
-                        // A36 not serving: accept and close.
-                        drop(tcp);
-                        continue;
-                    }
-                    conns.spawn(serve_connection(
-                        tcp,
-                        remote,
-                        l.acceptor.clone(),
-                        l.service.clone(),
-                        Drain { state: l.state.clone(), stop: l.stop.clone() },
-                    ));
-                }
-                Err(e) => {
-                    // EMFILE and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "xds server: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
-    // Connections see `stop` and drain.
-    drop(l.tcp);
-    let drained = tokio::time::timeout(l.drain_timeout, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = conns.len(),
-            "xds server: drain timed out; closing connections"
-        );
-    }
-    conns.shutdown().await;
-}
-
-/// When a connection must drain: the server stopped serving (checked when the connection
-/// starts too, so one accepted just before the change is not missed) or is shutting down.
-struct Drain {
-    state: watch::Receiver<ServingState>,
-    stop: watch::Receiver<bool>,
-}
-
-impl Drain {
-    async fn wait(mut self) {
-        // A dropped sender means the server is gone: drain too.
-        let not_serving = async {
-            let _ = self.state.wait_for(|s| !s.is_serving()).await;
-        };
-        let stopping = async {
-            let _ = self.stop.wait_for(|s| *s).await;
-        };
-        tokio::select! {
-            _ = not_serving => {}
-            _ = stopping => {}
-        }
-    }
-}
-
-async fn serve_connection<S, RB>(
-    tcp: TcpStream,
-    remote: SocketAddr,
-    acceptor: Option<MeshTlsAcceptor>,
-    service: Authz<S>,
-    drain: Drain,
-) where
-    S: Service<Request<Incoming>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    RB: http_body::Body<Data = Bytes> + Send + 'static,
-    RB::Error: Into<BoxError>,
-{
-    let Ok(local) = tcp.local_addr() else { return };
-    let (stream, peer) = match &acceptor {
-        None => (ServerStream::Plain(tcp), None),
-        Some(a) => match a.accept(tcp).await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::debug!(%remote, error = %e, "xds server: connection refused");
-                return;
-            }
-        },
-    };
-    // tonic handlers read `Request::remote_addr()` from this, as under tonic's own server.
-    let tcp_info = TcpConnectInfo {
-        local_addr: Some(local),
-        remote_addr: Some(remote),
-    };
-    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        req.extensions_mut().insert(tcp_info.clone());
-        service.clone().oneshot(req)
-    });
-    let svc = WithPeerIdentity::new(
-        WithConnectionInfo::new(svc, ConnectionInfo { local, remote }),
-        peer,
-    );
-    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = drain.wait() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%remote, error = %e, "xds server: connection ended");
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 
 use std::convert::Infallible;
 
-use mesh_core::model::{ModelError, ServerListener};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_core::model::{ModelError, ServerFilterChain, ServerListener};
 use tokio::io::AsyncReadExt;
+use tonic::transport::server::TcpConnectInfo;
 
 use super::*;
 
@@ -18,7 +20,13 @@ fn server_listener(name: &str, address: SocketAddr) -> Listener {
         route_source: RouteSource::Server(Arc::new(ServerListener {
             name: name.into(),
             address,
-            http_filters: Arc::from([]),
+            filter_chains: Arc::from([ServerFilterChain {
+                name: "inbound-plaintext".into(),
+                matcher: Default::default(),
+                tls: None,
+                http_filters: Arc::from([]),
+            }]),
+            default_filter_chain: None,
         })),
         http_filters: Arc::from([]),
     }
@@ -138,10 +146,10 @@ async fn serves_only_while_a_matching_server_listener_is_cached() {
     assert!(body.starts_with("Some(127.0.0.1:"), "{body}");
 
     // An update applies live: the open connection is not drained.
-    let before = server.authz().load();
+    let before = server.chain_policies()[0].clone();
     cache.accept(&name, server_listener(&name, addr), "2b");
     tokio::time::timeout(STEP, async {
-        while Arc::ptr_eq(&before, &server.authz().load()) {
+        while Arc::ptr_eq(&before, &server.chain_policies()[0]) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

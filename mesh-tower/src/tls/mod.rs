@@ -29,8 +29,9 @@
 //!   SVID, [`CertificateRequest::renew`] into the same `WorkloadIdentity` — at a fraction of the
 //!   remaining lifetime.
 //!
-//! Not here yet: `UpstreamTlsContext` / `DownstreamTlsContext` from xDS, PeerAuthentication and
-//! AuthorizationPolicy parsing, and wiring the connector into `MeshLayer`.
+//! PeerAuthentication from the control plane reaches servers as the TLS contexts of their inbound
+//! Listener's filter chains (gRFC A29/A36): `mesh_grpc::XdsServer` applies them per chain, and a
+//! hyper / axum server follows their mode with [`MeshTlsAcceptor::follow_mode`].
 //!
 //! One crypto provider for the workspace: `ring` ([`provider`]).
 
@@ -54,7 +55,7 @@ use rustls::RootCertStore;
 
 pub use client::{MeshTlsConnector, MeshTlsStream};
 pub use error::TlsError;
-pub use server::{MeshTlsAcceptor, PeerAuthMode, ServerStream, WithPeerIdentity};
+pub use server::{sniff_tls, MeshTlsAcceptor, PeerAuthMode, ServerStream, WithPeerIdentity};
 
 pub(crate) use error::VerifyFailure;
 

@@ -5,10 +5,18 @@
 //! validation context (what Istio emits for STRICT). PERMISSIVE follows Envoy's `tls_inspector`:
 //! the first byte decides (0x16 is a TLS handshake record, RFC 8446 §5.1); gRPC's xDS servers
 //! cannot do this and treat PERMISSIVE as DISABLE (XDS-SEMANTICS row 32) — we follow Envoy.
+//!
+//! The mode can follow the control plane: [`MeshTlsAcceptor::follow_mode`] takes the mode of the
+//! server's inbound Listener (`mesh_core::authz::InboundPolicy::tls_mode`, Istio
+//! PeerAuthentication as the control plane translated it into filter chains) and applies it to
+//! every clone of the acceptor for new connections; established ones keep what they negotiated.
+//! [`sniff_tls`] and [`MeshTlsAcceptor::accept_tls`] are the two halves of
+//! [`MeshTlsAcceptor::accept`] for servers that choose a filter chain in between (gRFC A36).
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -43,10 +51,40 @@ pub enum PeerAuthMode {
     Disable,
 }
 
-/// Accepts inbound connections according to a [`PeerAuthMode`]. Cheap to clone.
+impl PeerAuthMode {
+    fn to_u8(self) -> u8 {
+        match self {
+            PeerAuthMode::Strict => 0,
+            PeerAuthMode::Permissive => 1,
+            PeerAuthMode::Disable => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => PeerAuthMode::Strict,
+            1 => PeerAuthMode::Permissive,
+            _ => PeerAuthMode::Disable,
+        }
+    }
+}
+
+impl From<mesh_core::model::InboundTlsMode> for PeerAuthMode {
+    fn from(m: mesh_core::model::InboundTlsMode) -> Self {
+        use mesh_core::model::InboundTlsMode;
+        match m {
+            InboundTlsMode::Strict => PeerAuthMode::Strict,
+            InboundTlsMode::Permissive => PeerAuthMode::Permissive,
+            InboundTlsMode::Disable => PeerAuthMode::Disable,
+        }
+    }
+}
+
+/// Accepts inbound connections according to a [`PeerAuthMode`]. Cheap to clone; clones share
+/// the mode ([`MeshTlsAcceptor::set_mode`]).
 #[derive(Clone)]
 pub struct MeshTlsAcceptor {
-    mode: PeerAuthMode,
+    mode: Arc<AtomicU8>,
     identity: Arc<WorkloadIdentity>,
     config: Arc<ServerConfig>,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -56,7 +94,7 @@ pub struct MeshTlsAcceptor {
 impl std::fmt::Debug for MeshTlsAcceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MeshTlsAcceptor")
-            .field("mode", &self.mode)
+            .field("mode", &self.mode())
             .finish_non_exhaustive()
     }
 }
@@ -70,7 +108,11 @@ impl MeshTlsAcceptor {
     /// Accepts only clients whose SPIFFE ID is in `allowed` (empty: any of our trust domain).
     /// A coarse guard until AuthorizationPolicy lands; the handshake fails for others.
     pub fn with_allowed_peers(self, allowed: Vec<String>) -> Self {
-        Self::build(self.identity, self.mode, allowed).with_timeout(self.timeout)
+        let mode = self.mode.clone();
+        Self {
+            mode,
+            ..Self::build(self.identity, PeerAuthMode::Strict, allowed).with_timeout(self.timeout)
+        }
     }
 
     /// Bounds the wait for the first byte and the handshake (default [`DEFAULT_ACCEPT_TIMEOUT`]).
@@ -82,7 +124,7 @@ impl MeshTlsAcceptor {
     fn build(identity: Arc<WorkloadIdentity>, mode: PeerAuthMode, allowed: Vec<String>) -> Self {
         let config = Arc::new(server_config(identity.clone(), allowed));
         Self {
-            mode,
+            mode: Arc::new(AtomicU8::new(mode.to_u8())),
             identity,
             acceptor: tokio_rustls::TlsAcceptor::from(config.clone()),
             config,
@@ -92,7 +134,68 @@ impl MeshTlsAcceptor {
 
     /// The mode.
     pub fn mode(&self) -> PeerAuthMode {
-        self.mode
+        PeerAuthMode::from_u8(self.mode.load(Ordering::Relaxed))
+    }
+
+    /// Changes the mode of this acceptor and all its clones, for connections accepted from now.
+    pub fn set_mode(&self, mode: PeerAuthMode) {
+        let old = PeerAuthMode::from_u8(self.mode.swap(mode.to_u8(), Ordering::Relaxed));
+        if old != mode {
+            tracing::info!(?old, new = ?mode, "inbound peer authentication mode changed");
+        }
+    }
+
+    /// Follows `modes` (e.g. `mesh_core::authz::InboundPolicy::tls_mode`): every new value is
+    /// applied with [`MeshTlsAcceptor::set_mode`]; `None` (no listener yet) keeps the current
+    /// mode. The task ends when the sender is dropped. Must be called within a Tokio runtime.
+    pub fn follow_mode<M>(
+        &self,
+        mut modes: tokio::sync::watch::Receiver<Option<M>>,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        M: Into<PeerAuthMode> + Clone + Send + Sync + 'static,
+    {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let current = modes.borrow_and_update().clone();
+                if let Some(m) = current {
+                    this.set_mode(m.into());
+                }
+                if modes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// The TLS half of [`MeshTlsAcceptor::accept`], whatever the mode: the handshake (client
+    /// certificate required and verified), bounded by the accept timeout.
+    pub async fn accept_tls(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<(ServerStream, Option<PeerIdentity>), TlsError> {
+        let peer = tcp
+            .peer_addr()
+            .map(|a: SocketAddr| a.to_string())
+            .unwrap_or_else(|_| "unknown peer".into());
+        let work = async {
+            let tls = self
+                .acceptor
+                .accept(tcp)
+                .await
+                .map_err(|e| TlsError::from_handshake(&peer, e))?;
+            let id = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(PeerIdentity::from_chain);
+            Ok((ServerStream::Tls(Box::new(tls)), id))
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(TlsError::Timeout { peer }),
+        }
     }
 
     /// The rustls server configuration (client certificates required).
@@ -109,7 +212,8 @@ impl MeshTlsAcceptor {
             .peer_addr()
             .map(|a: SocketAddr| a.to_string())
             .unwrap_or_else(|_| "unknown peer".into());
-        if self.mode == PeerAuthMode::Disable {
+        let mode = self.mode();
+        if mode == PeerAuthMode::Disable {
             return Ok((ServerStream::Plain(tcp), None));
         }
         let work = async {
@@ -128,7 +232,7 @@ impl MeshTlsAcceptor {
                 });
             }
             if first[0] != TLS_HANDSHAKE_RECORD {
-                if self.mode == PeerAuthMode::Permissive {
+                if mode == PeerAuthMode::Permissive {
                     return Ok((ServerStream::Plain(tcp), None));
                 }
                 return Err(TlsError::NotTls {
@@ -152,6 +256,30 @@ impl MeshTlsAcceptor {
             Ok(r) => r,
             Err(_) => Err(TlsError::Timeout { peer }),
         }
+    }
+}
+
+/// Whether the connection's first byte is a TLS handshake record (Envoy's `tls_inspector`), at
+/// most `timeout`; the byte stays in the socket. A connection closed before sending anything is
+/// an error.
+pub async fn sniff_tls(tcp: &TcpStream, timeout: Duration) -> Result<bool, TlsError> {
+    let peer = || {
+        tcp.peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "unknown peer".into())
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(timeout, tcp.peek(&mut first)).await {
+        Err(_) => Err(TlsError::Timeout { peer: peer() }),
+        Ok(Err(source)) => Err(TlsError::Handshake {
+            peer: peer(),
+            source,
+        }),
+        Ok(Ok(0)) => Err(TlsError::NotTls {
+            peer: peer(),
+            reason: "closed before sending".into(),
+        }),
+        Ok(Ok(_)) => Ok(first[0] == TLS_HANDSHAKE_RECORD),
     }
 }
 

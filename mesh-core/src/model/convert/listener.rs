@@ -38,12 +38,17 @@ pub(super) fn convert(proto: ListenerProto) -> Result<Listener, ModelError> {
     let cx = Ctx::new(ResourceType::Listener, &name);
     let root = Path::root();
     let Some(api) = proto.api_listener else {
-        // A server listener (gRFC A36): its address and HTTP filters, for inbound RBAC.
+        // A server listener (gRFC A36): its address and filter chains, for inbound policy.
+        // `http_filters` holds what every chain shares (none when they differ).
         let server = crate::model::ServerListener::try_from(proto)?;
+        let http_filters = server
+            .uniform_http_filters()
+            .cloned()
+            .unwrap_or_else(|| std::sync::Arc::new([]));
         return Ok(Listener {
             name: server.name.clone(),
-            route_source: RouteSource::Server(server.clone().into()),
-            http_filters: server.http_filters.clone(),
+            route_source: RouteSource::Server(server.into()),
+            http_filters,
         });
     };
     let path = root.field("api_listener").field("api_listener");

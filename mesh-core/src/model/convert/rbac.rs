@@ -256,7 +256,7 @@ fn url_path(cx: &Ctx<'_>, path: &Path, pm: &PathMatcher) -> Result<StringMatcher
     }
 }
 
-fn cidr(cx: &Ctx<'_>, path: &Path, c: &CidrProto) -> Result<CidrRange, ModelError> {
+pub(super) fn cidr(cx: &Ctx<'_>, path: &Path, c: &CidrProto) -> Result<CidrRange, ModelError> {
     let address: IpAddr = c.address_prefix.parse().map_err(|_| {
         cx.invalid(
             &path.field("address_prefix"),

@@ -1,23 +1,47 @@
-//! Server-side (inbound) Listener, gRFC A36 form, as far as authorization needs it: its
-//! address and the HTTP filters of its HttpConnectionManager (A39 rules, RBAC per A41).
+//! Server-side (inbound) Listener, gRFC A36 form: its address and filter chains — each chain's
+//! match, `DownstreamTlsContext` (gRFC A29) and the HTTP filters of its HttpConnectionManager
+//! (A39 rules, RBAC per A41). See [`crate::model::ServerListener`] for chain selection.
 //!
 //! A36 rules checked here: the `address` is a socket address, `listener_filters` is empty,
-//! `use_original_dst` is not set, and each filter chain has exactly one filter, the HCM. Filter
-//! chains are not matched per connection yet, so every chain (and the default chain) must carry
-//! the same HTTP filters; differing chains are unsupported rather than silently merged.
+//! `use_original_dst` is not set, each filter chain has exactly one filter, the HCM, and no two
+//! chains have the same match (A36: NACK on overlapping matches). Chains that can never match
+//! (`server_names` or `application_protocols` set, a `transport_protocol` other than `""`,
+//! `raw_buffer` and `tls`) are dropped after validation, as gRPC does.
 //! Routes (`non_forwarding_action`) are not read: the application serves every request.
+//!
+//! TLS (A29, Envoy `DownstreamTlsContext`): the certificate must come from a certificate provider
+//! instance (`tls_certificate_provider_instance` or the deprecated
+//! `tls_certificate_certificate_provider_instance` istiod sets) and the roots, when set, from
+//! `validation_context.ca_certificate_provider_instance` or
+//! `combined_validation_context.validation_context_certificate_provider_instance`; inline
+//! certificates, SDS, `require_sni`, OCSP stapling and SAN / SPKI / hash pinning on the server
+//! are unsupported (gRPC NACKs them too) — a `ModelError` naming the field.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::core::v3::{address, socket_address::PortSpecifier};
+use envoy_types::pb::envoy::config::core::v3::{
+    address, socket_address::PortSpecifier, transport_socket,
+};
 use envoy_types::pb::envoy::config::listener::v3::{
-    filter, FilterChain, Listener as ListenerProto,
+    filter, filter_chain_match::ConnectionSourceType, FilterChain, Listener as ListenerProto,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::{self, ValidationContextType},
+    CertificateValidationContext, DownstreamTlsContext,
+};
 
 use super::listener::{http_filters, HCM};
+use super::rbac::cidr;
 use super::{decode_any, identify, Ctx, Path};
-use crate::model::{HttpFilter, ModelError, ResourceType, ServerListener};
+use crate::model::{
+    CertificateProviderInstance, DownstreamTls, FilterChainMatch, HttpFilter, ModelError,
+    ResourceType, ServerFilterChain, ServerListener, SourceType, TransportProtocol,
+};
+
+const DOWNSTREAM_TLS: &str = "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 
 impl TryFrom<ListenerProto> for ServerListener {
     type Error = ModelError;
@@ -37,39 +61,288 @@ impl TryFrom<ListenerProto> for ServerListener {
             return Err(cx.invalid(&root.field("use_original_dst"), "must not be set (A36)"));
         }
         let address = socket_address(&cx, &root.field("address"), &proto)?;
-        let mut filters: Option<Vec<HttpFilter>> = None;
-        let chains = proto
-            .filter_chains
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (root.index("filter_chains", i), c))
-            .chain(
-                proto
-                    .default_filter_chain
-                    .iter()
-                    .map(|c| (root.field("default_filter_chain"), c)),
-            );
-        for (p, chain) in chains {
-            let f = chain_filters(&cx, &p, chain)?;
-            match &filters {
-                None => filters = Some(f),
-                Some(first) if *first == f => {}
-                Some(_) => {
-                    return Err(cx.unsupported(
-                        &p,
-                        "filter chains with different http filters are not supported yet",
-                    ))
-                }
+        let mut chains = Vec::with_capacity(proto.filter_chains.len());
+        let mut seen = HashSet::new();
+        for (i, c) in proto.filter_chains.iter().enumerate() {
+            let p = root.index("filter_chains", i);
+            let (chain, matchable) = filter_chain(&cx, &p, c)?;
+            if matchable && !seen.insert(chain.matcher.clone()) {
+                return Err(cx.invalid(
+                    &p.field("filter_chain_match"),
+                    "same match as an earlier chain (A36)",
+                ));
+            }
+            if matchable {
+                chains.push(chain);
             }
         }
-        let http_filters =
-            filters.ok_or_else(|| cx.invalid(&root.field("filter_chains"), "no filter chain"))?;
+        let default_filter_chain = match &proto.default_filter_chain {
+            Some(c) => {
+                let p = root.field("default_filter_chain");
+                Some(Arc::new(filter_chain(&cx, &p, c)?.0))
+            }
+            None => None,
+        };
+        if proto.filter_chains.is_empty() && default_filter_chain.is_none() {
+            return Err(cx.invalid(&root.field("filter_chains"), "no filter chain"));
+        }
         Ok(ServerListener {
             name: proto.name.as_str().into(),
             address,
-            http_filters: http_filters.into(),
+            filter_chains: chains.into(),
+            default_filter_chain,
         })
     }
+}
+
+/// One chain, and whether it can ever match.
+fn filter_chain(
+    cx: &Ctx<'_>,
+    path: &Path,
+    chain: &FilterChain,
+) -> Result<(ServerFilterChain, bool), ModelError> {
+    let filters = chain_filters(cx, path, chain)?;
+    let (matcher, matchable) = match &chain.filter_chain_match {
+        None => (FilterChainMatch::default(), true),
+        Some(m) => {
+            let p = path.field("filter_chain_match");
+            let destination_port = match m.destination_port.as_ref().map(|v| v.value) {
+                None | Some(0) => None,
+                Some(v) => Some(u16::try_from(v).map_err(|_| {
+                    cx.invalid(&p.field("destination_port"), format!("{v} is out of range"))
+                })?),
+            };
+            let prefix_ranges = m
+                .prefix_ranges
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cidr(cx, &p.index("prefix_ranges", i), c))
+                .collect::<Result<_, _>>()?;
+            let source_prefix_ranges = m
+                .source_prefix_ranges
+                .iter()
+                .enumerate()
+                .map(|(i, c)| cidr(cx, &p.index("source_prefix_ranges", i), c))
+                .collect::<Result<_, _>>()?;
+            if !m.direct_source_prefix_ranges.is_empty() {
+                return Err(
+                    cx.unsupported(&p.field("direct_source_prefix_ranges"), "not supported")
+                );
+            }
+            let source_ports = m
+                .source_ports
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    u16::try_from(*v).map_err(|_| {
+                        cx.invalid(&p.index("source_ports", i), format!("{v} is out of range"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let source_type = match ConnectionSourceType::try_from(m.source_type) {
+                Ok(ConnectionSourceType::Any) => SourceType::Any,
+                Ok(ConnectionSourceType::SameIpOrLoopback) => SourceType::SameIpOrLoopback,
+                Ok(ConnectionSourceType::External) => SourceType::External,
+                Err(_) => {
+                    return Err(cx.invalid(
+                        &p.field("source_type"),
+                        format!("unknown value {}", m.source_type),
+                    ))
+                }
+            };
+            let (transport_protocol, known) = match m.transport_protocol.as_str() {
+                "" => (TransportProtocol::Any, true),
+                "raw_buffer" => (TransportProtocol::RawBuffer, true),
+                "tls" => (TransportProtocol::Tls, true),
+                _ => (TransportProtocol::Any, false),
+            };
+            let matchable =
+                known && m.server_names.is_empty() && m.application_protocols.is_empty();
+            (
+                FilterChainMatch {
+                    destination_port,
+                    prefix_ranges,
+                    transport_protocol,
+                    source_type,
+                    source_prefix_ranges,
+                    source_ports,
+                },
+                matchable,
+            )
+        }
+    };
+    let tls = match &chain.transport_socket {
+        None => None,
+        Some(ts) => {
+            let p = path.field("transport_socket").field("typed_config");
+            let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+                return Err(cx.invalid(&p, "missing"));
+            };
+            let ext = identify(cx, &p, any)?;
+            if ext.name != DOWNSTREAM_TLS || ext.typed_struct.is_some() {
+                return Err(cx.unsupported(
+                    &p,
+                    format!(
+                        "transport socket `{}`: only {DOWNSTREAM_TLS} is supported",
+                        any.type_url
+                    ),
+                ));
+            }
+            let ctx: DownstreamTlsContext = decode_any(cx, &p, any)?;
+            Some(downstream_tls(cx, &p, &ctx)?)
+        }
+    };
+    Ok((
+        ServerFilterChain {
+            name: chain.name.as_str().into(),
+            matcher,
+            tls,
+            http_filters: filters.into(),
+        },
+        matchable,
+    ))
+}
+
+#[allow(deprecated)]
+fn downstream_tls(
+    cx: &Ctx<'_>,
+    path: &Path,
+    ctx: &DownstreamTlsContext,
+) -> Result<DownstreamTls, ModelError> {
+    let unsupported = |field: &str| cx.unsupported(&path.field(field), "not supported (A29)");
+    if ctx.require_sni.as_ref().is_some_and(|v| v.value) {
+        return Err(unsupported("require_sni"));
+    }
+    if ctx.ocsp_staple_policy != 0 {
+        return Err(unsupported("ocsp_staple_policy"));
+    }
+    let p = path.field("common_tls_context");
+    let Some(common) = &ctx.common_tls_context else {
+        return Err(cx.invalid(&p, "missing"));
+    };
+    let unsupported = |field: &str| cx.unsupported(&p.field(field), "not supported (A29)");
+    if !common.tls_certificates.is_empty() {
+        return Err(unsupported("tls_certificates"));
+    }
+    if !common.tls_certificate_sds_secret_configs.is_empty() {
+        return Err(unsupported("tls_certificate_sds_secret_configs"));
+    }
+    if common.tls_certificate_certificate_provider.is_some() {
+        return Err(unsupported("tls_certificate_certificate_provider"));
+    }
+    if common.custom_handshaker.is_some() {
+        return Err(unsupported("custom_handshaker"));
+    }
+    let certificate = match (
+        &common.tls_certificate_provider_instance,
+        &common.tls_certificate_certificate_provider_instance,
+    ) {
+        (Some(i), _) => CertificateProviderInstance {
+            instance_name: i.instance_name.as_str().into(),
+            certificate_name: i.certificate_name.as_str().into(),
+        },
+        (None, Some(i)) => CertificateProviderInstance {
+            instance_name: i.instance_name.as_str().into(),
+            certificate_name: i.certificate_name.as_str().into(),
+        },
+        (None, None) => {
+            return Err(cx.invalid(
+                &p.field("tls_certificate_provider_instance"),
+                "a server needs a certificate (A29)",
+            ))
+        }
+    };
+    if certificate.instance_name.is_empty() {
+        return Err(cx.invalid(
+            &p.field("tls_certificate_provider_instance")
+                .field("instance_name"),
+            "empty",
+        ));
+    }
+    let vp = p.field("validation_context_type");
+    let validation = match &common.validation_context_type {
+        None => None,
+        Some(ValidationContextType::ValidationContext(v)) => {
+            validation_context(cx, &p.field("validation_context"), v)?
+        }
+        Some(ValidationContextType::CombinedValidationContext(c)) => {
+            let cp = p.field("combined_validation_context");
+            if c.validation_context_sds_secret_config.is_some()
+                || c.validation_context_certificate_provider.is_some()
+            {
+                return Err(cx.unsupported(&cp, "only certificate provider instances (A29)"));
+            }
+            let inner = match &c.default_validation_context {
+                Some(v) => validation_context(cx, &cp.field("default_validation_context"), v)?,
+                None => None,
+            };
+            match &c.validation_context_certificate_provider_instance {
+                Some(i) => Some(instance(i)),
+                None => inner,
+            }
+        }
+        Some(_) => {
+            return Err(cx.unsupported(&vp, "only certificate provider instances (A29)"));
+        }
+    };
+    let require_client_certificate = ctx.require_client_certificate.is_some_and(|v| v.value);
+    if require_client_certificate && validation.is_none() {
+        return Err(cx.invalid(
+            &path.field("require_client_certificate"),
+            "set without a validation context (A29)",
+        ));
+    }
+    Ok(DownstreamTls {
+        certificate,
+        validation,
+        require_client_certificate,
+    })
+}
+
+fn instance(i: &common_tls_context::CertificateProviderInstance) -> CertificateProviderInstance {
+    CertificateProviderInstance {
+        instance_name: i.instance_name.as_str().into(),
+        certificate_name: i.certificate_name.as_str().into(),
+    }
+}
+
+#[allow(deprecated)]
+fn validation_context(
+    cx: &Ctx<'_>,
+    path: &Path,
+    v: &CertificateValidationContext,
+) -> Result<Option<CertificateProviderInstance>, ModelError> {
+    let unsupported = |field: &str, why: &str| cx.unsupported(&path.field(field), why);
+    if v.trusted_ca.is_some() {
+        return Err(unsupported(
+            "trusted_ca",
+            "only certificate provider instances (A29)",
+        ));
+    }
+    if !v.match_subject_alt_names.is_empty() || !v.match_typed_subject_alt_names.is_empty() {
+        return Err(unsupported(
+            "match_subject_alt_names",
+            "SAN matching on the server is not supported (A29)",
+        ));
+    }
+    if !v.verify_certificate_spki.is_empty() || !v.verify_certificate_hash.is_empty() {
+        return Err(unsupported(
+            "verify_certificate_spki",
+            "pinning is not supported",
+        ));
+    }
+    if v.crl.is_some() {
+        return Err(unsupported("crl", "not supported"));
+    }
+    if v.allow_expired_certificate {
+        return Err(unsupported("allow_expired_certificate", "not supported"));
+    }
+    Ok(v.ca_certificate_provider_instance
+        .as_ref()
+        .map(|i| CertificateProviderInstance {
+            instance_name: i.instance_name.as_str().into(),
+            certificate_name: i.certificate_name.as_str().into(),
+        }))
 }
 
 fn socket_address(

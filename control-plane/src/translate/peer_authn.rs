@@ -1,0 +1,129 @@
+//! PeerAuthentication → the filter chains of an inbound (server) Listener, the way istiod's
+//! proxyless generator builds them (istio/istio `pilot/pkg/networking/grpcgen/lds.go`
+//! `buildInboundFilterChains`; gRFC A36 for the listener, A29 for the TLS context):
+//!
+//! - **STRICT**: one chain `inbound-mtls` whose `transport_socket`
+//!   (`envoy.transport_sockets.tls`) is a `DownstreamTlsContext` with
+//!   `require_client_certificate: true`, the certificate from certificate provider instance
+//!   `default` (certificate name `default`) and the roots from instance `default`, certificate
+//!   name `ROOTCA` — istiod's `buildCommonTLSContext`, using the deprecated
+//!   `tls_certificate_certificate_provider_instance` and
+//!   `combined_validation_context.validation_context_certificate_provider_instance` fields that
+//!   gRPC reads (A29).
+//! - **DISABLE**: one chain `inbound-plaintext` without a transport socket.
+//! - **PERMISSIVE**: istiod turns it into DISABLE for gRPC (a comment there: gRPC's filter chain
+//!   match cannot tell TLS from plaintext, "only effective transport_protocol match is
+//!   raw_buffer"). We emit Envoy's sidecar form instead: the `inbound-mtls` chain matched on
+//!   `transport_protocol: "tls"` and the `inbound-plaintext` chain on `"raw_buffer"`. gRPC
+//!   (C-core `AddFilterChainDataForTransportProtocol`, grpc-go likewise) skips chains whose
+//!   transport protocol is neither empty nor `raw_buffer`, so a gRPC server sees exactly
+//!   istiod's plaintext chain; mesh-grpc's server tells the two apart by the first byte (Envoy's
+//!   `tls_inspector`) and serves both.
+//! - **No policy at all** (Istio's implicit PERMISSIVE): istiod's listener, the plaintext chain
+//!   alone — so a gRPC server whose bootstrap has no certificate providers (which gRPC needs to
+//!   accept any TLS context, A29) keeps accepting the listener.
+//!
+//! Every chain carries the same HCM (RBAC filters, router), as istiod's do.
+
+use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::{
+        CertificateProviderInstance, CombinedCertificateValidationContext, ValidationContextType,
+    },
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext,
+};
+use envoy_types::pb::google::protobuf::BoolValue;
+
+use super::authz::{inbound_hcm, socket_address};
+use super::to_any;
+use crate::source::model::MtlsMode;
+
+/// The transport socket name istiod uses.
+pub const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
+/// The certificate provider instance istiod names (the bootstrap's `certificate_providers` key).
+pub const CERTIFICATE_PROVIDER_INSTANCE: &str = "default";
+/// The certificate name of the root bundle in that instance.
+pub const ROOT_CERTIFICATE_NAME: &str = "ROOTCA";
+/// Name of the mTLS chain.
+pub const MTLS_CHAIN: &str = "inbound-mtls";
+/// Name of the plaintext chain.
+pub const PLAINTEXT_CHAIN: &str = "inbound-plaintext";
+
+/// istiod's server `DownstreamTlsContext`: certificate and roots from provider instance
+/// `default`, client certificate required.
+pub fn downstream_tls_context() -> DownstreamTlsContext {
+    #[allow(deprecated)]
+    let common = CommonTlsContext {
+        tls_certificate_certificate_provider_instance: Some(CertificateProviderInstance {
+            instance_name: CERTIFICATE_PROVIDER_INSTANCE.into(),
+            certificate_name: "default".into(),
+        }),
+        validation_context_type: Some(ValidationContextType::CombinedValidationContext(
+            CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext::default()),
+                validation_context_certificate_provider_instance: Some(
+                    CertificateProviderInstance {
+                        instance_name: CERTIFICATE_PROVIDER_INSTANCE.into(),
+                        certificate_name: ROOT_CERTIFICATE_NAME.into(),
+                    },
+                ),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    DownstreamTlsContext {
+        common_tls_context: Some(common),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..Default::default()
+    }
+}
+
+/// The inbound listener `name` on `ip:port` with `filters`, its chains for `mode` (`None`: no
+/// PeerAuthentication applies).
+pub fn inbound_listener(
+    name: String,
+    ip: &str,
+    port: u32,
+    filters: Vec<HttpFilter>,
+    mode: Option<MtlsMode>,
+) -> Listener {
+    let hcm = inbound_hcm(&name, filters);
+    let chain = |chain_name: &str, tls: bool, transport_protocol: &str| FilterChain {
+        name: chain_name.into(),
+        filter_chain_match: (!transport_protocol.is_empty()).then(|| FilterChainMatch {
+            transport_protocol: transport_protocol.into(),
+            ..Default::default()
+        }),
+        filters: vec![hcm.clone()],
+        transport_socket: tls.then(|| TransportSocket {
+            name: TLS_TRANSPORT_SOCKET.into(),
+            config_type: Some(transport_socket::ConfigType::TypedConfig(to_any(
+                &downstream_tls_context(),
+            ))),
+        }),
+        ..Default::default()
+    };
+    let filter_chains = match mode {
+        Some(MtlsMode::Strict) => vec![chain(MTLS_CHAIN, true, "")],
+        Some(MtlsMode::Permissive) => vec![
+            chain(MTLS_CHAIN, true, "tls"),
+            chain(PLAINTEXT_CHAIN, false, "raw_buffer"),
+        ],
+        Some(MtlsMode::Disable | MtlsMode::Unset) | None => {
+            vec![chain(PLAINTEXT_CHAIN, false, "")]
+        }
+    };
+    Listener {
+        name,
+        address: Some(socket_address(ip, port)),
+        filter_chains,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "peer_authn_tests.rs"]
+mod tests;

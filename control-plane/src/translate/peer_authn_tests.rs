@@ -1,0 +1,166 @@
+use envoy_types::pb::envoy::config::listener::v3::filter;
+use prost::Message;
+
+use super::*;
+use crate::source::{load_str, ConfigError};
+use crate::translate::translate;
+
+const WORKLOADS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1, namespace: demo}
+spec:
+  address: 10.0.0.1
+  ports: {http: 8080, admin: 9090}
+  labels: {app: reviews}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings, namespace: other}
+spec:
+  address: 10.0.0.2
+  ports: {grpc: 50051}
+  labels: {app: ratings}
+"#;
+
+fn load(extra: &str) -> Result<crate::source::MeshConfig, ConfigError> {
+    load_str("pa.yaml", &format!("{WORKLOADS}---\n{extra}")).map(|(c, _)| c)
+}
+
+/// A golden one-line summary of each chain: `name [match] tls?`.
+fn chains(config: &crate::source::MeshConfig, addr: &str) -> Vec<String> {
+    let xds = translate(config);
+    let name = format!("xds.istio.io/grpc/lds/inbound/{addr}");
+    let l = xds.listener(&name).unwrap_or_else(|| panic!("{name}"));
+    l.filter_chains
+        .iter()
+        .map(|c| {
+            let m = c
+                .filter_chain_match
+                .as_ref()
+                .map(|m| format!(" [{}]", m.transport_protocol))
+                .unwrap_or_default();
+            let tls = match &c.transport_socket {
+                None => String::new(),
+                Some(ts) => {
+                    let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type
+                    else {
+                        panic!("no typed config")
+                    };
+                    let ctx = DownstreamTlsContext::decode(any.value.as_slice()).unwrap();
+                    assert_eq!(ctx, downstream_tls_context());
+                    format!(" {}", ts.name)
+                }
+            };
+            let Some(filter::ConfigType::TypedConfig(hcm)) = &c.filters[0].config_type else {
+                panic!("no hcm")
+            };
+            assert!(hcm.type_url.ends_with("HttpConnectionManager"));
+            format!("{}{m}{tls}", c.name)
+        })
+        .collect()
+}
+
+#[test]
+fn without_peer_authentication_the_listener_is_istiods_plaintext_chain() {
+    let c = load("").unwrap();
+    assert_eq!(chains(&c, "10.0.0.1:8080"), ["inbound-plaintext"]);
+}
+
+#[test]
+fn strict_permissive_disable_and_inheritance() {
+    let c = load(
+        r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1beta1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: demo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  mtls: {mode: UNSET}
+  portLevelMtls:
+    9090: {mode: PERMISSIVE}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: ns, namespace: other}
+spec: {mtls: {mode: DISABLE}}
+"#,
+    )
+    .unwrap();
+    // Workload UNSET inherits the mesh's STRICT; port 9090 is PERMISSIVE.
+    assert_eq!(
+        chains(&c, "10.0.0.1:8080"),
+        ["inbound-mtls envoy.transport_sockets.tls"]
+    );
+    assert_eq!(
+        chains(&c, "10.0.0.1:9090"),
+        [
+            "inbound-mtls [tls] envoy.transport_sockets.tls",
+            "inbound-plaintext [raw_buffer]"
+        ]
+    );
+    // The namespace policy overrides the mesh's.
+    assert_eq!(chains(&c, "10.0.0.2:50051"), ["inbound-plaintext"]);
+}
+
+#[test]
+fn the_tls_context_is_istiods_certificate_provider_form() {
+    let ctx = downstream_tls_context();
+    assert_eq!(
+        ctx.require_client_certificate,
+        Some(BoolValue { value: true })
+    );
+    let common = ctx.common_tls_context.unwrap();
+    #[allow(deprecated)]
+    let cert = common
+        .tls_certificate_certificate_provider_instance
+        .unwrap();
+    assert_eq!(
+        (cert.instance_name.as_str(), cert.certificate_name.as_str()),
+        ("default", "default")
+    );
+    let Some(ValidationContextType::CombinedValidationContext(v)) = common.validation_context_type
+    else {
+        panic!("combined validation context")
+    };
+    #[allow(deprecated)]
+    let roots = v.validation_context_certificate_provider_instance.unwrap();
+    assert_eq!(
+        (
+            roots.instance_name.as_str(),
+            roots.certificate_name.as_str()
+        ),
+        ("default", "ROOTCA")
+    );
+}
+
+#[test]
+fn invalid_peer_authentications_name_file_line_and_field() {
+    let cases = [
+        ("spec: {mtls: {mode: SOMETIMES}}", "spec.mtls.mode"),
+        (
+            "spec: {portLevelMtls: {8080: {mode: STRICT}}}",
+            "spec.portLevelMtls",
+        ),
+        (
+            "spec: {selector: {matchLabels: {app: a}}, portLevelMtls: {70000: {mode: STRICT}}}",
+            "spec.portLevelMtls.70000",
+        ),
+        ("spec: {mtls: {mode: STRICT, extra: 1}}", "spec.mtls.extra"),
+    ];
+    for (spec, field) in cases {
+        let yaml = format!(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: p, namespace: demo}}\n{spec}\n"
+        );
+        let e = load(&yaml).unwrap_err();
+        assert_eq!(e.field(), Some(field), "{spec}: {e}");
+        assert_eq!(e.file(), "pa.yaml");
+        assert!(e.line().unwrap() > 1, "{e}");
+        assert!(e.to_string().contains("PeerAuthentication/demo/p"), "{e}");
+    }
+}
