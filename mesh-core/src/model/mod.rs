@@ -21,6 +21,7 @@ mod outlier;
 mod policy;
 mod rbac;
 mod route;
+mod upstream_tls;
 
 pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy};
 pub use endpoint::{ClusterLoadAssignment, Endpoint, HealthStatus, Locality, LocalityEndpoints};
@@ -46,6 +47,7 @@ pub use rbac::{
 pub use route::{
     ClusterWeight, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };
+pub use upstream_tls::{CertificateProviderInstance, UpstreamTls, UpstreamTransport};
 
 use std::sync::Arc;
 

@@ -29,14 +29,16 @@
 //!   SVID, [`CertificateRequest::renew`] into the same `WorkloadIdentity` — at a fraction of the
 //!   remaining lifetime.
 //!
-//! Not here yet: `UpstreamTlsContext` / `DownstreamTlsContext` from xDS, PeerAuthentication and
-//! AuthorizationPolicy parsing, and wiring the connector into `MeshLayer`.
+//! - **From CDS** ([`upstream`]): a cluster's `UpstreamTlsContext` (gRFC A29, Istio
+//!   DestinationRule `tls`) compiles into a [`ClusterTls`] the mesh's clients connect with,
+//!   against the [`CertificateProviders`] the application gives the stack.
 //!
 //! One crypto provider for the workspace: `ring` ([`provider`]).
 
 pub mod client;
 mod error;
 pub mod server;
+pub mod upstream;
 
 use std::fmt;
 use std::path::Path;
@@ -55,6 +57,7 @@ use rustls::RootCertStore;
 pub use client::{MeshTlsConnector, MeshTlsStream};
 pub use error::TlsError;
 pub use server::{MeshTlsAcceptor, PeerAuthMode, ServerStream, WithPeerIdentity};
+pub use upstream::{CertificateProviders, ClusterTls};
 
 pub(crate) use error::VerifyFailure;
 
