@@ -26,6 +26,7 @@ pub mod model;
 mod outlier;
 mod parse;
 mod retry;
+mod tls;
 mod validate;
 pub mod watch;
 mod yaml;
