@@ -363,10 +363,14 @@ pub(crate) fn upstream_error(
         .is_some_and(|e| e.is_connect())
         || e.downcast_ref::<crate::client::H2Error>()
             .is_some_and(|e| e.is_connect());
-    let kind = match upstream::reason_in(&*e) {
-        Some(reason) => MeshErrorKind::Tls(reason),
-        None if connect => MeshErrorKind::Connect,
-        None => MeshErrorKind::Upstream,
+    let tls = upstream::reason_in(&*e).map(|(r, tls)| (r, tls.to_string()));
+    let (kind, e): (_, BoxError) = match tls {
+        Some((reason, message)) => (
+            MeshErrorKind::Tls(reason),
+            Box::new(upstream::TlsFailure::new(message, e)),
+        ),
+        None if connect => (MeshErrorKind::Connect, e),
+        None => (MeshErrorKind::Upstream, e),
     };
     MeshError::new(kind)
         .at(authority.as_str(), "")

@@ -405,17 +405,45 @@ impl ServerCertVerifier for SanVerifier {
     }
 }
 
-/// The TLS failure in an error's source chain, as a [`TlsReason`]; `None` when there is none,
-/// or when it is a TCP connect failure or timeout (a `connect` error).
-pub(crate) fn reason_in(e: &(dyn std::error::Error + 'static)) -> Option<TlsReason> {
+/// The TLS failure in an error's source chain: its [`TlsReason`] and the error itself; `None`
+/// when there is none, or when it is a TCP connect failure or timeout (a `connect` error).
+pub(crate) fn reason_in<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<(TlsReason, &'e TlsError)> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(tls) = err.downcast_ref::<TlsError>() {
-            return tls.reason();
+            return tls.reason().map(|r| (r, tls));
         }
         cur = err.source();
     }
     None
+}
+
+/// A client's error with the TLS failure inside it as its message (a hyper-util client error
+/// says only "client error (Connect)"), keeping the original as the source.
+#[derive(Debug)]
+pub(crate) struct TlsFailure {
+    message: String,
+    source: BoxError,
+}
+
+impl TlsFailure {
+    pub(crate) fn new(message: String, source: BoxError) -> Self {
+        TlsFailure { message, source }
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TlsFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
 }
 
 #[cfg(test)]
