@@ -11,6 +11,7 @@
 //! | mesh error kind | code |
 //! |---|---|
 //! | `no_target`, `no_route`, `unsupported_route`, `no_healthy_endpoint`, `connect` | `UNAVAILABLE` |
+//! | `tls` (handshake or verification failed, or the cluster's TLS settings are unusable: gRPC fails such RPCs as a connection failure) | `UNAVAILABLE` |
 //! | `upstream` (the request failed after it was sent) | what a plain tonic `Channel` gives for the same transport error (e.g. `CANCELLED` for an h2 `CANCEL`, `INTERNAL` for a protocol error, per gRPC's PROTOCOL-HTTP2 mapping); `UNAVAILABLE` when tonic recognises none (the connection broke) |
 //! | `missing_authority` (cannot happen through [`crate::MeshChannel`], which always sets it) | `INTERNAL` |
 //! | `fault_abort` with `grpc_status` | that code (above 16: `UNKNOWN`; `OK` is returned as a status with code `OK`, which a unary call reports as is — gRFC A33 notes the same edge) |
@@ -34,7 +35,8 @@ pub(crate) fn from_mesh_error(err: MeshError) -> Status {
         | MeshErrorKind::NoRoute
         | MeshErrorKind::UnsupportedRoute
         | MeshErrorKind::NoHealthyEndpoint
-        | MeshErrorKind::Connect => Code::Unavailable,
+        | MeshErrorKind::Connect
+        | MeshErrorKind::Tls(_) => Code::Unavailable,
         MeshErrorKind::Upstream => transport_code(&err),
         MeshErrorKind::MissingAuthority => Code::Internal,
         // The route's timeout (or per-try timeout) ran out: the call's deadline, as gRPC
@@ -175,6 +177,7 @@ mod tests {
                 healthy_panic_threshold_ppm: 0,
                 ..Default::default()
             },
+            transport: Default::default(),
             name: "c".into(),
             discovery: ClusterDiscovery::Eds {
                 service_name: "c".into(),
@@ -303,5 +306,35 @@ mod tests {
         let err = client.oneshot(req).await.unwrap_err();
         let s = check(err, MeshErrorKind::Connect, Code::Unavailable);
         assert!(s.message().contains(&format!("endpoint {closed}")), "{s:?}");
+    }
+
+    /// A cluster whose TLS context names an instance the client was not given fails every
+    /// call with UNAVAILABLE, naming the cluster and the instance.
+    #[tokio::test]
+    async fn a_tls_failure_is_unavailable() {
+        use mesh_core::model::{CertificateProviderInstance, UpstreamTls, UpstreamTransport};
+        let cache = cache(([127, 0, 0, 1], 9).into(), HealthStatus::Healthy);
+        let tls = UpstreamTls {
+            sni: None,
+            alpn_protocols: Arc::new([]),
+            identity: Some(CertificateProviderInstance::new("default", "default")),
+            roots: CertificateProviderInstance::new("default", "ROOTCA"),
+            match_subject_alt_names: Arc::new([]),
+        };
+        let cluster = Cluster {
+            transport: UpstreamTransport::Tls(Arc::new(tls)),
+            ..Cluster::eds("c", LbPolicy::RoundRobin)
+        };
+        cache.accept("c", cluster, "2");
+        let client =
+            MeshLayer::new(Mesh::from_cache(cache)).layer(mesh_tower::client::http2::<String>());
+        let req = Request::post("http://svc:80/greet")
+            .body(String::new())
+            .unwrap();
+        let err = client.oneshot(req).await.unwrap_err();
+        let missing = MeshErrorKind::Tls(mesh_tower::TlsReason::MissingProvider);
+        let s = check(err, missing, Code::Unavailable);
+        assert!(s.message().contains("cluster c"), "{s:?}");
+        assert!(s.message().contains("`default`"), "{s:?}");
     }
 }

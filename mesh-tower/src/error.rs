@@ -24,6 +24,11 @@ pub enum MeshErrorKind {
     NoHealthyEndpoint,
     /// Connecting to the picked endpoint failed.
     Connect,
+    /// The TLS connection to the picked endpoint could not be established or verified, or the
+    /// cluster's TLS settings cannot be used (the reason says which; Envoy counts a failed
+    /// handshake as a connect failure, so `connect-failure` retries it, as it does this kind
+    /// for every reason but the two configuration ones).
+    Tls(TlsReason),
     /// The request failed after it was sent to the endpoint (reset, protocol error, …).
     Upstream,
     /// The request has no authority (no absolute URI and no `Host` header).
@@ -41,6 +46,55 @@ pub enum MeshErrorKind {
     /// The route's fault filter aborted the request before it was sent (Envoy fault filter,
     /// gRFC A33), with this HTTP status or gRPC code.
     FaultAbort(FaultStatus),
+}
+
+/// Why a TLS connection failed (the `reason` of a [`MeshErrorKind::Tls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsReason {
+    /// The server's chain does not lead to the trust bundle.
+    UnknownCa,
+    /// The server's certificate has no SAN matching `match_subject_alt_names`.
+    SanMismatch,
+    /// The server's certificate is expired or not yet valid.
+    Expired,
+    /// The server refused the handshake (a TLS alert, e.g. it rejected our certificate).
+    PeerRefused,
+    /// Any other problem with the server's certificate.
+    BadCertificate,
+    /// The handshake failed for another reason (protocol error, connection closed).
+    Handshake,
+    /// The cluster's TLS context names a certificate provider instance the client was not
+    /// given (gRFC A29).
+    MissingProvider,
+    /// The cluster's transport asks for something the mesh does not implement (SDS, inline
+    /// certificates, …; see `mesh_core::model::UpstreamTransport::Unsupported`).
+    UnsupportedConfig,
+}
+
+impl TlsReason {
+    /// The reason's snake_case name, e.g. `san_mismatch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsReason::UnknownCa => "unknown_ca",
+            TlsReason::SanMismatch => "san_mismatch",
+            TlsReason::Expired => "expired",
+            TlsReason::PeerRefused => "peer_refused",
+            TlsReason::BadCertificate => "bad_certificate",
+            TlsReason::Handshake => "handshake",
+            TlsReason::MissingProvider => "missing_provider",
+            TlsReason::UnsupportedConfig => "unsupported_config",
+        }
+    }
+
+    /// Whether the reason is the cluster's configuration (no endpoint can do better, so it is
+    /// never retried) rather than one endpoint's handshake.
+    pub fn is_config(self) -> bool {
+        matches!(
+            self,
+            TlsReason::MissingProvider | TlsReason::UnsupportedConfig
+        )
+    }
 }
 
 /// Which circuit-breaker limit overflowed (Envoy `circuit_breaker.proto` thresholds).
@@ -80,6 +134,7 @@ impl MeshErrorKind {
             MeshErrorKind::ClusterNotFound => "cluster_not_found",
             MeshErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
             MeshErrorKind::Connect => "connect",
+            MeshErrorKind::Tls(_) => "tls",
             MeshErrorKind::Upstream => "upstream",
             MeshErrorKind::MissingAuthority => "missing_authority",
             MeshErrorKind::Timeout => "timeout",
@@ -280,6 +335,9 @@ impl fmt::Display for MeshError {
         }
         if let MeshErrorKind::FaultAbort(s) = self.0.kind {
             write!(f, " status {s}")?;
+        }
+        if let MeshErrorKind::Tls(r) = self.0.kind {
+            write!(f, " reason {}", r.as_str())?;
         }
         if self.0.attempts > 1 {
             write!(f, " after {} attempts", self.0.attempts)?;

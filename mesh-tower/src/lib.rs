@@ -35,6 +35,6 @@ mod test_support;
 pub mod timeout;
 pub mod tls;
 
-pub use error::{MeshError, MeshErrorKind, OverflowLimit};
+pub use error::{MeshError, MeshErrorKind, OverflowLimit, TlsReason};
 pub use route::{MeshLayer, MeshService, RouteInfo, RouteLayer, Routed, SourceIp};
 pub use stack::{MeshStack, MeshStackLayer};

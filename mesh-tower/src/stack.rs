@@ -70,6 +70,14 @@ impl MeshStackLayer {
         self
     }
 
+    /// The certificate provider instances clusters with an `UpstreamTlsContext` are resolved
+    /// against (gRFC A29; usually `CertificateProviders::default_identity(identity)`, what
+    /// istiod's `ISTIO_MUTUAL` names). See [`crate::tls::upstream`].
+    pub fn tls(mut self, providers: crate::tls::CertificateProviders) -> Self {
+        self.route = self.route.tls(providers);
+        self
+    }
+
     /// Sets how long the first request to a new target waits for the target to warm.
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.route = self.route.ready_timeout(timeout);

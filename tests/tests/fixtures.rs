@@ -48,6 +48,14 @@ const EXPECTED_REJECTIONS: &[Expected] = &[
     Expected {
         file: "envoy-gateway/mutual-tls.listeners.yaml",
         resource_type: ResourceType::Listener,
+        names: &["first-listener"],
+        kind: ErrorKind::Unsupported,
+        field: "filter_chains[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs",
+        why: "server certificates from SDS: gRFC A29 takes them from certificate provider instances only (gRPC NACKs SDS too)",
+    },
+    Expected {
+        file: "envoy-gateway/mutual-tls.listeners.yaml",
+        resource_type: ResourceType::Listener,
         names: &["second-listener"],
         kind: ErrorKind::Unsupported,
         field: "filter_chains[0].filters[0].typed_config",
@@ -167,7 +175,7 @@ enum Converted {
     /// No fixture has an API listener, so nothing reads an accepted one yet.
     Listener,
     Route(RouteConfiguration),
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
     Endpoints(ClusterLoadAssignment),
 }
 
@@ -178,7 +186,7 @@ fn convert(r: DecodedResource) -> Result<Converted, ModelError> {
             Converted::Listener
         }
         DecodedResource::RouteConfiguration(p) => Converted::Route(p.try_into()?),
-        DecodedResource::Cluster(p) => Converted::Cluster(p.try_into()?),
+        DecodedResource::Cluster(p) => Converted::Cluster(Box::new(p.try_into()?)),
         DecodedResource::ClusterLoadAssignment(p) => Converted::Endpoints(p.try_into()?),
     })
 }
@@ -372,6 +380,42 @@ fn fixture_values_survive_conversion() {
         mesh_core::model::LbPolicy::LeastRequest { choice_count: 2 }
     );
     assert_eq!(c.connect_timeout, std::time::Duration::from_secs(10));
+    assert!(c.transport.is_plaintext());
+
+    // Transport sockets the mesh cannot honour (SDS, per-endpoint matches, Envoy's internal
+    // upstream) keep the cluster but fail it closed, naming the field.
+    use mesh_core::model::UpstreamTransport;
+    for (file, name, field) in [
+        (
+            "istio/describe__describe_http_config.json",
+            "outbound|9080|v1|productpage.default.svc.cluster.local",
+            "transport_socket_matches[0].transport_socket",
+        ),
+        (
+            "envoy-gateway/backend-tls-settings.clusters.yaml",
+            "httproute/default/httproute-1/rule/0",
+            "transport_socket_matches[0].transport_socket",
+        ),
+        (
+            "istio/proxyconfig__config_dump.json",
+            "inbound-vip|8000|http|httpbin.default.svc.cluster.local",
+            "transport_socket.typed_config",
+        ),
+    ] {
+        let Converted::Cluster(c) = find(&outcomes, file, name) else {
+            panic!("{name}: not a cluster")
+        };
+        match &c.transport {
+            UpstreamTransport::Unsupported(e) => {
+                assert_eq!(
+                    (e.kind, e.field.as_str()),
+                    (ErrorKind::Unsupported, field),
+                    "{name}"
+                )
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
 
     // Load-balancing policies from `load_balancing_policy` extensions, with their locality
     // config, and the routes' hash policies.

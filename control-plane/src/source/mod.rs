@@ -30,6 +30,7 @@ mod parse;
 mod peer_authn;
 mod request_authn;
 mod retry;
+mod tls;
 mod validate;
 pub mod watch;
 mod yaml;

@@ -248,6 +248,8 @@ pub struct DestinationRule {
     pub resilience: Resilience,
     /// `spec.subsets`.
     pub subsets: Vec<Subset>,
+    /// `spec.trafficPolicy.tls` and `portLevelSettings[].tls`.
+    pub tls: TlsPolicy,
 }
 
 /// One `spec.subsets[]` entry.
@@ -265,6 +267,8 @@ pub struct Subset {
     pub max_requests: Option<u32>,
     /// `trafficPolicy` connection-pool limits and `outlierDetection` (see [`Resilience::or`]).
     pub resilience: Resilience,
+    /// `trafficPolicy.tls` and `portLevelSettings[].tls` (override the rule's, per port).
+    pub tls: TlsPolicy,
 }
 
 /// `ServiceEntry`: a service (hosts × ports) and, inline or by selector, its endpoints.
@@ -320,4 +324,45 @@ pub struct WorkloadEntry {
     pub service_account: Option<String>,
     /// `spec.ports`: service port name → workload port.
     pub ports: BTreeMap<String, u32>,
+}
+
+/// DestinationRule `ClientTLSSettings.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsMode {
+    /// Plaintext.
+    Disable,
+    /// TLS, the server verified, no client certificate.
+    Simple,
+    /// TLS with a client certificate.
+    Mutual,
+    /// Mutual TLS with the mesh's own certificates; the server must be one of the destination's
+    /// service accounts unless `subjectAltNames` says otherwise.
+    IstioMutual,
+}
+
+/// DestinationRule `trafficPolicy.tls` (istio/api `ClientTLSSettings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// `mode` (absent: DISABLE).
+    pub mode: TlsMode,
+    /// `sni`.
+    pub sni: Option<String>,
+    /// `subjectAltNames`.
+    pub subject_alt_names: Vec<String>,
+}
+
+/// The TLS settings of a `trafficPolicy`: its own and per port (`portLevelSettings[].tls`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsPolicy {
+    /// `tls`.
+    pub tls: Option<ClientTls>,
+    /// `portLevelSettings[].tls` by port number.
+    pub ports: BTreeMap<u32, ClientTls>,
+}
+
+impl TlsPolicy {
+    /// The settings for `port`: the port's own, else the policy's.
+    pub fn for_port(&self, port: u32) -> Option<&ClientTls> {
+        self.ports.get(&port).or(self.tls.as_ref())
+    }
 }

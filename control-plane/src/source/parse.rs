@@ -338,13 +338,13 @@ fn destination_rule(
     mut spec: Fields<'_>,
 ) -> Result<DestinationRule, ConfigError> {
     let host = spec.required_string(ctx, "host")?;
-    let (lb, max_requests, resilience) = traffic_policy(ctx, &mut spec)?;
+    let (lb, max_requests, resilience, tls) = traffic_policy(ctx, &mut spec)?;
     let mut subsets = Vec::new();
     for (path, v) in spec.list(ctx, "subsets")? {
         let mut f = Fields::of(ctx, v, &path)?;
         let name = f.required_string(ctx, "name")?;
         let labels = f.string_map(ctx, "labels")?;
-        let (lb, max_requests, resilience) = traffic_policy(ctx, &mut f)?;
+        let (lb, max_requests, resilience, tls) = traffic_policy(ctx, &mut f)?;
         f.finish(ctx);
         if subsets.iter().any(|s: &Subset| s.name == name) {
             return Err(ctx.invalid(&join(&path, "name"), format!("duplicate subset `{name}`")));
@@ -356,6 +356,7 @@ fn destination_rule(
             locality_weighted: lb.locality_weighted,
             max_requests,
             resilience,
+            tls,
         });
     }
     spec.finish(ctx);
@@ -367,22 +368,32 @@ fn destination_rule(
         max_requests,
         resilience,
         subsets,
+        tls,
     })
 }
 
 /// `trafficPolicy`: the load balancer ([`super::load_balancer`]), `connectionPool`
 /// (`http.http2MaxRequests` — the only setting istiod gives proxyless clients,
 /// istio/istio#58052 — plus `tcp.maxConnections`, `http.http1MaxPendingRequests`,
-/// `http.maxRetries`) and `outlierDetection` (see [`super::outlier`]); other settings are
-/// reported as unsupported fields.
+/// `http.maxRetries`), `outlierDetection` (see [`super::outlier`]) and `tls` /
+/// `portLevelSettings[].tls` (see [`super::tls`]); other settings are reported as unsupported
+/// fields.
 fn traffic_policy(
     ctx: &mut Ctx<'_>,
     parent: &mut Fields<'_>,
-) -> Result<(super::load_balancer::Parsed, Option<u32>, Resilience), ConfigError> {
+) -> Result<
+    (
+        super::load_balancer::Parsed,
+        Option<u32>,
+        Resilience,
+        TlsPolicy,
+    ),
+    ConfigError,
+> {
     let path = parent.field("trafficPolicy");
     let mut resilience = Resilience::default();
     let Some(v) = parent.take("trafficPolicy") else {
-        return Ok((Default::default(), None, resilience));
+        return Ok((Default::default(), None, resilience, TlsPolicy::default()));
     };
     let mut tp = Fields::of(ctx, v, &path)?;
     let lb_path = tp.field("loadBalancer");
@@ -413,8 +424,9 @@ fn traffic_policy(
     if let Some(ov) = tp.take("outlierDetection") {
         resilience.outlier_detection = Some(super::outlier::outlier_detection(ctx, ov, &od_path)?);
     }
+    let tls = super::tls::traffic_policy_tls(ctx, &mut tp)?;
     tp.finish(ctx);
-    Ok((out, max_requests, resilience))
+    Ok((out, max_requests, resilience, tls))
 }
 
 fn service_entry(

@@ -3,7 +3,8 @@
 //!
 //! Load-balancing fields come from [`super::load_balancer`] (LEAST_REQUEST per
 //! istio/istio#58052 and gRFC A48/A52, RANDOM, RING_HASH / MAGLEV, locality weighting); pool
-//! limits and outlier detection from [`super::outlier`].
+//! limits and outlier detection from [`super::outlier`]; the transport socket for DestinationRule
+//! `tls` from [`super::tls`].
 
 use std::collections::HashSet;
 
@@ -82,6 +83,7 @@ fn build(
     let (lb, locality_weighted) = load_balancer::effective(dr, subset);
     load_balancer::apply(&mut c, &lb, locality_weighted);
     super::outlier::apply(&mut c, max_requests, resilience);
+    super::tls::apply(&mut c, super::tls::effective(dr, subset, port.number), svc);
     (c, load_assignment(&name, svc, port, labels))
 }
 

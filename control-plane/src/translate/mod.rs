@@ -15,7 +15,9 @@
 //!   ([`fault`]), its `retries` / `timeout` the RouteAction's `retry_policy` /
 //!   `max_stream_duration` + `timeout` ([`retry`]);
 //! - **Clusters** `outbound|port|subset|host` (subset empty for the default cluster, one per
-//!   DestinationRule subset) of type EDS over ADS with `service_name` = the cluster name;
+//!   DestinationRule subset) of type EDS over ADS with `service_name` = the cluster name, and
+//!   for DestinationRule `tls` an `UpstreamTlsContext` naming certificate provider instances
+//!   (gRFC A29; [`tls`]);
 //! - one **ClusterLoadAssignment** per cluster: endpoints filtered by the subset's labels, in a
 //!   single locality with `load_balancing_weight: 1` (gRFC A27: a locality without a weight is
 //!   ignored, so grpcio would fail every call with "contains no localities").
@@ -45,6 +47,7 @@ mod outlier;
 pub mod peer_authn;
 pub mod retry;
 mod route;
+pub mod tls;
 
 use std::collections::BTreeMap;
 
@@ -61,6 +64,7 @@ use crate::registry::Registry;
 use crate::source::MeshConfig;
 
 pub use cluster::cluster_name;
+pub use tls::DEFAULT_TRUST_DOMAIN;
 
 /// The four xDS resource types this control plane serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

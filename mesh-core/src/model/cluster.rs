@@ -3,7 +3,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{ClusterLoadAssignment, ConnectionLimits, OutlierDetection, RetryLimits};
+use super::{
+    ClusterLoadAssignment, ConnectionLimits, OutlierDetection, RetryLimits, UpstreamTransport,
+};
 
 /// A CDS resource.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub struct Cluster {
     pub outlier_detection: Option<OutlierDetection>,
     /// Settings every policy shares: panic threshold, locality weighting.
     pub lb_common: CommonLbConfig,
+    /// `transport_socket`: plaintext or TLS (see [`UpstreamTransport`]).
+    pub transport: UpstreamTransport,
 }
 
 impl Cluster {
@@ -43,6 +47,7 @@ impl Cluster {
             connection_limits: Default::default(),
             outlier_detection: None,
             lb_common: CommonLbConfig::default(),
+            transport: UpstreamTransport::Plaintext,
         }
     }
 

@@ -23,6 +23,7 @@ mod policy;
 mod rbac;
 mod route;
 mod server;
+mod upstream_tls;
 
 pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy};
 pub use endpoint::{ClusterLoadAssignment, Endpoint, HealthStatus, Locality, LocalityEndpoints};
@@ -49,9 +50,10 @@ pub use route::{
     ClusterWeight, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };
 pub use server::{
-    CertificateProviderInstance, ChainIndex, ConnectionFacts, DownstreamTls, FilterChainMatch,
-    InboundTlsMode, ServerFilterChain, ServerListener, SourceType, TransportProtocol,
+    ChainIndex, ConnectionFacts, DownstreamTls, FilterChainMatch, InboundTlsMode,
+    ServerFilterChain, ServerListener, SourceType, TransportProtocol,
 };
+pub use upstream_tls::{CertificateProviderInstance, UpstreamTls, UpstreamTransport};
 
 use std::sync::Arc;
 

@@ -17,7 +17,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use super::{CidrRange, HttpFilter};
+use super::{CertificateProviderInstance, CidrRange, HttpFilter};
 
 /// A server-side (inbound) listener, gRFC A36 form: where it listens and its filter chains.
 /// Converted from the Listener proto by `TryFrom` (see `convert/server.rs`).
@@ -97,15 +97,6 @@ pub struct DownstreamTls {
     pub validation: Option<CertificateProviderInstance>,
     /// `require_client_certificate`.
     pub require_client_certificate: bool,
-}
-
-/// `CertificateProviderPluginInstance` (or the deprecated `CertificateProviderInstance`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CertificateProviderInstance {
-    /// `instance_name`: a key of the bootstrap's `certificate_providers`.
-    pub instance_name: Arc<str>,
-    /// `certificate_name`.
-    pub certificate_name: Arc<str>,
 }
 
 /// The peer-authentication mode a server listener's chains add up to, in Istio's terms.

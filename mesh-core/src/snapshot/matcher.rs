@@ -199,6 +199,13 @@ fn query_matches(q: &QueryParamMatcher, query: &str) -> bool {
     false
 }
 
+impl StringMatcher {
+    /// Whether `value` matches (Envoy `StringMatcher` semantics; regexes match the whole value).
+    pub fn matches(&self, value: &str) -> bool {
+        string_matches(self, value)
+    }
+}
+
 /// Evaluates a string matcher (lowercase values were prepared at conversion for `ignore_case`).
 pub(crate) fn string_matches(m: &StringMatcher, value: &str) -> bool {
     match m {

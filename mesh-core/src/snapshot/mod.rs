@@ -46,7 +46,15 @@ pub struct ClusterHandle {
     outlier: Option<OutlierDetector>,
     pool: Arc<PoolGate>,
     fault_counts: Arc<FaultCounts>,
+    client_state: Arc<ClientState>,
 }
+
+/// State a client layer compiles once per cluster transport and attaches to the cluster's
+/// handle, e.g. mesh-tower's TLS connector for the cluster's `UpstreamTlsContext`: read on the
+/// request path with one atomic load. It carries over to the next handle of the same cluster
+/// while the cluster's [`crate::model::UpstreamTransport`] is unchanged (an endpoint update
+/// keeps its connections), and starts empty when the transport changes.
+pub type ClientState = std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>;
 
 impl ClusterHandle {
     /// Builds a handle; `previous` (the same cluster in the last snapshot) lends its counters.
@@ -91,6 +99,10 @@ impl ClusterHandle {
         };
         let pool = previous.map(|p| p.pool.clone()).unwrap_or_default();
         let fault_counts = previous.map(|p| p.fault_counts.clone()).unwrap_or_default();
+        let client_state = previous
+            .filter(|p| p.cluster.transport == cluster.transport)
+            .map(|p| p.client_state.clone())
+            .unwrap_or_default();
         ClusterHandle {
             cluster,
             assignment,
@@ -99,7 +111,13 @@ impl ClusterHandle {
             outlier,
             pool,
             fault_counts,
+            client_state,
         }
+    }
+
+    /// The client layer's per-transport state for this cluster (see [`ClientState`]).
+    pub fn client_state(&self) -> &ClientState {
+        &self.client_state
     }
 
     /// Faults injected on requests to this cluster (carried across rebuilds), for metrics.

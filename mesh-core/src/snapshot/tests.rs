@@ -71,6 +71,7 @@ fn world() -> (Arc<Listener>, ResourceCache) {
             name,
             Cluster {
                 lb_common: Default::default(),
+                transport: Default::default(),
                 name: name.into(),
                 discovery: ClusterDiscovery::Eds {
                     service_name: name.into(),

@@ -36,6 +36,7 @@ impl ResourceLookup for FallbackLookup<'_> {
         self.cache.get(name).or_else(|| {
             Some(Arc::new(Cluster {
                 lb_common: Default::default(),
+                transport: Default::default(),
                 name: name.into(),
                 discovery: ClusterDiscovery::Eds {
                     service_name: name.into(),

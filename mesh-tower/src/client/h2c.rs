@@ -9,9 +9,12 @@
 //! rewrites the URI back to the logical authority (dropping `Host`, which HTTP/2 expresses as
 //! `:authority`, RFC 9113 §8.3.1) before sending.
 //!
-//! Connections: looked up lock-free (`ArcSwap` map, copy-on-write when an endpoint is first
-//! seen); the connection task clears its slot when the connection closes, and the next request
-//! reconnects. Concurrent first requests to one endpoint share one connect.
+//! Connections: looked up lock-free (`ArcSwap` map keyed by endpoint and transport,
+//! copy-on-write when an endpoint is first seen); the connection task clears its slot when the
+//! connection closes, and the next request reconnects. Concurrent first requests to one
+//! endpoint share one connect. The transport is the request's [`crate::RouteInfo`]`::tls`:
+//! h2c without one, else TLS with ALPN `h2` ([`crate::tls::upstream`]); slots of TLS configs no
+//! longer in use are dropped when a new slot is added, closing their connections.
 
 use std::{
     collections::HashMap,
@@ -28,6 +31,9 @@ use http::{header::HOST, uri::Authority, Request, Response, Uri};
 use hyper::{body::Incoming, client::conn::http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+
+use crate::tls::{upstream::Alpn, ClusterTls};
+use crate::RouteInfo;
 
 /// Why a request could not be sent over HTTP/2.
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +67,16 @@ type Sender<B> = http2::SendRequest<B>;
 struct Slot<B> {
     sender: ArcSwapOption<Sender<B>>,
     connecting: tokio::sync::Mutex<()>,
+    /// The TLS config this slot connects with (`None`: h2c).
+    tls: Option<std::sync::Weak<ClusterTls>>,
 }
+
+/// Slots by endpoint and transport (`0`: h2c, else [`ClusterTls::id`]).
+type Slots<B> = HashMap<(SocketAddr, u64), Arc<Slot<B>>>;
 
 /// The HTTP/2 client: a `tower::Service<http::Request<B>>` for requests addressed to an endpoint.
 pub struct Http2Client<B> {
-    slots: Arc<ArcSwap<HashMap<SocketAddr, Arc<Slot<B>>>>>,
+    slots: Arc<ArcSwap<Slots<B>>>,
     adding: Arc<Mutex<()>>,
     connect_timeout: Duration,
 }
@@ -104,22 +115,29 @@ impl<B> Http2Client<B> {
         }
     }
 
-    fn slot(&self, addr: SocketAddr) -> Arc<Slot<B>> {
-        if let Some(s) = self.slots.load().get(&addr) {
+    fn slot(&self, addr: SocketAddr, tls: Option<&Arc<ClusterTls>>) -> Arc<Slot<B>> {
+        let key = (addr, tls.map_or(0, |t| t.id()));
+        if let Some(s) = self.slots.load().get(&key) {
             return s.clone();
         }
         // First request to this endpoint: copy-on-write insert (rare; off the steady path).
         let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.slots.load();
-        if let Some(s) = current.get(&addr) {
+        if let Some(s) = current.get(&key) {
             return s.clone();
         }
         let slot = Arc::new(Slot {
             sender: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
+            tls: tls.map(Arc::downgrade),
         });
-        let mut next = HashMap::clone(&current);
-        next.insert(addr, slot.clone());
+        // Slots of TLS configs nobody uses any more go (their connections close).
+        let mut next: Slots<B> = current
+            .iter()
+            .filter(|(_, s)| s.tls.as_ref().is_none_or(|w| w.strong_count() > 0))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        next.insert(key, slot.clone());
         self.slots.store(Arc::new(next));
         slot
     }
@@ -143,6 +161,7 @@ where
         self: &Arc<Self>,
         addr: SocketAddr,
         timeout: Duration,
+        tls: Option<Arc<ClusterTls>>,
     ) -> Result<Sender<B>, H2Error> {
         if let Some(s) = self.live() {
             return Ok(s);
@@ -153,16 +172,33 @@ where
         }
         let connect =
             |source: Box<dyn std::error::Error + Send + Sync>| H2Error::Connect { addr, source };
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| connect(format!("timed out after {timeout:?}").into()))?
-            .map_err(|e| connect(e.into()))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| connect(e.into()))?;
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.timer(TokioTimer::new());
+        let (sender, conn) = match tls {
+            Some(tls) => {
+                let stream = tls
+                    .connect(addr, Alpn::H2)
+                    .await
+                    .map_err(|e| connect(e.into()))?;
+                let (sender, conn) = builder
+                    .handshake(stream)
+                    .await
+                    .map_err(|e| connect(e.into()))?;
+                (sender, Box::pin(conn) as ConnTask)
+            }
+            None => {
+                let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| connect(format!("timed out after {timeout:?}").into()))?
+                    .map_err(|e| connect(e.into()))?;
+                let _ = stream.set_nodelay(true);
+                let (sender, conn) = builder
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| connect(e.into()))?;
+                (sender, Box::pin(conn) as ConnTask)
+            }
+        };
         let sender = Arc::new(sender);
         self.sender.store(Some(sender.clone()));
         let slot = Arc::downgrade(self);
@@ -186,6 +222,9 @@ where
         Ok((*sender).clone())
     }
 }
+
+/// A connection's driver, h2c or TLS.
+type ConnTask = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
 
 /// Points the URI back at the logical authority carried in `Host` (dropping the header), and
 /// returns the endpoint address the URI named.
@@ -224,10 +263,14 @@ where
             Ok(a) => a,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
-        let slot = self.slot(addr);
+        let tls = req
+            .extensions()
+            .get::<RouteInfo>()
+            .and_then(|i| i.tls.clone());
+        let slot = self.slot(addr, tls.as_ref());
         let timeout = self.connect_timeout;
         Box::pin(async move {
-            let mut sender = slot.sender(addr, timeout).await?;
+            let mut sender = slot.sender(addr, timeout, tls).await?;
             Ok(sender.send_request(req).await?)
         })
     }

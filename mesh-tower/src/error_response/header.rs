@@ -17,6 +17,8 @@ pub struct ErrorHeader {
     pub limit: Option<String>,
     /// The injected status, for `kind=fault_abort`: `http:<status>` or `grpc:<code>`.
     pub status: Option<String>,
+    /// Why, for `kind=tls` (e.g. `san_mismatch`, see [`crate::TlsReason::as_str`]).
+    pub reason: Option<String>,
     /// The route, when one matched.
     pub route: Option<String>,
     /// The cluster, when one was picked.
@@ -43,6 +45,7 @@ impl ErrorHeader {
                 "kind" => h.kind = v,
                 "limit" => h.limit = Some(v),
                 "status" => h.status = Some(v),
+                "reason" => h.reason = Some(v),
                 "route" => h.route = Some(v),
                 "cluster" => h.cluster = Some(v),
                 "endpoint" => h.endpoint = v.parse().ok(),
@@ -67,6 +70,9 @@ pub(super) fn value(e: &MeshError) -> HeaderValue {
         }
         MeshErrorKind::FaultAbort(FaultStatus::Grpc(c)) => {
             let _ = write!(s, "; status=grpc:{c}");
+        }
+        MeshErrorKind::Tls(r) => {
+            let _ = write!(s, "; reason={}", r.as_str());
         }
         _ => {}
     }
@@ -136,6 +142,14 @@ mod tests {
         assert_eq!(h.endpoint, Some(([10, 0, 0, 7], 9080).into()));
         assert_eq!(h.attempts, 3);
         assert_eq!(ErrorHeader::parse("route=x"), None);
+
+        let tls = MeshError::new(MeshErrorKind::Tls(crate::TlsReason::SanMismatch))
+            .cluster(&"outbound|80||svc".into());
+        let h = ErrorHeader::parse(value(&tls).to_str().unwrap()).unwrap();
+        assert_eq!(
+            (h.kind.as_str(), h.reason.as_deref()),
+            ("tls", Some("san_mismatch"))
+        );
         assert_eq!(ErrorHeader::parse("kind=x; route=%G1"), None);
     }
 }

@@ -12,7 +12,8 @@
 //! configured status for a fault abort (`kind=fault_abort; status=http:503`) — for a
 //! `grpc_status` abort, Envoy's trailers-only gRPC reply: 200 with `grpc-status` and
 //! `grpc-message` (`status=grpc:14`) — and 503 for everything else (no healthy upstream, connect
-//! failure, reset, overflow, retry budget).
+//! failure, a failed TLS handshake or verification — `kind=tls; reason=san_mismatch` — reset,
+//! overflow, retry budget).
 //! Header values are `key=value` pairs separated by `; `; values have `%`, `;`, `=`, spaces and
 //! non-visible bytes percent-encoded. [`ErrorHeader::parse`] reads it back.
 

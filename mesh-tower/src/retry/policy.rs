@@ -79,6 +79,10 @@ pub(crate) fn retriable_error(on: RetryOn, e: &MeshError) -> bool {
     let any_reset = RetryOn::SERVER_ERROR | RetryOn::GATEWAY_ERROR | RetryOn::RESET;
     match e.kind() {
         MeshErrorKind::Connect => on.intersects(any_reset | RetryOn::CONNECT_FAILURE),
+        // A failed handshake is a connect failure in Envoy; a configuration error is not.
+        MeshErrorKind::Tls(r) if !r.is_config() => {
+            on.intersects(any_reset | RetryOn::CONNECT_FAILURE)
+        }
         MeshErrorKind::Upstream => {
             on.intersects(any_reset)
                 || (on.contains(RetryOn::REFUSED_STREAM) && e.is_refused_stream())

@@ -4,6 +4,7 @@ use mesh_core::mesh::Mesh;
 use tower::Layer;
 
 use super::MeshService;
+use crate::tls::CertificateProviders;
 
 /// Routes requests through the mesh. Configuration only: the mesh handle and how long the first
 /// request to a new target may wait for it to warm (default 20 s — longer than the 15 s
@@ -12,6 +13,7 @@ use super::MeshService;
 pub struct MeshLayer {
     mesh: Mesh,
     ready_timeout: Duration,
+    providers: CertificateProviders,
 }
 
 impl MeshLayer {
@@ -20,7 +22,15 @@ impl MeshLayer {
         MeshLayer {
             mesh,
             ready_timeout: Duration::from_secs(20),
+            providers: CertificateProviders::default(),
         }
+    }
+
+    /// The certificate provider instances TLS clusters are resolved against (see
+    /// [`crate::tls::upstream`]).
+    pub fn tls(mut self, providers: CertificateProviders) -> Self {
+        self.providers = providers;
+        self
     }
 
     /// Sets how long the first request to a new target waits for the target to warm.
@@ -35,5 +45,6 @@ impl<S> Layer<S> for MeshLayer {
 
     fn layer(&self, inner: S) -> MeshService<S> {
         MeshService::new(self.mesh.clone(), inner, self.ready_timeout)
+            .with_tls(self.providers.clone())
     }
 }

@@ -43,7 +43,12 @@ pub use future::ResponseFuture;
 pub use layer::MeshLayer;
 pub use split::{RouteLayer, RouteService};
 
-use crate::{attempt::ReportRoute, error::BoxError, MeshError, MeshErrorKind};
+use crate::{
+    attempt::ReportRoute,
+    error::BoxError,
+    tls::{upstream, CertificateProviders, ClusterTls},
+    MeshError, MeshErrorKind,
+};
 
 /// The routing decision, attached to the forwarded request's extensions (and, when
 /// [`crate::metrics`] asks for it, to the response's).
@@ -59,6 +64,9 @@ pub struct RouteInfo {
     pub endpoint: std::net::SocketAddr,
     /// The route's compiled timeouts and retry policy.
     pub policy: Arc<CompiledPolicy>,
+    /// The cluster's TLS client (`None`: plaintext); the clients in [`crate::client`] connect
+    /// with it and key their connections on it.
+    pub tls: Option<Arc<ClusterTls>>,
 }
 
 /// The route decision for one request, made once (before any attempt): attached as a request
@@ -79,6 +87,8 @@ pub struct Routed {
     /// balances by hash (RING_HASH, MAGLEV); `None` = none (the pick then uses a random hash,
     /// gRFC A42). Every attempt of the request picks with the same hash.
     pub hash: Option<u64>,
+    /// The cluster's TLS client (`None`: plaintext), see [`crate::tls::upstream`].
+    pub tls: Option<Arc<ClusterTls>>,
 }
 
 /// The source IP a request hashes on for `connection_properties.source_ip` hash policies,
@@ -99,6 +109,7 @@ pub struct MeshService<S> {
     mesh: Mesh,
     inner: S,
     ready_timeout: Duration,
+    providers: CertificateProviders,
 }
 
 impl<S> MeshService<S> {
@@ -108,7 +119,15 @@ impl<S> MeshService<S> {
             mesh,
             inner,
             ready_timeout,
+            providers: CertificateProviders::default(),
         }
+    }
+
+    /// The certificate provider instances TLS clusters are resolved against (see
+    /// [`crate::tls::upstream`]); none by default.
+    pub fn with_tls(mut self, providers: CertificateProviders) -> Self {
+        self.providers = providers;
+        self
     }
 }
 
@@ -137,7 +156,7 @@ where
         // Fast path: the target is known and warm.
         if let Some(target) = self.mesh.lookup(authority.as_str()) {
             if let Some(snapshot) = &*target.snapshot() {
-                return match dispatch(snapshot, req, &authority) {
+                return match dispatch(snapshot, req, &authority, &self.providers) {
                     Ok((req, picked, info)) => {
                         let fut = self.inner.call(req);
                         ResponseFuture::sent(fut, picked, info, authority, report_route)
@@ -152,11 +171,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let mesh = self.mesh.clone();
         let timeout = self.ready_timeout;
+        let providers = self.providers.clone();
         ResponseFuture::waiting(Box::pin(async move {
             let target = mesh.target(authority.as_str());
             let snapshot =
                 wait_ready(&target, timeout, authority.as_str(), req.uri().path()).await?;
-            let (req, picked, info) = dispatch(&snapshot, req, &authority)?;
+            let (req, picked, info) = dispatch(&snapshot, req, &authority, &providers)?;
             let endpoint = info.endpoint;
             let result = inner.call(req).await;
             drop(picked);
@@ -205,19 +225,22 @@ fn dispatch<B>(
     snapshot: &Snapshot,
     mut req: Request<B>,
     authority: &Authority,
+    providers: &CertificateProviders,
 ) -> Result<(Request<B>, PickedEndpoint, RouteInfo), MeshError> {
-    let routed = decide(snapshot, &mut req, authority)?;
+    let routed = decide(snapshot, &mut req, authority, providers)?;
     let (picked, info) = pick_and_rewrite(&routed, &mut req, &[], 1)?;
     req.extensions_mut().insert(info.clone());
     Ok((req, picked, info))
 }
 
-/// Routes a request (virtual host, route, weighted cluster) and sets its `Host` header when
-/// it has none. The URI is left as addressed.
+/// Routes a request (virtual host, route, weighted cluster), resolves the cluster's transport
+/// against `providers`, and sets its `Host` header when it has none. The URI is left as
+/// addressed.
 pub(crate) fn decide<B>(
     snapshot: &Snapshot,
     req: &mut Request<B>,
     authority: &Authority,
+    providers: &CertificateProviders,
 ) -> Result<Routed, MeshError> {
     let host = authority.as_str();
     let path_and_query = req
@@ -253,6 +276,13 @@ pub(crate) fn decide<B>(
     } else {
         None
     };
+    let tls = upstream::resolve(decision.cluster, providers).map_err(|(reason, e)| {
+        MeshError::new(MeshErrorKind::Tls(reason))
+            .at(host, path_and_query)
+            .route(decision.route.name())
+            .cluster(&decision.cluster.cluster.name)
+            .detail(e)
+    })?;
     let routed = Routed {
         target: snapshot.target().clone(),
         route: decision.route.name().clone(),
@@ -260,6 +290,7 @@ pub(crate) fn decide<B>(
         policy: decision.route.policy().clone(),
         authority: authority.clone(),
         hash,
+        tls,
     };
     if !req.headers().contains_key(HOST) {
         let value = match snapshot.host_header() {
@@ -309,6 +340,7 @@ pub(crate) fn pick_and_rewrite<B>(
         cluster: cluster.cluster.name.clone(),
         endpoint: picked.address(),
         policy: routed.policy.clone(),
+        tls: routed.tls.clone(),
     };
     let mut parts = std::mem::take(req.uri_mut()).into_parts();
     parts.scheme = Some(Scheme::HTTP);
@@ -331,10 +363,14 @@ pub(crate) fn upstream_error(
         .is_some_and(|e| e.is_connect())
         || e.downcast_ref::<crate::client::H2Error>()
             .is_some_and(|e| e.is_connect());
-    let kind = if connect {
-        MeshErrorKind::Connect
-    } else {
-        MeshErrorKind::Upstream
+    let tls = upstream::reason_in(&*e).map(|(r, tls)| (r, tls.to_string()));
+    let (kind, e): (_, BoxError) = match tls {
+        Some((reason, message)) => (
+            MeshErrorKind::Tls(reason),
+            Box::new(upstream::TlsFailure::new(message, e)),
+        ),
+        None if connect => (MeshErrorKind::Connect, e),
+        None => (MeshErrorKind::Upstream, e),
     };
     MeshError::new(kind)
         .at(authority.as_str(), "")

@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::{authority_of, decide, wait_ready};
-use crate::{MeshError, MeshErrorKind};
+use crate::{tls::CertificateProviders, MeshError, MeshErrorKind};
 
 /// Decides each request's route and cluster and attaches them as a [`super::Routed`]
 /// extension. The inner service must pick the endpoint ([`crate::endpoint::PickLayer`]).
@@ -23,6 +23,7 @@ use crate::{MeshError, MeshErrorKind};
 pub struct RouteLayer {
     mesh: Mesh,
     ready_timeout: Duration,
+    providers: CertificateProviders,
 }
 
 impl RouteLayer {
@@ -31,7 +32,16 @@ impl RouteLayer {
         RouteLayer {
             mesh,
             ready_timeout: Duration::from_secs(20),
+            providers: CertificateProviders::default(),
         }
+    }
+
+    /// The certificate provider instances TLS clusters are resolved against (see
+    /// [`crate::tls::upstream`]); none by default, so a TLS cluster fails with
+    /// `tls` / `missing_provider`.
+    pub fn tls(mut self, providers: CertificateProviders) -> Self {
+        self.providers = providers;
+        self
     }
 
     /// Sets how long the first request to a new target waits for the target to warm.
@@ -49,6 +59,7 @@ impl<S> Layer<S> for RouteLayer {
             mesh: self.mesh.clone(),
             inner,
             ready_timeout: self.ready_timeout,
+            providers: self.providers.clone(),
         }
     }
 }
@@ -59,6 +70,7 @@ pub struct RouteService<S> {
     mesh: Mesh,
     inner: S,
     ready_timeout: Duration,
+    providers: CertificateProviders,
 }
 
 type Waiting<R> = Pin<Box<dyn Future<Output = Result<R, MeshError>> + Send>>;
@@ -117,7 +129,7 @@ where
         };
         if let Some(target) = self.mesh.lookup(authority.as_str()) {
             if let Some(snapshot) = &*target.snapshot() {
-                return match decide(snapshot, &mut req, &authority) {
+                return match decide(snapshot, &mut req, &authority, &self.providers) {
                     Ok(routed) => {
                         req.extensions_mut().insert(routed);
                         RouteFuture::Routed {
@@ -132,12 +144,13 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let mesh = self.mesh.clone();
         let timeout = self.ready_timeout;
+        let providers = self.providers.clone();
         RouteFuture::Waiting {
             fut: Box::pin(async move {
                 let target = mesh.target(authority.as_str());
                 let snapshot =
                     wait_ready(&target, timeout, authority.as_str(), req.uri().path()).await?;
-                let routed = decide(&snapshot, &mut req, &authority)?;
+                let routed = decide(&snapshot, &mut req, &authority, &providers)?;
                 req.extensions_mut().insert(routed);
                 inner.call(req).await
             }),

@@ -172,6 +172,18 @@ pub struct MeshTlsStream {
 }
 
 impl MeshTlsStream {
+    pub(crate) fn new(
+        tls: tokio_rustls::client::TlsStream<TcpStream>,
+        peer: Option<PeerIdentity>,
+        h2: bool,
+    ) -> Self {
+        MeshTlsStream {
+            io: TokioIo::new(tls),
+            peer,
+            h2,
+        }
+    }
+
     /// The server's verified identity.
     pub fn peer_identity(&self) -> Option<&PeerIdentity> {
         self.peer.as_ref()
@@ -255,8 +267,8 @@ pub fn client_config(identity: Arc<WorkloadIdentity>, expected: Vec<String>) -> 
     config
 }
 
-struct ClientCertResolver {
-    identity: Arc<WorkloadIdentity>,
+pub(crate) struct ClientCertResolver {
+    pub(crate) identity: Arc<WorkloadIdentity>,
 }
 
 impl std::fmt::Debug for ClientCertResolver {

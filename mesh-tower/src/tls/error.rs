@@ -87,6 +87,12 @@ pub enum TlsError {
         #[source]
         source: io::Error,
     },
+    /// A TLS context names a certificate provider instance the mesh was not given (gRFC A29).
+    #[error("certificate provider instance `{instance}` was not given to the mesh")]
+    MissingProvider {
+        /// The instance name, e.g. `default`.
+        instance: String,
+    },
     /// The handshake (or the first bytes in PERMISSIVE) did not arrive in time.
     #[error("{peer}: tls handshake timed out")]
     Timeout {
@@ -104,6 +110,23 @@ pub(crate) enum VerifyFailure {
 }
 
 impl TlsError {
+    /// The reason a client reports for this failure in a `tls` mesh error; `None` for a TCP
+    /// connect failure or a timeout (reported as `connect`).
+    pub fn reason(&self) -> Option<crate::TlsReason> {
+        use crate::TlsReason as R;
+        Some(match self {
+            TlsError::UnknownCa { .. } => R::UnknownCa,
+            TlsError::SanMismatch { .. } => R::SanMismatch,
+            TlsError::Expired { .. } => R::Expired,
+            TlsError::PeerRefused { .. } | TlsError::NoClientCert { .. } => R::PeerRefused,
+            TlsError::BadCertificate { .. } => R::BadCertificate,
+            TlsError::Handshake { .. } | TlsError::NotTls { .. } => R::Handshake,
+            TlsError::MissingProvider { .. } => R::MissingProvider,
+            TlsError::InvalidIdentity { .. } => R::UnsupportedConfig,
+            TlsError::Connect { .. } | TlsError::Timeout { .. } => return None,
+        })
+    }
+
     /// Classifies a failed handshake's I/O error for `peer`.
     pub(crate) fn from_handshake(peer: &str, err: io::Error) -> Self {
         let peer = peer.to_owned();

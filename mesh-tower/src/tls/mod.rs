@@ -29,6 +29,10 @@
 //!   SVID, [`CertificateRequest::renew`] into the same `WorkloadIdentity` — at a fraction of the
 //!   remaining lifetime.
 //!
+//! - **From CDS** ([`upstream`]): a cluster's `UpstreamTlsContext` (gRFC A29, Istio
+//!   DestinationRule `tls`) compiles into a [`ClusterTls`] the mesh's clients connect with,
+//!   against the [`CertificateProviders`] the application gives the stack.
+//!
 //! PeerAuthentication from the control plane reaches servers as the TLS contexts of their inbound
 //! Listener's filter chains (gRFC A29/A36): `mesh_grpc::XdsServer` applies them per chain, and a
 //! hyper / axum server follows their mode with [`MeshTlsAcceptor::follow_mode`].
@@ -38,6 +42,7 @@
 pub mod client;
 mod error;
 pub mod server;
+pub mod upstream;
 
 use std::fmt;
 use std::path::Path;
@@ -56,6 +61,7 @@ use rustls::RootCertStore;
 pub use client::{MeshTlsConnector, MeshTlsStream};
 pub use error::TlsError;
 pub use server::{sniff_tls, MeshTlsAcceptor, PeerAuthMode, ServerStream, WithPeerIdentity};
+pub use upstream::{CertificateProviders, ClusterTls};
 
 pub(crate) use error::VerifyFailure;
 

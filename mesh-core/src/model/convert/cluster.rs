@@ -20,7 +20,7 @@
 //! - `connect_timeout` defaults to 5 s and must be positive.
 //! - `circuit_breakers`: retry limits ([`super::policy`]), `max_connections` and
 //!   `max_pending_requests` ([`super::outlier`]); `outlier_detection` ([`super::outlier`]).
-//!   Transport sockets are read by later work.
+//! - `transport_socket` / `transport_socket_matches`: plaintext or TLS ([`super::upstream_tls`]).
 
 use std::time::Duration;
 
@@ -42,7 +42,9 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::{
 };
 use envoy_types::pb::google::protobuf::{value::Kind, Struct};
 
-use super::{decode_any, endpoint, identify, is_ads_or_self, outlier, policy, Ctx, Path};
+use super::{
+    decode_any, endpoint, identify, is_ads_or_self, outlier, policy, upstream_tls, Ctx, Path,
+};
 use crate::model::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy, ModelError, ResourceType};
 
 const ROUND_ROBIN: &str = "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
@@ -95,6 +97,7 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
         &root.field("outlier_detection"),
         proto.outlier_detection.as_ref(),
     )?;
+    let transport = upstream_tls::transport(&cx, &proto)?;
     let discovery = discovery(&cx, &root, proto)?;
     Ok(Cluster {
         name: name.as_str().into(),
@@ -105,6 +108,7 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
         connection_limits,
         outlier_detection,
         lb_common,
+        transport,
     })
 }
 

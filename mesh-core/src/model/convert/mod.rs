@@ -6,8 +6,8 @@
 //! resource type, the resource, the dotted field path and the reason. Nothing here panics on any
 //! input: every index, every enum value and every nested `Any` is checked.
 //!
-//! Fields the model does not carry yet (TLS, per-filter overrides of filters other than the
-//! fault filter) are ignored rather than rejected: later work reads them from the same protos.
+//! Fields the model does not carry yet (per-filter overrides of filters other than the fault
+//! filter) are ignored rather than rejected: later work reads them from the same protos.
 //!
 //! - [`listener`]: API listener → HttpConnectionManager → HTTP filters (A27, A39, A41).
 //! - [`route`]: RouteConfiguration → VirtualHost → Route (A28; Envoy `route_components.proto`).
@@ -21,6 +21,8 @@
 //! - [`fault`]: the fault filter and its per-route overrides (A33, A39).
 //! - [`endpoint`]: ClusterLoadAssignment (A27; grpc-go `unmarshal_eds.go`).
 //! - [`rbac`]: the RBAC HTTP filter (A41); [`server`]: server listeners (A36) carrying it.
+//! - [`upstream_tls`]: `Cluster.transport_socket` → plaintext or TLS (A29; Envoy
+//!   `UpstreamTlsContext`), failing closed on what the mesh cannot honour.
 
 mod cluster;
 mod endpoint;
@@ -34,6 +36,7 @@ mod policy;
 mod rbac;
 mod route;
 mod server;
+mod upstream_tls;
 
 use envoy_types::pb::envoy::config::{
     cluster::v3::Cluster as ClusterProto, endpoint::v3::ClusterLoadAssignment as ClaProto,

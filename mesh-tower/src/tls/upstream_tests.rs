@@ -1,0 +1,163 @@
+use std::net::Ipv6Addr;
+
+use mesh_core::model::{CertificateProviderInstance, Regex};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::tls::{MeshTlsAcceptor, PeerAuthMode};
+
+/// A root CA: its issuer and PEM.
+fn ca() -> (Issuer<'static, KeyPair>, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let pem = params.self_signed(&key).unwrap().pem();
+    (Issuer::new(params, key), pem)
+}
+
+/// A workload identity signed by `ca` with these SANs.
+fn identity(ca: &(Issuer<'static, KeyPair>, String), sans: Vec<SanType>) -> Arc<WorkloadIdentity> {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = sans;
+    let cert = params.signed_by(&key, &ca.0).unwrap();
+    WorkloadIdentity::from_pem(
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+        ca.1.as_bytes(),
+    )
+    .unwrap()
+}
+
+fn uri(s: &str) -> SanType {
+    SanType::URI(s.try_into().unwrap())
+}
+
+fn tls(sans: Vec<StringMatcher>, mutual: bool) -> UpstreamTls {
+    UpstreamTls {
+        sni: None,
+        alpn_protocols: Arc::new([]),
+        identity: mutual.then(|| CertificateProviderInstance::new("default", "default")),
+        roots: CertificateProviderInstance::new("default", "ROOTCA"),
+        match_subject_alt_names: sans.into(),
+    }
+}
+
+fn exact(v: &str) -> StringMatcher {
+    StringMatcher::Exact {
+        value: v.into(),
+        ignore_case: false,
+    }
+}
+
+/// A STRICT server on loopback that completes handshakes and reports the client's identity.
+async fn server(
+    id: Arc<WorkloadIdentity>,
+    mode: PeerAuthMode,
+) -> (SocketAddr, tokio::sync::mpsc::Receiver<Option<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = MeshTlsAcceptor::new(id, mode);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        // Bounded: the tests make at most a handful of connections.
+        for _ in 0..16 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let peer = acceptor.accept(tcp).await.ok().and_then(|(_, p)| p);
+            let _ = tx.send(peer.map(|p| p.spiffe_id().to_owned())).await;
+        }
+    });
+    (addr, rx)
+}
+
+const SERVER: &str = "spiffe://td/ns/default/sa/greeter";
+const CLIENT: &str = "spiffe://td/ns/default/sa/frontend";
+
+#[tokio::test]
+async fn mutual_tls_verifies_the_san_and_presents_our_identity() {
+    let ca = ca();
+    let (addr, mut seen) = server(identity(&ca, vec![uri(SERVER)]), PeerAuthMode::Strict).await;
+    let providers = CertificateProviders::default_identity(identity(&ca, vec![uri(CLIENT)]));
+    let timeout = Duration::from_secs(5);
+
+    let ok = ClusterTls::compile(&tls(vec![exact(SERVER)], true), &providers, timeout).unwrap();
+    let stream = ok.connect(addr, Alpn::H2).await.unwrap();
+    assert_eq!(stream.peer_identity().map(|p| p.spiffe_id()), Some(SERVER));
+    assert_eq!(seen.recv().await.unwrap().as_deref(), Some(CLIENT));
+
+    // Prefix / regex matchers: any SAN matching any matcher.
+    let re = StringMatcher::Regex(Regex::full_match("spiffe://td/ns/[a-z]+/sa/greeter").unwrap());
+    let ok = ClusterTls::compile(
+        &tls(vec![exact("spiffe://x"), re], true),
+        &providers,
+        timeout,
+    )
+    .unwrap();
+    ok.connect(addr, Alpn::Http1).await.unwrap();
+
+    let wrong = ClusterTls::compile(&tls(vec![exact(CLIENT)], true), &providers, timeout).unwrap();
+    let err = wrong.connect(addr, Alpn::H2).await.unwrap_err();
+    assert_eq!(err.reason(), Some(TlsReason::SanMismatch), "{err}");
+    assert!(err.to_string().contains(SERVER), "{err}");
+
+    // SIMPLE presents no client certificate: STRICT refuses it (after the client's side of
+    // a TLS 1.3 handshake completed, so the refusal shows on the server).
+    let simple = ClusterTls::compile(&tls(vec![], false), &providers, timeout).unwrap();
+    let _stream = simple.connect(addr, Alpn::H2).await;
+    let seen: Vec<_> = [seen.recv().await, seen.recv().await, seen.recv().await].into();
+    assert_eq!(
+        seen,
+        [Some(Some(CLIENT.to_owned())), Some(None), Some(None)],
+        "regex match, san mismatch, simple"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_ca_is_named() {
+    let (addr, _seen) = server(identity(&ca(), vec![uri(SERVER)]), PeerAuthMode::Strict).await;
+    let providers = CertificateProviders::default_identity(identity(&ca(), vec![uri(CLIENT)]));
+    let c = ClusterTls::compile(&tls(vec![], true), &providers, Duration::from_secs(5)).unwrap();
+    let err = c.connect(addr, Alpn::H2).await.unwrap_err();
+    assert_eq!(err.reason(), Some(TlsReason::UnknownCa), "{err}");
+}
+
+#[test]
+fn a_missing_instance_is_named() {
+    let t = tls(vec![], true);
+    let err =
+        ClusterTls::compile(&t, &CertificateProviders::new(), Duration::from_secs(1)).unwrap_err();
+    assert!(matches!(&err, TlsError::MissingProvider { instance } if instance == "default"));
+    assert_eq!(err.reason(), Some(TlsReason::MissingProvider));
+}
+
+#[test]
+fn sans_of_every_type_are_read_in_canonical_form() {
+    let ca = ca();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![
+        uri(SERVER),
+        SanType::DnsName("api.example.com".try_into().unwrap()),
+        SanType::Rfc822Name("ops@example.com".try_into().unwrap()),
+        SanType::IpAddress("10.0.0.7".parse().unwrap()),
+        SanType::IpAddress(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into()),
+    ];
+    let cert = params.signed_by(&key, &ca.0).unwrap();
+    assert_eq!(
+        subject_alt_names(cert.der()),
+        [
+            SERVER,
+            "api.example.com",
+            "ops@example.com",
+            "10.0.0.7",
+            "2001:db8::1"
+        ]
+    );
+}
