@@ -24,7 +24,7 @@ use http::{
     Request, Response, Uri,
 };
 use mesh_core::mesh::{Mesh, Target, TargetError};
-use mesh_tower::{retry::ReplayBody, MeshStackLayer};
+use mesh_tower::{retry::ReplayBody, timeout::IdleBody, MeshStackLayer};
 use tonic::{body::Body, Status};
 use tower::{util::BoxCloneSyncService, Service, ServiceBuilder};
 
@@ -114,7 +114,7 @@ impl MeshChannel {
         let target = mesh.target(authority.as_str());
         let stack = ServiceBuilder::new()
             .map_err(status::from_mesh_error)
-            .map_response(|r: Response<hyper::body::Incoming>| r.map(Body::new))
+            .map_response(|r: Response<IdleBody<hyper::body::Incoming>>| r.map(Body::new))
             .layer_fn(|inner| SetAuthority {
                 authority: authority.clone(),
                 inner,

@@ -21,6 +21,7 @@ fn server_listener(name: &str, address: SocketAddr) -> Listener {
             http_filters: Arc::from([]),
         })),
         http_filters: Arc::from([]),
+        stream_idle_timeout: None,
     }
 }
 
