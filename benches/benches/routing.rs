@@ -24,6 +24,7 @@ fn listener(rc: RouteConfiguration) -> Arc<Listener> {
         name: TARGET.into(),
         route_source: RouteSource::Inline(Arc::new(rc)),
         http_filters: Arc::new([]),
+        stream_idle_timeout: None,
     })
 }
 

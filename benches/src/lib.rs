@@ -115,6 +115,7 @@ pub fn cache_with_policy(
             name: TARGET.into(),
             route_source: RouteSource::Inline(Arc::new(rc)),
             http_filters: Arc::new([]),
+            stream_idle_timeout: None,
         },
         "1",
     );
@@ -196,6 +197,7 @@ pub fn cache_every_policy(
                     config: HttpFilterConfig::Router,
                 },
             ]),
+            stream_idle_timeout: None,
         },
         "2",
     );

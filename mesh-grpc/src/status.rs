@@ -168,6 +168,7 @@ mod tests {
             name: "svc:80".into(),
             route_source: RouteSource::Inline(Arc::new(rc)),
             http_filters: Arc::new([]),
+            stream_idle_timeout: None,
         };
         cache.accept("svc:80", listener, "1");
         cache.remove::<Listener>("gone:80");

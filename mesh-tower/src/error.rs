@@ -37,6 +37,9 @@ pub enum MeshErrorKind {
     Timeout,
     /// One attempt's `per_try_timeout` elapsed and no retry followed.
     PerTryTimeout,
+    /// The stream was idle (no response head or body frame) for the route's `idle_timeout` /
+    /// the listener's `stream_idle_timeout` (Envoy; HTTP only).
+    IdleTimeout,
     /// A retry was due but the cluster's `retry_budget` had no room, so the last attempt's
     /// failure stands.
     RetryBudgetExhausted,
@@ -139,6 +142,7 @@ impl MeshErrorKind {
             MeshErrorKind::MissingAuthority => "missing_authority",
             MeshErrorKind::Timeout => "timeout",
             MeshErrorKind::PerTryTimeout => "per_try_timeout",
+            MeshErrorKind::IdleTimeout => "idle_timeout",
             MeshErrorKind::RetryBudgetExhausted => "retry_budget_exhausted",
             MeshErrorKind::Overflow(_) => "overflow",
             MeshErrorKind::FaultAbort(_) => "fault_abort",

@@ -2,8 +2,13 @@
 //! the retry loop, and per attempt the per-try timeout and the endpoint pick:
 //!
 //! ```text
-//! RouteService → Fault → Timeout(route) → Retry → Timeout(per try) → PickService → client
+//! RouteService → IdleTimeout → Fault → Timeout(route) → Retry → Timeout(per try) → PickService → client
 //! ```
+//!
+//! The idle timeout ([`crate::timeout::idle`], Envoy's stream idle timeout, HTTP only) is
+//! outermost under routing, as Envoy's stream timer covers the whole stream: the response
+//! body comes back wrapped in an [`crate::timeout::IdleBody`] (re-armed per frame), so the stack's response is
+//! `Response<IdleBody<_>>` whose body errors are [`crate::MeshError`]s.
 //!
 //! The fault layer sits before the route timeout as Envoy's fault filter sits before the router:
 //! an injected delay does not count against `RouteAction.timeout`. In gRPC mode it counts
@@ -33,12 +38,12 @@ use crate::{
     fault::{Fault, FaultLayer},
     retry::{Retry, RetryLayer},
     route::{RouteLayer, RouteService},
-    timeout::{Timeout, TimeoutLayer, Which},
+    timeout::{IdleTimeout, IdleTimeoutLayer, Timeout, TimeoutLayer, Which},
 };
 
 /// The service [`MeshStackLayer`] produces over a client `S` (which receives
 /// `Request<ReplayBody<B>>`).
-pub type MeshStack<S> = RouteService<Fault<Timeout<Retry<Timeout<PickService<S>>>>>>;
+pub type MeshStack<S> = RouteService<IdleTimeout<Fault<Timeout<Retry<Timeout<PickService<S>>>>>>>;
 
 /// Routing with the route's timeouts and retries applied (see the [module docs](self)).
 #[derive(Clone, Debug)]
@@ -63,7 +68,7 @@ impl MeshStackLayer {
     /// `RouteAction.timeout`, and `per_try_timeout` is ignored. Retry conditions are read from
     /// the response headers (trailers-only responses), as Envoy does; retries follow gRFC A6
     /// (at most 5 attempts, A6 backoff, `grpc-retry-pushback-ms`). Fault injection follows gRFC A33
-    /// (see [`crate::fault`]).
+    /// (see [`crate::fault`]). gRPC has no stream idle timeout (gRFC A31), so none applies.
     pub fn grpc(mut self) -> Self {
         self.grpc = true;
         self.retry = self.retry.grpc();
@@ -95,9 +100,9 @@ impl<S> Layer<S> for MeshStackLayer {
     type Service = MeshStack<S>;
 
     fn layer(&self, inner: S) -> MeshStack<S> {
-        let fault = match self.grpc {
-            false => FaultLayer::new(),
-            true => FaultLayer::grpc(),
+        let (fault, idle) = match self.grpc {
+            false => (FaultLayer::new(), IdleTimeoutLayer::new()),
+            true => (FaultLayer::grpc(), IdleTimeoutLayer::disabled()),
         };
         let (call, per_try) = match self.grpc {
             false => (TimeoutLayer::route(), TimeoutLayer::per_try()),
@@ -108,6 +113,6 @@ impl<S> Layer<S> for MeshStackLayer {
         };
         let attempt = per_try.layer(PickLayer.layer(inner));
         self.route
-            .layer(fault.layer(call.layer(self.retry.layer(attempt))))
+            .layer(idle.layer(fault.layer(call.layer(self.retry.layer(attempt)))))
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn cache(
         name: "svc:80".into(),
         route_source: RouteSource::Inline(Arc::new(rc)),
         http_filters: Arc::new([]),
+        stream_idle_timeout: None,
     };
     cache.accept("svc:80", listener, "1");
     let cluster = Cluster {

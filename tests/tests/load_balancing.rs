@@ -71,6 +71,7 @@ fn mesh_with(policy: LbPolicy, hash: Vec<HashPolicy>, cla: ClusterLoadAssignment
             name: TARGET.into(),
             route_source: RouteSource::Inline(Arc::new(route_config(hash))),
             http_filters: Arc::new([]),
+            stream_idle_timeout: None,
         },
         "1",
     );

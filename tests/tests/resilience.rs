@@ -194,6 +194,7 @@ fn budget_mesh(backend: &Backend) -> Mesh {
             name: TARGET.into(),
             route_source: RouteSource::Inline(Arc::new(rc)),
             http_filters: Arc::new([]),
+            stream_idle_timeout: None,
         },
         "1",
     );

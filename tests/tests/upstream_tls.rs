@@ -110,7 +110,9 @@ spec:
 
 type Client = tower::util::BoxCloneService<
     Request<Empty<Bytes>>,
-    Response<http_body_util::Either<hyper::body::Incoming, Full<Bytes>>>,
+    Response<
+        http_body_util::Either<mesh_tower::timeout::IdleBody<hyper::body::Incoming>, Full<Bytes>>,
+    >,
     mesh_tower::MeshError,
 >;
 

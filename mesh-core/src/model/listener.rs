@@ -1,6 +1,6 @@
 //! Listener: an API listener holding an HttpConnectionManager (gRFC A27, A39).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use super::{FaultPolicy, JwtAuthentication, OpaqueAny, Rbac, RouteConfiguration, ServerListener};
 
@@ -13,7 +13,15 @@ pub struct Listener {
     pub route_source: RouteSource,
     /// HTTP filters in order; validated so that the router is last and only last.
     pub http_filters: Arc<[HttpFilter]>,
+    /// `HttpConnectionManager.stream_idle_timeout`, effective: 5 min when unset (Envoy's
+    /// default, [`DEFAULT_STREAM_IDLE_TIMEOUT`]), `None` when 0 (disabled). A route's
+    /// `idle_timeout` overrides it ([`super::RoutePolicy::idle_timeout`]). Envoy (HTTP) only:
+    /// gRPC ignores it.
+    pub stream_idle_timeout: Option<Duration>,
 }
+
+/// Envoy's `HttpConnectionManager.stream_idle_timeout` when unset.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Listener {
     /// The RDS resource this listener waits for, if its routes are not inline.

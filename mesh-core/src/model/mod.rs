@@ -34,13 +34,15 @@ pub use fault::{
 };
 pub use hash_policy::{HashPolicy, HashSource, RegexRewrite};
 pub use jwt::{JwtAuthentication, JwtHeader, JwtProvider, JwtRequirement, JwtRule};
-pub use listener::{HttpFilter, HttpFilterConfig, Listener, RouteSource};
+pub use listener::{
+    HttpFilter, HttpFilterConfig, Listener, RouteSource, DEFAULT_STREAM_IDLE_TIMEOUT,
+};
 pub use matcher::{HeaderMatch, HeaderMatcher, QueryParamMatcher, Regex, StringMatcher};
 pub use outlier::{
     ConnectionLimits, Consecutive, FailurePercentage, OutlierDetection, PoolLimits, SuccessRate,
 };
 pub use policy::{
-    RetryBackoff, RetryBudget, RetryLimits, RetryOn, RetryPolicy, RoutePolicy,
+    RetryBackoff, RetryBudget, RetryLimits, RetryOn, RetryPolicy, RoutePolicy, RoutingPriority,
     DEFAULT_BACKOFF_BASE, DEFAULT_ROUTE_TIMEOUT,
 };
 pub use rbac::{

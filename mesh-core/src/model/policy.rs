@@ -35,10 +35,41 @@ pub struct RoutePolicy {
     /// Fault-filter `typed_per_filter_config` overrides of the route, its virtual host and its
     /// weighted clusters (see [`super::FaultPolicy`]).
     pub faults: FaultOverrides,
+    /// `RouteAction.idle_timeout` as configured: `None` when unset (the listener's
+    /// `stream_idle_timeout` applies, [`super::Listener::stream_idle_timeout`]), `Some(ZERO)`
+    /// to disable the idle timeout on this route even when the listener sets one (Envoy). gRPC
+    /// ignores it.
+    pub idle_timeout: Option<Duration>,
+    /// `RouteAction.priority`: which of the cluster's circuit-breaker thresholds (and
+    /// counters) the route's requests use (Envoy `RoutingPriority`; gRPC ignores it).
+    pub priority: RoutingPriority,
+}
+
+/// `envoy.config.core.v3.RoutingPriority`: a route's requests count against the cluster's
+/// circuit-breaker thresholds of this priority, with their own counters (Envoy
+/// `circuit_breaker.proto`, `RouteAction.priority`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RoutingPriority {
+    /// `DEFAULT`.
+    #[default]
+    Default,
+    /// `HIGH`.
+    High,
+}
+
+impl RoutingPriority {
+    /// `default` or `high`, for messages and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingPriority::Default => "default",
+            RoutingPriority::High => "high",
+        }
+    }
 }
 
 impl Default for RoutePolicy {
-    /// What an empty `RouteAction` means: 15 s route timeout, no stream cap, no retries.
+    /// What an empty `RouteAction` means: 15 s route timeout, no stream cap, no retries, the
+    /// listener's idle timeout, DEFAULT priority.
     fn default() -> Self {
         RoutePolicy {
             timeout: Some(DEFAULT_ROUTE_TIMEOUT),
@@ -46,6 +77,8 @@ impl Default for RoutePolicy {
             grpc_timeout_header_max: None,
             retry: None,
             faults: FaultOverrides::default(),
+            idle_timeout: None,
+            priority: RoutingPriority::Default,
         }
     }
 }

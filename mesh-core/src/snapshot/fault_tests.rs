@@ -250,6 +250,7 @@ fn build(filter: Option<FaultPolicy>, previous: Option<&Snapshot>) -> Snapshot {
         name: "svc:80".into(),
         route_source: RouteSource::Inline(Arc::new(rc)),
         http_filters: filters.into(),
+        stream_idle_timeout: None,
     };
     let cache = ResourceCache::new();
     for c in ["a", "b"] {

@@ -462,7 +462,7 @@ impl Snapshot {
         let fault_stats = std::cell::RefCell::new(HashMap::new());
         let listener_fault = fault::ListenerFault::new(&listener);
         let compile_policy = |r: &crate::model::Route| {
-            let mut policy = CompiledPolicy::new(&r.policy);
+            let mut policy = CompiledPolicy::with_listener(&r.policy, listener.stream_idle_timeout);
             if let Some(lf) = &listener_fault {
                 let stats = previous
                     .and_then(|p| p.fault_stats.get(&r.name).cloned())

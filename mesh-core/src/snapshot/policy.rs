@@ -17,7 +17,7 @@ use std::{
 use http::{header::HeaderName, HeaderMap, Method};
 
 use super::matcher::{CompiledHeader, RequestView};
-use crate::model::{RetryLimits, RetryPolicy, RoutePolicy};
+use crate::model::{RetryLimits, RetryPolicy, RoutePolicy, RoutingPriority};
 
 /// A route's timeouts and retry policy, ready for the request path.
 #[derive(Debug)]
@@ -36,6 +36,12 @@ pub struct CompiledPolicy {
     /// Fault injection on this route (set at snapshot build from the listener's fault filter
     /// and the route's overrides); `None` = no fault can apply.
     pub fault: Option<Arc<super::fault::RouteFaults>>,
+    /// The effective idle timeout (Envoy, HTTP only): the route's `idle_timeout` when set (0 ⇒
+    /// `None`), else the listener's `stream_idle_timeout` (resolved at snapshot build, see
+    /// [`CompiledPolicy::with_listener`]); `None` = no idle timeout.
+    pub idle_timeout: Option<Duration>,
+    /// The route's `priority`: which circuit-breaker thresholds and counters its requests use.
+    pub priority: RoutingPriority,
 }
 
 impl CompiledPolicy {
@@ -48,7 +54,20 @@ impl CompiledPolicy {
             grpc_cap: GrpcCap::of(p),
             retry: p.retry.as_ref().map(|r| CompiledRetry::new(r.clone())),
             fault: None,
+            idle_timeout: p.idle_timeout.filter(|d| !d.is_zero()),
+            priority: p.priority,
         }
+    }
+
+    /// Compiles a route policy under a listener whose `stream_idle_timeout` is
+    /// `stream_idle_timeout` (effective: `None` = disabled): the route's `idle_timeout`
+    /// overrides it, 0 disabling the timeout on the route (Envoy `RouteAction.idle_timeout`).
+    pub fn with_listener(p: &RoutePolicy, stream_idle_timeout: Option<Duration>) -> Self {
+        let mut c = CompiledPolicy::new(p);
+        if p.idle_timeout.is_none() {
+            c.idle_timeout = stream_idle_timeout;
+        }
+        c
     }
 }
 
@@ -289,6 +308,31 @@ mod tests {
         drop((r2, reqs));
         assert_eq!(c.active_requests(), 0);
         assert_eq!(c.active_retries(), 1);
+    }
+
+    #[test]
+    fn route_idle_timeout_overrides_the_listener_and_zero_disables() {
+        let listener = Some(Duration::from_secs(300));
+        let route = |idle| RoutePolicy {
+            idle_timeout: idle,
+            ..RoutePolicy::default()
+        };
+        let c = |idle, l| CompiledPolicy::with_listener(&route(idle), l).idle_timeout;
+        assert_eq!(c(None, listener), listener, "unset: the listener's");
+        assert_eq!(c(None, None), None, "listener disabled");
+        assert_eq!(
+            c(Some(Duration::from_secs(2)), listener),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            c(Some(Duration::from_secs(2)), None),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            c(Some(Duration::ZERO), listener),
+            None,
+            "0 on the route disables"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn world() -> (Arc<Listener>, ResourceCache) {
         name: "svc:80".into(),
         route_source: RouteSource::Rds("rc".into()),
         http_filters: Arc::new([]),
+        stream_idle_timeout: None,
     });
     let l = ResourceCache::new();
     l.accept(

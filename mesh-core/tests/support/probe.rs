@@ -77,6 +77,7 @@ pub fn rds_listener(target: &str, route_config: &str) -> Arc<Listener> {
         name: target.into(),
         route_source: RouteSource::Rds(route_config.into()),
         http_filters: Arc::new([]),
+        stream_idle_timeout: None,
     })
 }
 

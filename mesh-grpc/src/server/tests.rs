@@ -29,6 +29,7 @@ fn server_listener(name: &str, address: SocketAddr) -> Listener {
             default_filter_chain: None,
         })),
         http_filters: Arc::from([]),
+        stream_idle_timeout: None,
     }
 }
 

@@ -53,6 +53,9 @@ impl<S> ErrorResponse<S> {
 pub fn status_for(kind: MeshErrorKind) -> StatusCode {
     match kind {
         MeshErrorKind::Timeout | MeshErrorKind::PerTryTimeout => StatusCode::GATEWAY_TIMEOUT,
+        // Envoy `RouteAction.idle_timeout`: "408 Request Timeout … if no upstream response
+        // header has been received".
+        MeshErrorKind::IdleTimeout => StatusCode::REQUEST_TIMEOUT,
         MeshErrorKind::NoRoute | MeshErrorKind::NoTarget => StatusCode::NOT_FOUND,
         MeshErrorKind::MissingAuthority => StatusCode::BAD_REQUEST,
         MeshErrorKind::FaultAbort(FaultStatus::Http(s)) => {

@@ -77,6 +77,7 @@ fn fault_mesh(fault: FaultPolicy, policy: RoutePolicy) -> Mesh {
                 config: HttpFilterConfig::Router,
             },
         ]),
+        stream_idle_timeout: None,
     };
     cache.accept("svc:80", listener, "2");
     Mesh::from_cache(cache)

@@ -19,6 +19,7 @@ impl fmt::Display for Elapsed {
             Which::StreamDuration | Which::Off => {
                 write!(f, "max stream duration of {:?} elapsed", self.after)
             }
+            Which::Idle => write!(f, "idle timeout of {:?} elapsed", self.after),
             Which::CallerDeadline => {
                 write!(f, "the call's own deadline of {:?} elapsed", self.after)
             }

@@ -84,9 +84,11 @@ where
             return Poll::Pending;
         };
         let kind = match ctx.elapsed.which {
-            Which::Route | Which::StreamDuration | Which::CallerDeadline | Which::Off => {
-                MeshErrorKind::Timeout
-            }
+            Which::Route
+            | Which::StreamDuration
+            | Which::CallerDeadline
+            | Which::Off
+            | Which::Idle => MeshErrorKind::Timeout,
             Which::PerTry => MeshErrorKind::PerTryTimeout,
         };
         if let Some(a) = &ctx.attempts {

@@ -10,6 +10,9 @@
 //! failure (`5xx`, `gateway-error`, `reset`). A per-try timeout longer than the route's is
 //! harmless: the route deadline fires first, which is Envoy's "ignored unless smaller".
 //!
+//! The stream idle timeout (Envoy `idle_timeout` / `stream_idle_timeout`, HTTP only) is
+//! [`idle`]: it wraps the response body, so it goes outside all of these.
+//!
 //! Both read the deadline from the [`crate::route::Routed`] extension (precompiled per route,
 //! nothing parsed per request); a request without one passes through untimed.
 //!
@@ -22,6 +25,7 @@
 
 mod error;
 mod future;
+pub mod idle;
 mod layer;
 
 use std::{
@@ -34,6 +38,7 @@ use tower::Service;
 
 pub use error::Elapsed;
 pub use future::ResponseFuture;
+pub use idle::{IdleBody, IdleTimeout, IdleTimeoutLayer};
 pub use layer::TimeoutLayer;
 
 use crate::{attempt::Attempts, route::Routed, MeshError};
@@ -55,6 +60,9 @@ pub enum Which {
     /// nearer than the route's cap and ran out; as a layer setting it acts as
     /// [`Which::StreamDuration`].
     CallerDeadline,
+    /// Reported (in [`Elapsed`]) by [`IdleTimeout`]: no activity on the stream for the route's
+    /// idle timeout; as a [`Timeout`] setting it acts as [`Which::Off`].
+    Idle,
 }
 
 /// The service [`TimeoutLayer`] produces.
@@ -127,7 +135,7 @@ where
                     (None, None) => None,
                 }
             }
-            Which::Off => None,
+            Which::Off | Which::Idle => None,
         };
         let Some(after) = after else {
             return ResponseFuture::untimed(self.inner.call(req));
@@ -138,7 +146,11 @@ where
             req.headers_mut().insert(GRPC_TIMEOUT, value);
         }
         let attempts = match self.which {
-            Which::Route | Which::StreamDuration | Which::CallerDeadline | Which::Off => {
+            Which::Route
+            | Which::StreamDuration
+            | Which::CallerDeadline
+            | Which::Off
+            | Which::Idle => {
                 let a = Attempts::default();
                 req.extensions_mut().insert(a.clone());
                 Some(a)

@@ -6,6 +6,7 @@
 //! unsupported. HTTP filters follow A39: non-empty, unique names, the router last and only last,
 //! unknown types rejected unless `is_optional`, `TypedStruct` unwrapped by its inner type URL.
 //! A41: `xff_num_trusted_hops` ≠ 0 or any `original_ip_detection_extensions` is invalid.
+//! `stream_idle_timeout` (Envoy, HTTP only): unset ⇒ 5 min, 0 ⇒ disabled, negative ⇒ invalid.
 //!
 //! The fault filter (`HTTPFault`) is interpreted (see [`super::fault`]); at most one enabled
 //! fault filter per listener is supported (a second is NACKed as unsupported).
@@ -23,7 +24,10 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Any;
 
 use super::{decode_any, fault, identify, is_ads_or_self, jwt, opaque, rbac, route, Ctx, Path};
-use crate::model::{HttpFilter, HttpFilterConfig, Listener, ModelError, ResourceType, RouteSource};
+use crate::model::{
+    HttpFilter, HttpFilterConfig, Listener, ModelError, ResourceType, RouteSource,
+    DEFAULT_STREAM_IDLE_TIMEOUT,
+};
 
 /// `envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`.
 pub(crate) const HCM: &str =
@@ -49,6 +53,7 @@ pub(super) fn convert(proto: ListenerProto) -> Result<Listener, ModelError> {
             name: server.name.clone(),
             route_source: RouteSource::Server(server.into()),
             http_filters,
+            stream_idle_timeout: None,
         });
     };
     let path = root.field("api_listener").field("api_listener");
@@ -132,10 +137,19 @@ fn http_connection_manager(
         }
         None => return Err(cx.invalid(path, "no route_specifier (rds or route_config)")),
     };
+    // Envoy: 5 min when unset, 0 disables.
+    let stream_idle_timeout = match &hcm.stream_idle_timeout {
+        None => Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+        Some(d) => {
+            let d = super::policy::duration(cx, &path.field("stream_idle_timeout"), d)?;
+            (!d.is_zero()).then_some(d)
+        }
+    };
     Ok(Listener {
         name: name.into(),
         route_source,
         http_filters: http_filters.into(),
+        stream_idle_timeout,
     })
 }
 

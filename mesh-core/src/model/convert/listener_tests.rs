@@ -314,3 +314,27 @@ fn fault_filter_is_interpreted_and_at_most_one_is_supported() {
         )
     );
 }
+
+#[test]
+fn stream_idle_timeout_defaults_to_five_minutes_and_zero_disables() {
+    let l = Listener::try_from(listener(hcm(vec![router()]))).unwrap();
+    assert_eq!(l.stream_idle_timeout, Some(DEFAULT_STREAM_IDLE_TIMEOUT));
+    let with = |seconds| {
+        let mut h = hcm(vec![router()]);
+        h.stream_idle_timeout =
+            Some(envoy_types::pb::google::protobuf::Duration { seconds, nanos: 0 });
+        listener(h)
+    };
+    assert_eq!(
+        Listener::try_from(with(0)).unwrap().stream_idle_timeout,
+        None
+    );
+    assert_eq!(
+        Listener::try_from(with(7)).unwrap().stream_idle_timeout,
+        Some(std::time::Duration::from_secs(7))
+    );
+    assert_eq!(
+        err(with(-1)),
+        (ErrorKind::Invalid, format!("{P}.stream_idle_timeout"))
+    );
+}

@@ -5,6 +5,8 @@
 //! - `timeout`: unset ⇒ 15 s; 0 ⇒ disabled; negative ⇒ invalid.
 //! - `max_stream_duration` / `grpc_timeout_header_max`: kept for the gRPC transport (0 on
 //!   `max_stream_duration` ⇒ none).
+//! - `idle_timeout`: kept as set (unset ⇒ the listener's `stream_idle_timeout`; 0 ⇒ disabled on
+//!   this route); negative ⇒ invalid. `priority`: DEFAULT or HIGH; an unknown value ⇒ invalid.
 //! - `retry_back_off` (both Envoy's PGV rules and gRFC A44's NACK list): `base_interval` and
 //!   `max_interval` must be positive, `max_interval` ≥ `base_interval`; base defaults to 25 ms,
 //!   max to 10 × base; values below 1 ms are raised to 1 ms (A44).
@@ -33,7 +35,7 @@ use envoy_types::pb::google::protobuf::Duration as DurationProto;
 use super::{identify, matcher, Ctx, Path};
 use crate::model::{
     ModelError, RetryBackoff, RetryBudget, RetryLimits, RetryOn, RetryPolicy, RoutePolicy,
-    DEFAULT_BACKOFF_BASE, DEFAULT_ROUTE_TIMEOUT,
+    RoutingPriority as Priority, DEFAULT_BACKOFF_BASE, DEFAULT_ROUTE_TIMEOUT,
 };
 
 const PREVIOUS_HOSTS: &str = "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
@@ -86,12 +88,28 @@ pub(super) fn route_policy(
         Some(rp) => Some(Arc::new(retry_policy(cx, &path.field("retry_policy"), rp)?)),
         None => vhost_retry.cloned(),
     };
+    let idle_timeout = match &ra.idle_timeout {
+        None => None,
+        Some(d) => Some(duration(cx, &path.field("idle_timeout"), d)?),
+    };
+    let priority = match RoutingPriority::try_from(ra.priority) {
+        Ok(RoutingPriority::Default) => Priority::Default,
+        Ok(RoutingPriority::High) => Priority::High,
+        Err(_) => {
+            return Err(cx.invalid(
+                &path.field("priority"),
+                format!("unknown routing priority {}", ra.priority),
+            ))
+        }
+    };
     Ok(RoutePolicy {
         timeout,
         max_stream_duration,
         grpc_timeout_header_max,
         retry,
         faults: Default::default(),
+        idle_timeout,
+        priority,
     })
 }
 

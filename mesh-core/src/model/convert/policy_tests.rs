@@ -314,3 +314,40 @@ fn unknown_host_predicates_are_ignored() {
     ));
     assert!(!p.retry.unwrap().previous_hosts);
 }
+
+#[test]
+fn idle_timeout_is_kept_as_set_and_priority_is_read() {
+    let p = policy_of(rc(RouteActionProto::default(), None));
+    assert_eq!(p.idle_timeout, None, "unset: the listener's applies");
+    assert_eq!(p.priority, Priority::Default);
+    let p = policy_of(rc(
+        RouteActionProto {
+            idle_timeout: Some(d(0)),
+            priority: RoutingPriority::High as i32,
+            ..Default::default()
+        },
+        None,
+    ));
+    assert_eq!(
+        p.idle_timeout,
+        Some(Duration::ZERO),
+        "0 disables on the route"
+    );
+    assert_eq!(p.priority, Priority::High);
+    let field = err_field(rc(
+        RouteActionProto {
+            idle_timeout: Some(d(-5)),
+            ..Default::default()
+        },
+        None,
+    ));
+    assert_eq!(field, "virtual_hosts[0].routes[0].route.idle_timeout");
+    let field = err_field(rc(
+        RouteActionProto {
+            priority: 7,
+            ..Default::default()
+        },
+        None,
+    ));
+    assert_eq!(field, "virtual_hosts[0].routes[0].route.priority");
+}
