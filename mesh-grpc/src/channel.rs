@@ -27,7 +27,7 @@ use http::{
     Request, Response, Uri,
 };
 use mesh_core::mesh::{Mesh, Target, TargetError};
-use mesh_tower::{retry::ReplayBody, MeshError, MeshStackLayer};
+use mesh_tower::{retry::ReplayBody, tls::CertificateProviders, MeshError, MeshStackLayer};
 use pin_project_lite::pin_project;
 use tonic::{body::Body, Status};
 use tower::{util::BoxCloneSyncService, Service, ServiceBuilder};
@@ -90,6 +90,14 @@ pub struct MeshChannel {
     target: Target,
     mesh: Mesh,
     authority: Authority,
+    options: Options,
+}
+
+/// What the channel's stack is built with, kept so `with_*` can rebuild it.
+#[derive(Clone, Default)]
+struct Options {
+    metrics: Option<ChannelMetrics>,
+    tls: CertificateProviders,
 }
 
 impl fmt::Debug for MeshChannel {
@@ -108,7 +116,7 @@ impl MeshChannel {
     pub async fn connect(target: &str) -> Result<MeshChannel, ChannelError> {
         let authority = listener_name(target)?;
         let mesh = Mesh::from_env()?;
-        let channel = MeshChannel::with_authority(&mesh, authority, None);
+        let channel = MeshChannel::with_authority(&mesh, authority, Options::default());
         channel.wait_ready(DEFAULT_CONNECT_TIMEOUT).await?;
         Ok(channel)
     }
@@ -120,7 +128,7 @@ impl MeshChannel {
         Ok(MeshChannel::with_authority(
             mesh,
             listener_name(target)?,
-            None,
+            Options::default(),
         ))
     }
 
@@ -128,15 +136,29 @@ impl MeshChannel {
     /// same target on the same mesh, with a connection pool of its own — call it before the
     /// first call, not per call.
     pub fn with_metrics(self, metrics: &ClientMetrics) -> MeshChannel {
-        let m = metrics.for_target(self.authority.as_str());
-        MeshChannel::with_authority(&self.mesh, self.authority, Some(m))
+        let options = Options {
+            metrics: Some(metrics.for_target(self.authority.as_str())),
+            ..self.options
+        };
+        MeshChannel::with_authority(&self.mesh, self.authority, options)
     }
 
-    fn with_authority(
-        mesh: &Mesh,
-        authority: Authority,
-        metrics: Option<ChannelMetrics>,
-    ) -> MeshChannel {
+    /// This channel connecting to clusters whose CDS `UpstreamTlsContext` asks for TLS with
+    /// the certificate provider instances in `providers` (gRFC A29; istiod's `ISTIO_MUTUAL`
+    /// names instance `default`, see [`CertificateProviders::default_identity`] and
+    /// [`CertificateProviders::from_bootstrap`]). Without them such clusters fail their calls
+    /// with `UNAVAILABLE` (`tls` / `missing_provider`). Like [`MeshChannel::with_metrics`] it
+    /// builds a new connection pool: call it before the first call.
+    pub fn with_tls(self, providers: CertificateProviders) -> MeshChannel {
+        let options = Options {
+            tls: providers,
+            ..self.options
+        };
+        MeshChannel::with_authority(&self.mesh, self.authority, options)
+    }
+
+    fn with_authority(mesh: &Mesh, authority: Authority, options: Options) -> MeshChannel {
+        let metrics = options.metrics.clone();
         let target = mesh.target(authority.as_str());
         let client = AttemptMetrics {
             inner: mesh_tower::client::http2::<ReplayBody<Body>>(),
@@ -154,7 +176,8 @@ impl MeshChannel {
             .layer(
                 MeshStackLayer::new(mesh.clone())
                     .grpc()
-                    .ready_timeout(DEFAULT_CONNECT_TIMEOUT),
+                    .ready_timeout(DEFAULT_CONNECT_TIMEOUT)
+                    .tls(options.tls.clone()),
             )
             .service(client);
         MeshChannel {
@@ -162,6 +185,7 @@ impl MeshChannel {
             target,
             mesh: mesh.clone(),
             authority,
+            options,
         }
     }
 

@@ -241,6 +241,42 @@ async fn permissive_serves_both_then_strict_drains_and_refuses_plaintext() -> Re
     let resp = tokio::time::timeout(STEP, send.send_request(req()?)).await??;
     assert_eq!(resp.status(), 200);
 
+    // An RBAC-only change (a DENY policy on a header) swaps live: the open connection stays
+    // up and its next request is judged by the new policy.
+    let deny = r#"
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-x, namespace: default}
+spec:
+  selector: {matchLabels: {app: greeter}}
+  action: DENY
+  rules:
+  - when: [{key: "request.headers[x-deny]", values: ["yes"]}]
+"#;
+    s.cp.load_yaml(
+        "pa.yaml",
+        &(config(s.addr.port(), "workload", "PERMISSIVE") + deny),
+    )?;
+    let denied = || {
+        Request::get("http://greeter/")
+            .header("x-deny", "yes")
+            .body(Empty::<Bytes>::new())
+    };
+    let mut status = 0;
+    for _ in 0..200 {
+        let resp = tokio::time::timeout(STEP, send.send_request(denied()?)).await??;
+        status = resp.status().as_u16();
+        if status == 403 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, 403, "the DENY policy reached the open connection");
+    assert!(!conn.is_finished(), "an RBAC-only change must not drain");
+    let resp = tokio::time::timeout(STEP, send.send_request(req()?)).await??;
+    assert_eq!(resp.status(), 200);
+
     // PERMISSIVE → STRICT over ADS: the chains change, so the open connection drains (GOAWAY,
     // then it closes) and plaintext is refused from then on; mTLS keeps working.
     s.cp.load_yaml("pa.yaml", &config(s.addr.port(), "workload", "STRICT"))?;

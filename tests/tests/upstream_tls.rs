@@ -4,6 +4,7 @@
 //! (gRFC A29), to real TLS servers (`MeshTlsAcceptor`) on loopback.
 
 use std::convert::Infallible;
+use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,6 +292,87 @@ async fn the_http2_client_connects_over_tls_too() -> Result<()> {
         let body = resp.into_body().collect().await?.to_bytes();
         assert_eq!(body, me.spiffe_id().as_bytes());
     }
+    cp.shutdown().await;
+    Ok(())
+}
+
+/// A tonic greeter behind a STRICT [`MeshTlsAcceptor`], served over HTTP/2.
+async fn tls_greeter(
+    identity: Arc<WorkloadIdentity>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    use examples::greeter::{GreeterServer, GreeterService};
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let acceptor = MeshTlsAcceptor::new(identity, PeerAuthMode::Strict);
+    let routes = tonic::service::Routes::new(GreeterServer::new(
+        GreeterService::new("tls").map_err(|e| anyhow::anyhow!("{e}"))?,
+    ));
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, routes) = (acceptor.clone(), routes.clone());
+            conns.spawn(async move {
+                let Ok((stream, _)) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    routes.clone().oneshot(req)
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
+/// `MeshChannel::with_tls`: a tonic client calls a TLS greeter over ISTIO_MUTUAL; a channel
+/// given no identity fails the call with UNAVAILABLE naming the missing instance.
+#[tokio::test]
+async fn a_mesh_channel_calls_over_istio_mutual() -> Result<()> {
+    use examples::greeter::{GreeterClient, HelloRequest};
+    let ca = Ca::generate("cluster.local")?;
+    let (addr, server) = tls_greeter(tests::workload_identity(&ca, "greeter")?).await?;
+    let dir = tests::temp_dir("upstream-tls-grpc");
+    tests::write(&dir, "mesh.yaml", &service("greeter", addr, "ISTIO_MUTUAL"));
+    let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
+    let mesh = tests::mesh(&cp, "frontend")?;
+    let providers =
+        CertificateProviders::default_identity(tests::workload_identity(&ca, "frontend")?);
+    let channel =
+        mesh_grpc::MeshChannel::new(&mesh, "xds:///greeter.default:80")?.with_tls(providers);
+    channel.wait_ready(STEP).await?;
+    let reply = tokio::time::timeout(
+        STEP,
+        GreeterClient::new(channel).say_hello(HelloRequest {
+            name: "mesh".into(),
+        }),
+    )
+    .await
+    .context("timed out")??;
+    assert_eq!(reply.into_inner().message, "hello mesh from tls");
+
+    let bare = mesh_grpc::MeshChannel::new(&mesh, "xds:///greeter.default:80")?;
+    let status = tokio::time::timeout(
+        STEP,
+        GreeterClient::new(bare).say_hello(HelloRequest {
+            name: "mesh".into(),
+        }),
+    )
+    .await
+    .context("timed out")?
+    .expect_err("no identity, no call");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    let err = status
+        .source()
+        .and_then(|s| s.downcast_ref::<mesh_tower::MeshError>())
+        .context("the mesh error")?;
+    assert_eq!(
+        err.kind(),
+        mesh_tower::MeshErrorKind::Tls(mesh_tower::TlsReason::MissingProvider)
+    );
+    server.abort();
     cp.shutdown().await;
     Ok(())
 }

@@ -90,6 +90,38 @@ impl CertificateProviders {
         self
     }
 
+    /// The bootstrap's `certificate_providers` (gRFC A29): every `file_watcher` instance
+    /// (`certificate_file`, `private_key_file`, `ca_certificate_file`) read once into a
+    /// workload identity. Other plugins are skipped (a cluster naming one fails with
+    /// `missing_provider`). The files are not watched: rotate the identity with
+    /// [`WorkloadIdentity::rotate_files`] (gRPC re-reads them every `refresh_interval`).
+    pub fn from_bootstrap(bootstrap: &mesh_core::bootstrap::Bootstrap) -> Result<Self, TlsError> {
+        let mut out = Self::new();
+        for (name, p) in &bootstrap.certificate_providers {
+            if p.plugin_name != "file_watcher" {
+                tracing::warn!(instance = %name, plugin = %p.plugin_name, "certificate provider plugin not supported; skipped");
+                continue;
+            }
+            let file = |key: &str| {
+                p.config
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .map(std::path::PathBuf::from)
+                    .ok_or_else(|| TlsError::InvalidIdentity {
+                        what: format!("certificate_providers.{name}.config.{key}"),
+                        reason: "missing".into(),
+                    })
+            };
+            let identity = WorkloadIdentity::from_files(
+                &file("certificate_file")?,
+                &file("private_key_file")?,
+                &file("ca_certificate_file")?,
+            )?;
+            out = out.with_instance(name, identity);
+        }
+        Ok(out)
+    }
+
     fn get(&self, name: &str) -> Result<&Arc<WorkloadIdentity>, TlsError> {
         self.instances
             .get(name)

@@ -161,3 +161,35 @@ fn sans_of_every_type_are_read_in_canonical_form() {
         ]
     );
 }
+
+#[test]
+fn file_watcher_instances_come_from_the_bootstrap() {
+    let ca = ca();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![uri(CLIENT)];
+    let cert = params.signed_by(&key, &ca.0).unwrap();
+    let dir = std::env::temp_dir().join(format!("mesh-upstream-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca.1).unwrap();
+    let json = format!(
+        r#"{{"xds_servers":[{{"server_uri":"127.0.0.1:1","channel_creds":[{{"type":"insecure"}}]}}],
+            "node":{{"id":"n"}},
+            "certificate_providers":{{
+              "default":{{"plugin_name":"file_watcher","config":{{
+                "certificate_file":"{d}/cert.pem","private_key_file":"{d}/key.pem",
+                "ca_certificate_file":"{d}/ca.pem","refresh_interval":"600s"}}}},
+              "other":{{"plugin_name":"something_else","config":{{}}}}}}}}"#,
+        d = dir.display()
+    );
+    let bootstrap = mesh_core::bootstrap::Bootstrap::from_json(&json).unwrap();
+    let providers = CertificateProviders::from_bootstrap(&bootstrap).unwrap();
+    assert_eq!(providers.get("default").unwrap().spiffe_id(), CLIENT);
+    assert!(matches!(
+        providers.get("other"),
+        Err(TlsError::MissingProvider { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
