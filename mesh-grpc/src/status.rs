@@ -186,6 +186,7 @@ mod tests {
             lb_policy: LbPolicy::RoundRobin,
             connect_timeout: Duration::from_secs(1),
             retry_limits: Default::default(),
+            retry_limits_high: Default::default(),
             connection_limits: Default::default(),
             outlier_detection: None,
         };

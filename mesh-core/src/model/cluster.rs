@@ -4,7 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use super::{
-    ClusterLoadAssignment, ConnectionLimits, OutlierDetection, RetryLimits, UpstreamTransport,
+    ClusterLoadAssignment, ConnectionLimits, OutlierDetection, RetryLimits, RoutingPriority,
+    UpstreamTransport,
 };
 
 /// A CDS resource.
@@ -20,6 +21,9 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     /// Concurrent-retry limits from `circuit_breakers` (priority DEFAULT).
     pub retry_limits: RetryLimits,
+    /// The same from the thresholds of priority HIGH (Envoy's defaults when absent), for routes
+    /// with `priority: HIGH` (Envoy only; gRPC reads DEFAULT alone, gRFC A32).
+    pub retry_limits_high: RetryLimits,
     /// Connection-pool limits from `circuit_breakers` (`max_connections`,
     /// `max_pending_requests`, priorities DEFAULT and HIGH).
     pub connection_limits: ConnectionLimits,
@@ -44,10 +48,19 @@ impl Cluster {
             lb_policy,
             connect_timeout: Duration::from_secs(5),
             retry_limits: Default::default(),
+            retry_limits_high: Default::default(),
             connection_limits: Default::default(),
             outlier_detection: None,
             lb_common: CommonLbConfig::default(),
             transport: UpstreamTransport::Plaintext,
+        }
+    }
+
+    /// The retry / request limits of routing priority `p`.
+    pub fn retry_limits_for(&self, p: RoutingPriority) -> &RetryLimits {
+        match p {
+            RoutingPriority::Default => &self.retry_limits,
+            RoutingPriority::High => &self.retry_limits_high,
         }
     }
 

@@ -137,6 +137,16 @@ pub struct ConnectionLimits {
     pub high: PoolLimits,
 }
 
+impl ConnectionLimits {
+    /// The limits of routing priority `p`.
+    pub fn for_priority(&self, p: super::RoutingPriority) -> PoolLimits {
+        match p {
+            super::RoutingPriority::Default => self.default,
+            super::RoutingPriority::High => self.high,
+        }
+    }
+}
+
 /// `max_connections` and `max_pending_requests` of one priority (Envoy defaults 1024 each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolLimits {

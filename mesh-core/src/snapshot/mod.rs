@@ -27,6 +27,7 @@ pub use pool::{Admission, PendingSlot, PoolGate, PoolSlot};
 
 use crate::model::{
     Cluster, ClusterLoadAssignment, Listener, ResourceType, RouteAction, RouteConfiguration,
+    RoutingPriority,
 };
 use domain::DomainIndex;
 use hash_policy::CompiledHashPolicy;
@@ -45,6 +46,8 @@ pub struct ClusterHandle {
     retry_counters: Arc<RetryCounters>,
     outlier: Option<OutlierDetector>,
     pool: Arc<PoolGate>,
+    /// Priority HIGH's own counters (Envoy keeps a resource manager per priority).
+    high: Arc<(Arc<RetryCounters>, Arc<PoolGate>)>,
     fault_counts: Arc<FaultCounts>,
     client_state: Arc<ClientState>,
 }
@@ -98,6 +101,7 @@ impl ClusterHandle {
             }
         };
         let pool = previous.map(|p| p.pool.clone()).unwrap_or_default();
+        let high = previous.map(|p| p.high.clone()).unwrap_or_default();
         let fault_counts = previous.map(|p| p.fault_counts.clone()).unwrap_or_default();
         let client_state = previous
             .filter(|p| p.cluster.transport == cluster.transport)
@@ -110,6 +114,7 @@ impl ClusterHandle {
             retry_counters,
             outlier,
             pool,
+            high,
             fault_counts,
             client_state,
         }
@@ -120,12 +125,30 @@ impl ClusterHandle {
         &self.client_state
     }
 
+    /// The request / retry counters of routing priority `p` (each priority counts against its
+    /// own thresholds, as Envoy's per-priority resource managers do).
+    pub fn retry_counters_for(&self, p: RoutingPriority) -> &Arc<RetryCounters> {
+        match p {
+            RoutingPriority::Default => &self.retry_counters,
+            RoutingPriority::High => &self.high.0,
+        }
+    }
+
+    /// The connection-pool breakers of routing priority `p`.
+    pub fn pool_for(&self, p: RoutingPriority) -> &Arc<PoolGate> {
+        match p {
+            RoutingPriority::Default => &self.pool,
+            RoutingPriority::High => &self.high.1,
+        }
+    }
+
     /// Faults injected on requests to this cluster (carried across rebuilds), for metrics.
     pub fn fault_counts(&self) -> &FaultCounts {
         &self.fault_counts
     }
 
-    /// The cluster's connection-pool breakers (`max_connections`, `max_pending_requests`).
+    /// The cluster's connection-pool breakers (`max_connections`, `max_pending_requests`) of
+    /// priority DEFAULT.
     pub fn pool(&self) -> &Arc<PoolGate> {
         &self.pool
     }
@@ -135,7 +158,8 @@ impl ClusterHandle {
         self.outlier.as_ref()
     }
 
-    /// The cluster's live request / retry counters (for `retry_budget` and `max_retries`).
+    /// The cluster's live request / retry counters (for `retry_budget` and `max_retries`) of
+    /// priority DEFAULT.
     pub fn retry_counters(&self) -> &Arc<RetryCounters> {
         &self.retry_counters
     }

@@ -80,6 +80,7 @@ fn world() -> (Arc<Listener>, ResourceCache) {
                 lb_policy: LbPolicy::RoundRobin,
                 connect_timeout: Duration::from_secs(5),
                 retry_limits: Default::default(),
+                retry_limits_high: Default::default(),
                 connection_limits: Default::default(),
                 outlier_detection: None,
             },

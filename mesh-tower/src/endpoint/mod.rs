@@ -75,8 +75,14 @@ where
                     .detail("request carries no route decision (RouteLayer missing)"),
             );
         };
-        // DEFAULT priority: routes carry no priority in the model yet.
-        let limits = routed.cluster.cluster.connection_limits.default;
+        // The route's priority picks the thresholds and the counters (Envoy). gRPC has no pool
+        // breakers at all; the mesh applies Envoy's to both transports.
+        let priority = routed.policy.priority;
+        let limits = routed
+            .cluster
+            .cluster
+            .connection_limits
+            .for_priority(priority);
         let overflow = |limit| {
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             MeshError::new(MeshErrorKind::Overflow(limit))
@@ -84,7 +90,7 @@ where
                 .route(&routed.route)
                 .cluster(&routed.cluster.cluster.name)
         };
-        match routed.cluster.pool().admit(&limits) {
+        match routed.cluster.pool_for(priority).admit(&limits) {
             Admission::Ready(slot) => dispatch(&mut self.inner, routed, req, slot),
             Admission::PendingOverflow => {
                 PickFuture::failed(overflow(OverflowLimit::MaxPendingRequests))

@@ -130,8 +130,9 @@ where
         }
         full => full,
     };
-    let limits = routed.cluster.cluster.retry_limits;
-    let counters = routed.cluster.retry_counters().clone();
+    let priority = super::breaker_priority(&routed, grpc);
+    let limits = *routed.cluster.cluster.retry_limits_for(priority);
+    let counters = routed.cluster.retry_counters_for(priority).clone();
     let mut tried: Vec<std::net::SocketAddr> = Vec::new();
     let mut retry_guard: Option<ActiveGuard> = None;
     let mut attempt: u32 = 0;

@@ -48,6 +48,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
+use mesh_core::model::RoutingPriority;
 use tower::Service;
 
 pub use body::ReplayBody;
@@ -105,8 +106,13 @@ where
         };
         // The cluster's `max_requests` breaker: over it, fail fast, not retried (Envoy's
         // overflow; gRFC A32's UNAVAILABLE), and counted.
-        let limits = &routed.cluster.cluster.retry_limits;
-        let Some(guard) = routed.cluster.retry_counters().try_request(limits) else {
+        let priority = breaker_priority(routed, self.grpc);
+        let limits = routed.cluster.cluster.retry_limits_for(priority);
+        let Some(guard) = routed
+            .cluster
+            .retry_counters_for(priority)
+            .try_request(limits)
+        else {
             let error = MeshError::new(MeshErrorKind::Overflow(OverflowLimit::MaxRequests))
                 .at(routed.authority.as_str(), req.uri().path())
                 .route(&routed.route)
@@ -138,6 +144,17 @@ where
             self.grpc,
             guard,
         )))
+    }
+}
+
+/// The circuit-breaker priority a request counts under: the route's `priority` (Envoy), or
+/// DEFAULT for gRPC, which ignores `RouteAction.priority` and reads only the DEFAULT thresholds
+/// (gRFC A32).
+pub(crate) fn breaker_priority(routed: &Routed, grpc: bool) -> RoutingPriority {
+    if grpc {
+        RoutingPriority::Default
+    } else {
+        routed.policy.priority
     }
 }
 

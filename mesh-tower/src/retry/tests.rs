@@ -311,3 +311,106 @@ async fn grpc_mode_caps_attempts_and_honours_pushback() {
         "not retried"
     );
 }
+
+/// Routes `/hi` (priority HIGH) and `/` (DEFAULT) to cluster `c`, whose DEFAULT thresholds
+/// allow 1 request in flight and HIGH ones 2.
+fn priority_mesh() -> mesh_core::mesh::Mesh {
+    use mesh_core::model::{
+        Cluster, CommonLbConfig, Endpoint, LbPolicy, RouteAction, RoutingPriority,
+    };
+    let high = RoutePolicy {
+        priority: RoutingPriority::High,
+        ..Default::default()
+    };
+    let routes = vec![
+        route("hi", "/hi", RouteAction::Cluster("c".into()), high),
+        route(
+            "lo",
+            "/",
+            RouteAction::Cluster("c".into()),
+            RoutePolicy::default(),
+        ),
+    ];
+    let limit = |n| RetryLimits {
+        max_requests: n,
+        ..RetryLimits::default()
+    };
+    let eps = endpoints(1).into_iter().map(Endpoint::healthy).collect();
+    let cache = cache(routes, limit(1), eps);
+    let cluster = Cluster {
+        retry_limits: limit(1),
+        retry_limits_high: limit(2),
+        lb_common: CommonLbConfig {
+            healthy_panic_threshold_ppm: 0,
+            ..Default::default()
+        },
+        ..Cluster::eds("c", LbPolicy::RoundRobin)
+    };
+    cache.accept("c", cluster, "2");
+    mesh_core::mesh::Mesh::from_cache(cache)
+}
+
+#[tokio::test(start_paused = true)]
+async fn high_priority_routes_use_the_high_thresholds_and_their_own_counters() {
+    use mesh_core::model::RoutingPriority;
+    let mesh = priority_mesh();
+    let (svc, mut handle) = stack(&mesh, 1024).await;
+    let lo = tokio::spawn(svc.clone().oneshot(get("/")));
+    let (_r, send_lo) = handle.next_request().await.unwrap();
+    let err = svc.clone().oneshot(get("/")).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        MeshErrorKind::Overflow(OverflowLimit::MaxRequests),
+        "DEFAULT: 1 in flight"
+    );
+    // The DEFAULT request in flight does not count against HIGH, which allows 2.
+    let hi1 = tokio::spawn(svc.clone().oneshot(get("/hi/1")));
+    let (_r1, send_hi1) = handle.next_request().await.unwrap();
+    let hi2 = tokio::spawn(svc.clone().oneshot(get("/hi/2")));
+    let (_r2, send_hi2) = handle.next_request().await.unwrap();
+    let err = svc.clone().oneshot(get("/hi/3")).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        MeshErrorKind::Overflow(OverflowLimit::MaxRequests)
+    );
+    assert_eq!(err.route_name(), Some("hi"));
+    {
+        let snap = mesh.lookup("svc:80").unwrap().snapshot();
+        let c = &snap.as_ref().as_ref().unwrap().clusters()["c"];
+        assert_eq!(
+            c.retry_counters_for(RoutingPriority::Default)
+                .active_requests(),
+            1
+        );
+        assert_eq!(
+            c.retry_counters_for(RoutingPriority::High)
+                .active_requests(),
+            2
+        );
+        assert_eq!(c.retry_counters_for(RoutingPriority::High).overflows(), 1);
+        assert_eq!(c.pool_for(RoutingPriority::High).active(), 2);
+        assert_eq!(c.pool_for(RoutingPriority::Default).active(), 1);
+    }
+    for send in [send_lo, send_hi1, send_hi2] {
+        send.send_response(status(200));
+    }
+    for call in [lo, hi1, hi2] {
+        assert_eq!(call.await.unwrap().unwrap().status(), 200);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_ignores_route_priority_for_max_requests() {
+    let mesh = priority_mesh();
+    let (svc, mut handle) = grpc_stack(&mesh).await;
+    let hi = tokio::spawn(svc.clone().oneshot(get("/hi/1")));
+    let (_r, send) = handle.next_request().await.unwrap();
+    let err = svc.clone().oneshot(get("/hi/2")).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        MeshErrorKind::Overflow(OverflowLimit::MaxRequests),
+        "gRPC reads DEFAULT thresholds only (gRFC A32): 1 in flight"
+    );
+    send.send_response(status(200));
+    assert_eq!(hi.await.unwrap().unwrap().status(), 200);
+}

@@ -32,6 +32,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     },
     Cluster as ClusterProto, LoadBalancingPolicy,
 };
+use envoy_types::pb::envoy::config::core::v3::RoutingPriority;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::{
     common::v3::{locality_lb_config, LocalityLbConfig},
     least_request::v3::LeastRequest,
@@ -86,11 +87,10 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
             Duration::new(d.seconds as u64, d.nanos as u32)
         }
     };
-    let retry_limits = policy::retry_limits(
-        &cx,
-        &root.field("circuit_breakers"),
-        proto.circuit_breakers.as_ref(),
-    )?;
+    let cb = proto.circuit_breakers.as_ref();
+    let cb_path = root.field("circuit_breakers");
+    let retry_limits = policy::retry_limits(&cx, &cb_path, cb, RoutingPriority::Default)?;
+    let retry_limits_high = policy::retry_limits(&cx, &cb_path, cb, RoutingPriority::High)?;
     let connection_limits = outlier::connection_limits(proto.circuit_breakers.as_ref());
     let outlier_detection = outlier::outlier_detection(
         &cx,
@@ -105,6 +105,7 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
         lb_policy,
         connect_timeout,
         retry_limits,
+        retry_limits_high,
         connection_limits,
         outlier_detection,
         lb_common,

@@ -17,8 +17,8 @@
 //!   ignores all of them). `host_selection_retry_max_attempts` defaults to 1, negative invalid.
 //! - A route-level `retry_policy` replaces the virtual host's (A44, Envoy); the converter folds
 //!   the virtual host's into each route that has none.
-//! - `circuit_breakers.thresholds`: the first DEFAULT-priority entry gives `max_requests`,
-//!   `max_retries`
+//! - `circuit_breakers.thresholds`: the first entry of each priority (DEFAULT, HIGH) gives
+//!   `max_requests`, `max_retries`
 //!   (default 3) and `retry_budget` (`budget_percent` default 20 %, 0..=100;
 //!   `min_retry_concurrency` default 3).
 
@@ -215,11 +215,13 @@ pub(super) fn retry_policy(
     })
 }
 
-/// Retry limits from `circuit_breakers` (first DEFAULT-priority threshold).
+/// Retry limits from `circuit_breakers`: the first threshold of `priority` (Envoy's defaults
+/// when there is none).
 pub(super) fn retry_limits(
     cx: &Ctx<'_>,
     path: &Path,
     cb: Option<&CircuitBreakers>,
+    priority: RoutingPriority,
 ) -> Result<RetryLimits, ModelError> {
     let mut limits = RetryLimits::default();
     let Some(cb) = cb else {
@@ -229,7 +231,7 @@ pub(super) fn retry_limits(
         .thresholds
         .iter()
         .enumerate()
-        .find(|(_, t)| t.priority == RoutingPriority::Default as i32)
+        .find(|(_, t)| t.priority == priority as i32)
     else {
         return Ok(limits);
     };

@@ -271,6 +271,9 @@ fn circuit_breaker_retry_limits() {
     .unwrap();
     assert_eq!(c.retry_limits.max_retries, 10, "DEFAULT priority entry");
     assert_eq!(c.retry_limits.max_requests, 50);
+    assert_eq!(c.retry_limits_high.max_retries, 99, "HIGH priority entry");
+    assert_eq!(c.retry_limits_high.max_requests, 1024, "HIGH default");
+    assert_eq!(c.retry_limits_for(Priority::High).max_retries, 99);
     assert_eq!(
         RetryLimits::default().max_requests,
         1024,
