@@ -111,7 +111,11 @@ impl<S> Layer<S> for MeshStackLayer {
                 TimeoutLayer::new(Which::Off),
             ),
         };
-        let attempt = per_try.layer(PickLayer.layer(inner));
+        let pick = match self.grpc {
+            false => PickLayer::new(),
+            true => PickLayer::grpc(),
+        };
+        let attempt = per_try.layer(pick.layer(inner));
         self.route
             .layer(idle.layer(fault.layer(call.layer(self.retry.layer(attempt)))))
     }

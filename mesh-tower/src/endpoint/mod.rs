@@ -42,12 +42,14 @@ use future::Held;
 #[derive(Clone, Debug)]
 pub struct PickService<S> {
     inner: S,
+    grpc: bool,
 }
 
 impl<S> PickService<S> {
-    /// Wraps `inner`, which receives requests addressed to the picked endpoint.
+    /// Wraps `inner`, which receives requests addressed to the picked endpoint (Envoy's
+    /// semantics; [`PickLayer::grpc`] for gRPC's).
     pub fn new(inner: S) -> Self {
-        PickService { inner }
+        PickService { inner, grpc: false }
     }
 }
 
@@ -75,9 +77,10 @@ where
                     .detail("request carries no route decision (RouteLayer missing)"),
             );
         };
-        // The route's priority picks the thresholds and the counters (Envoy). gRPC has no pool
-        // breakers at all; the mesh applies Envoy's to both transports.
-        let priority = routed.policy.priority;
+        // The route's priority picks the thresholds and the counters (Envoy); gRPC reads
+        // DEFAULT only (A32), the same choice the retry layer makes. gRPC has no pool breakers
+        // of its own; the mesh applies Envoy's to both transports.
+        let priority = crate::retry::breaker_priority(&routed, self.grpc);
         let limits = routed
             .cluster
             .cluster

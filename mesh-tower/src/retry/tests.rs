@@ -411,6 +411,14 @@ async fn grpc_ignores_route_priority_for_max_requests() {
         MeshErrorKind::Overflow(OverflowLimit::MaxRequests),
         "gRPC reads DEFAULT thresholds only (gRFC A32): 1 in flight"
     );
+    {
+        use mesh_core::model::RoutingPriority;
+        let snap = mesh.lookup("svc:80").unwrap().snapshot();
+        let c = &snap.as_ref().as_ref().unwrap().clusters()["c"];
+        // The pool breakers agree with the retry layer: DEFAULT's slot, not HIGH's.
+        assert_eq!(c.pool_for(RoutingPriority::Default).active(), 1);
+        assert_eq!(c.pool_for(RoutingPriority::High).active(), 0);
+    }
     send.send_response(status(200));
     assert_eq!(hi.await.unwrap().unwrap().status(), 200);
 }
