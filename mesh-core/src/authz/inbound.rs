@@ -3,8 +3,8 @@
 //!
 //! This is the static path: a server reads its listener from a file (or from the control plane's
 //! in-process translation) and compiles it into an [`AuthzChain`] for mesh-tower's `AuthzLayer`.
-//! Fetching the same listener over ADS needs the xDS client to accept server listeners on LDS,
-//! which it does not yet (client listeners only).
+//! The same listener fetched over ADS is followed by [`InboundPolicy`](super::InboundPolicy)
+//! (and by `mesh_grpc::XdsServer`).
 
 use std::path::Path;
 
