@@ -1,13 +1,19 @@
 //! mTLS cost on loopback, same run: full handshakes per second (mTLS vs plain TCP connect,
 //! each followed by one request so the server's client-certificate check is included), and
-//! warm keep-alive HTTP/1.1 throughput through `mesh_tower::tls` vs plaintext.
+//! warm keep-alive throughput through `mesh_tower::tls` vs plaintext, 1 KiB and 64 KiB
+//! responses, three ways:
+//! - sequential: one HTTP/1.1 connection, one request at a time (latency-bound: every request
+//!   waits for two cross-thread wake-ups, so this mostly measures the TLS cost on the critical
+//!   path);
+//! - 16 HTTP/1.1 connections, one request in flight on each (CPU-bound on both cores);
+//! - one HTTP/2 connection with 16 concurrent streams (how gRPC uses a channel).
 //!
 //! ```text
 //! cargo bench -p benches --bench tls
+//! MESH_TLS_BENCH=h2-tls-64k cargo bench -p benches --bench tls   # one case, for perf/strace
 //! ```
 //!
-//! Sequential on purpose (one connection, one request at a time): it isolates the per-request
-//! TLS cost from scheduling. Rounds alternate plain / mTLS so load changes hit both sides.
+//! Rounds alternate plain / mTLS so load changes hit both sides; the ratio is taken per round.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -48,15 +54,15 @@ async fn server(acceptor: MeshTlsAcceptor) -> anyhow::Result<std::net::SocketAdd
                 };
                 let svc =
                     hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
-                        let size = if req.uri().path() == "/64k" {
-                            64 * 1024
+                        // Static bodies: the bench measures the transport, not the allocator.
+                        let body = if req.uri().path() == "/64k" {
+                            Bytes::from_static(&[b'x'; 64 * 1024])
                         } else {
-                            1024
+                            Bytes::from_static(&[b'x'; 1024])
                         };
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; size]))))
+                        Ok::<_, Infallible>(Response::new(Full::new(body)))
                     });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .http1_only()
                     .serve_connection(TokioIo::new(stream), WithPeerIdentity::new(svc, peer))
                     .await;
             });
@@ -86,6 +92,24 @@ async fn tls_conn(c: &MeshTlsConnector, addr: std::net::SocketAddr) -> anyhow::R
     handshake_http1(c.connect("127.0.0.1", addr.port()).await?).await
 }
 
+type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+async fn handshake_h2<T>(io: T) -> anyhow::Result<H2Sender>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+async fn request_h2(sender: &mut H2Sender, path: &str) -> anyhow::Result<usize> {
+    sender.ready().await?;
+    let req = Request::get(format!("http://bench{path}")).body(Empty::new())?;
+    let resp = sender.send_request(req).await?;
+    Ok(resp.into_body().collect().await?.to_bytes().len())
+}
+
 async fn request(sender: &mut Sender, path: &str) -> anyhow::Result<usize> {
     sender.ready().await?;
     let req = Request::get(path)
@@ -98,6 +122,118 @@ async fn request(sender: &mut Sender, path: &str) -> anyhow::Result<usize> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// How requests are driven in one warm case.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shape {
+    /// One HTTP/1.1 connection, one request at a time.
+    Sequential,
+    /// `CONCURRENCY` HTTP/1.1 connections, one request in flight on each.
+    Http1,
+    /// One HTTP/2 connection, `CONCURRENCY` streams in flight.
+    Http2,
+}
+
+const CONCURRENCY: usize = 16;
+
+/// The servers and the client side of both transports.
+struct Bench {
+    plain: std::net::SocketAddr,
+    tls: std::net::SocketAddr,
+    connector: MeshTlsConnector,
+}
+
+impl Bench {
+    /// Runs `n` requests for `path` in `shape` over TLS or plaintext; returns requests/s
+    /// (connection set-up excluded).
+    async fn warm(
+        &self,
+        shape: Shape,
+        tls: bool,
+        path: &'static str,
+        n: usize,
+    ) -> anyhow::Result<f64> {
+        match shape {
+            Shape::Sequential => {
+                let mut s = if tls {
+                    tls_conn(&self.connector, self.tls).await?
+                } else {
+                    plain_conn(self.plain).await?
+                };
+                request(&mut s, path).await?;
+                let t = Instant::now();
+                for _ in 0..n {
+                    request(&mut s, path).await?;
+                }
+                Ok(n as f64 / t.elapsed().as_secs_f64())
+            }
+            Shape::Http1 => {
+                let mut senders = Vec::new();
+                for _ in 0..CONCURRENCY {
+                    let mut s = if tls {
+                        tls_conn(&self.connector, self.tls).await?
+                    } else {
+                        plain_conn(self.plain).await?
+                    };
+                    request(&mut s, path).await?;
+                    senders.push(s);
+                }
+                let t = Instant::now();
+                let tasks: Vec<_> = senders
+                    .into_iter()
+                    .map(|mut s| {
+                        tokio::spawn(async move {
+                            for _ in 0..n / CONCURRENCY {
+                                request(&mut s, path).await?;
+                            }
+                            anyhow::Ok(())
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await??;
+                }
+                Ok((n / CONCURRENCY * CONCURRENCY) as f64 / t.elapsed().as_secs_f64())
+            }
+            Shape::Http2 => {
+                let mut s = if tls {
+                    let io = self.connector.connect("127.0.0.1", self.tls.port()).await?;
+                    anyhow::ensure!(io.is_h2(), "ALPN did not settle on h2");
+                    handshake_h2(io).await?
+                } else {
+                    let tcp = TcpStream::connect(self.plain).await?;
+                    tcp.set_nodelay(true)?;
+                    handshake_h2(TokioIo::new(tcp)).await?
+                };
+                request_h2(&mut s, path).await?;
+                let t = Instant::now();
+                let tasks: Vec<_> = (0..CONCURRENCY)
+                    .map(|_| {
+                        let mut s = s.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..n / CONCURRENCY {
+                                request_h2(&mut s, path).await?;
+                            }
+                            anyhow::Ok(())
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await??;
+                }
+                Ok((n / CONCURRENCY * CONCURRENCY) as f64 / t.elapsed().as_secs_f64())
+            }
+        }
+    }
+}
+
+fn shape_name(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Sequential => "sequential, 1 HTTP/1.1 connection",
+        Shape::Http1 => "16 HTTP/1.1 connections",
+        Shape::Http2 => "1 HTTP/2 connection x 16 streams",
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -114,10 +250,28 @@ fn main() -> anyhow::Result<()> {
             vec!["spiffe://cluster.local/ns/default/sa/server".into()],
         )
         .without_resumption();
+        let bench = Bench {
+            plain: plain_addr,
+            tls: tls_addr,
+            connector: connector.clone(),
+        };
 
         // Warm-up: one of each.
         request(&mut plain_conn(plain_addr).await?, "/").await?;
         request(&mut tls_conn(&connector, tls_addr).await?, "/").await?;
+
+        // One case only: `MESH_TLS_BENCH={seq|h1|h2}-{plain|tls}[-64k]`.
+        if let Ok(only) = std::env::var("MESH_TLS_BENCH") {
+            let shape = match only.split('-').next() {
+                Some("h1") => Shape::Http1,
+                Some("h2") => Shape::Http2,
+                _ => Shape::Sequential,
+            };
+            let path = if only.ends_with("-64k") { "/64k" } else { "/" };
+            let rate = bench.warm(shape, only.contains("-tls"), path, REQUESTS * ROUNDS).await?;
+            println!("{only}: {rate:.0} req/s");
+            return Ok(());
+        }
 
         println!("new connection + 1 request ({HANDSHAKES} sequential per round, {ROUNDS} rounds)");
         let (mut plain_rates, mut tls_rates) = (Vec::new(), Vec::new());
@@ -141,33 +295,27 @@ fn main() -> anyhow::Result<()> {
         );
         println!("  per round mTLS conn/s: {:?}", tls_rates.iter().map(|r| r.round()).collect::<Vec<_>>());
 
-        for path in ["/", "/64k"] {
-            let mut plain = plain_conn(plain_addr).await?;
-            let mut tls = tls_conn(&connector, tls_addr).await?;
-            let (mut plain_rates, mut tls_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
-                let t = Instant::now();
-                for _ in 0..REQUESTS {
-                    request(&mut plain, path).await?;
+        println!("warm keep-alive, {REQUESTS} requests per round, {ROUNDS} rounds, mTLS/plain ratio per round");
+        for shape in [Shape::Sequential, Shape::Http1, Shape::Http2] {
+            for path in ["/", "/64k"] {
+                let (mut plain_rates, mut tls_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..ROUNDS {
+                    let pr = bench.warm(shape, false, path, REQUESTS).await?;
+                    let tr = bench.warm(shape, true, path, REQUESTS).await?;
+                    plain_rates.push(pr);
+                    tls_rates.push(tr);
+                    ratios.push(tr / pr);
                 }
-                let pr = REQUESTS as f64 / t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                for _ in 0..REQUESTS {
-                    request(&mut tls, path).await?;
-                }
-                let tr = REQUESTS as f64 / t.elapsed().as_secs_f64();
-                plain_rates.push(pr);
-                tls_rates.push(tr);
-                ratios.push(tr / pr);
+                let body = if path == "/" { "1 KiB" } else { "64 KiB" };
+                println!(
+                    "  {:<36} {body:>6}: plain {:>6.0} req/s, mTLS {:>6.0} req/s, ratio median {:.3} {:?}",
+                    shape_name(shape),
+                    median(plain_rates),
+                    median(tls_rates),
+                    median(ratios.clone()),
+                    ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>()
+                );
             }
-            let body = if path == "/" { "1 KiB" } else { "64 KiB" };
-            println!(
-                "warm keep-alive, {body} response, {REQUESTS} sequential requests per round: plain {:.0} req/s, mTLS {:.0} req/s, ratio median {:.3} {:?}",
-                median(plain_rates),
-                median(tls_rates),
-                median(ratios.clone()),
-                ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>()
-            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
         anyhow::Ok(())

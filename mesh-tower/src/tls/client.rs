@@ -118,7 +118,7 @@ impl MeshTlsConnector {
             let _ = tcp.set_nodelay(true);
             let tls = self
                 .connector
-                .connect(sni, tcp)
+                .connect(sni, super::read_ahead(tcp))
                 .await
                 .map_err(|e| TlsError::from_handshake(&peer, e))?;
             let (_, conn) = tls.get_ref();
@@ -166,14 +166,14 @@ impl tower::Service<Uri> for MeshTlsConnector {
 /// hyper-util copies into each response's extensions.
 #[derive(Debug)]
 pub struct MeshTlsStream {
-    io: TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    io: TokioIo<tokio_rustls::client::TlsStream<super::TlsTcp>>,
     peer: Option<PeerIdentity>,
     h2: bool,
 }
 
 impl MeshTlsStream {
     pub(crate) fn new(
-        tls: tokio_rustls::client::TlsStream<TcpStream>,
+        tls: tokio_rustls::client::TlsStream<super::TlsTcp>,
         peer: Option<PeerIdentity>,
         h2: bool,
     ) -> Self {

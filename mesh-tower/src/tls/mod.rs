@@ -41,6 +41,7 @@
 
 pub mod client;
 mod error;
+mod read_ahead;
 pub mod server;
 pub mod upstream;
 
@@ -60,8 +61,17 @@ use rustls::RootCertStore;
 
 pub use client::{MeshTlsConnector, MeshTlsStream};
 pub use error::TlsError;
+pub use read_ahead::{ReadAhead, READ_AHEAD};
 pub use server::{sniff_tls, MeshTlsAcceptor, PeerAuthMode, ServerStream, WithPeerIdentity};
 pub use upstream::{CertificateProviders, ClusterTls};
+
+/// The TCP stream under every TLS session of this module, with the adaptive read-ahead buffer
+/// of [`ReadAhead`].
+pub type TlsTcp = ReadAhead<tokio::net::TcpStream>;
+
+fn read_ahead(tcp: tokio::net::TcpStream) -> TlsTcp {
+    ReadAhead::new(tcp)
+}
 
 pub(crate) use error::VerifyFailure;
 

@@ -182,7 +182,7 @@ impl MeshTlsAcceptor {
         let work = async {
             let tls = self
                 .acceptor
-                .accept(tcp)
+                .accept(super::read_ahead(tcp))
                 .await
                 .map_err(|e| TlsError::from_handshake(&peer, e))?;
             let id = tls
@@ -242,7 +242,7 @@ impl MeshTlsAcceptor {
             }
             let tls = self
                 .acceptor
-                .accept(tcp)
+                .accept(super::read_ahead(tcp))
                 .await
                 .map_err(|e| TlsError::from_handshake(&peer, e))?;
             let id = tls
@@ -305,7 +305,7 @@ pub fn server_config(identity: Arc<WorkloadIdentity>, allowed: Vec<String>) -> S
 #[derive(Debug)]
 pub enum ServerStream {
     /// mTLS, client verified.
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::server::TlsStream<super::TlsTcp>>),
     /// Plaintext.
     Plain(TcpStream),
 }

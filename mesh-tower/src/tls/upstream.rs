@@ -236,7 +236,7 @@ impl ClusterTls {
                 })?;
             let _ = tcp.set_nodelay(true);
             let tls = connector
-                .connect(sni, tcp)
+                .connect(sni, super::read_ahead(tcp))
                 .await
                 .map_err(|e| TlsError::from_handshake(&peer, e))?;
             let (_, conn) = tls.get_ref();
