@@ -10,8 +10,15 @@
 //! the result under its own content version, so each client ACKs what it got. A client without
 //! a locality or labels gets the shared assignment unchanged.
 //!
-//! What a plan does, in istiod's order (Envoy "Priority levels", "Locality weighted load
-//! balancing"; XDS-SEMANTICS.md row 18):
+//! Specs: istio/api `networking/v1alpha3/destination_rule.proto` `LocalityLoadBalancerSetting`
+//! and `workload_entry.proto` `locality`; Envoy's load-balancing architecture overview,
+//! `upstream/load_balancing/priority` ("Priority levels"), `…/overprovisioning`,
+//! `…/panic_threshold` and `…/locality_weight` ("Locality weighted load balancing"), and
+//! `endpoint.proto` `LocalityLbEndpoints.priority` / `load_balancing_weight`; XDS-SEMANTICS.md
+//! row 18 (priorities and localities; rows 21/22 — ring hash and least request — are unchanged:
+//! they balance inside the level and locality picked here).
+//!
+//! What a plan does, in istiod's order:
 //! 1. **`distribute`** (precedence over the rest): the first entry whose `from` matches the
 //!    client's locality sets locality weights: for each `to` pattern in the order written, the
 //!    localities it matches that no earlier pattern took share its weight in proportion to their
