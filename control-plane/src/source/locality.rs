@@ -144,7 +144,7 @@ fn parse_endpoint_locality(
             format!("locality `{s}` has an empty part (expected region/zone/subzone)"),
         ));
     };
-    if p.contains(&"*") || s.contains('*') {
+    if s.contains('*') {
         return Err(ctx.invalid(
             path,
             format!("locality `{s}`: `*` is only allowed in localityLbSetting"),
