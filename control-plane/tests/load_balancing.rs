@@ -142,10 +142,17 @@ fn invalid_load_balancers_name_the_field() {
         field("{ consistentHash: { httpHeaderName: x, ringHash: { minimumRingSize: 0 } } }"),
         format!("{ch}.ringHash.minimumRingSize")
     );
-    // PASSTHROUGH and locality failover are warned about, not rejected.
+    // PASSTHROUGH, and locality failover without outlierDetection, are warned about, not
+    // rejected.
     let yaml = format!(
         "{BASE}  trafficPolicy: {{ loadBalancer: {{ simple: PASSTHROUGH, localityLbSetting: {{ failover: [{{ from: a, to: b }}] }} }} }}\n"
     );
     let (_, warnings) = load_str("inline", &yaml).unwrap();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.message.contains("outlierDetection")),
+        "{warnings:?}"
+    );
 }

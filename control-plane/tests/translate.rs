@@ -272,6 +272,7 @@ fn clusters_are_named_like_istio_and_use_eds_over_ads() {
 fn endpoints_filtered_by_subset_with_locality_weight_and_port_mapping() {
     let xds = reviews();
     let all = xds.endpoint(&format!("outbound|9080||{HOST}")).unwrap();
+    // One (empty) locality, weighted by its endpoint count as istiod weighs localities.
     assert_eq!(all.endpoints.len(), 1);
     assert_eq!(
         all.endpoints[0]
@@ -279,7 +280,7 @@ fn endpoints_filtered_by_subset_with_locality_weight_and_port_mapping() {
             .as_ref()
             .unwrap()
             .value,
-        1
+        3
     );
     // inline endpoint maps the port by name; v1 uses targetPort; v2 maps by name.
     assert_eq!(

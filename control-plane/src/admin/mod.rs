@@ -207,6 +207,7 @@ fn client_json(c: &ClientStatus) -> Value {
             "user_agent_name": c.node.user_agent_name,
             "user_agent_version": c.node.user_agent_version,
             "generator": c.node.generator,
+            "locality": c.node.locality,
             "client_features": c.node.client_features,
         },
         "types": types,

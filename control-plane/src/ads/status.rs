@@ -30,6 +30,8 @@ pub struct NodeInfo {
     pub generator: Option<String>,
     /// `node.client_features`.
     pub client_features: Vec<String>,
+    /// `node.locality` as Istio writes it (`region/zone/subzone`; empty when none).
+    pub locality: String,
 }
 
 impl NodeInfo {
@@ -59,6 +61,9 @@ impl NodeInfo {
             user_agent_version,
             generator,
             client_features: node.client_features.clone(),
+            locality: crate::translate::locality::ClientLocality::from_node(node)
+                .locality
+                .to_string(),
         }
     }
 }

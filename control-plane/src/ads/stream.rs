@@ -12,14 +12,21 @@
 //!   version in it changed (a resource that disappears is thereby deleted);
 //! - RDS/EDS responses carry only the subscribed resources whose version changed (or that were
 //!   just named); absent names are simply not sent.
+//!
+//! EDS is per client where a DestinationRule's `localityLbSetting` asks for it: the stream keeps
+//! the locality and labels of the node (first request) and takes each load assignment from
+//! [`Snapshot::get_for`], so its versions — and the response `version_info` — are those of what
+//! this client was sent (istiod likewise reshapes EDS per proxy).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use envoy_types::pb::envoy::config::core::v3::ControlPlane as ControlPlaneId;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use super::status::{ClientHandle, NackRecord, NodeInfo};
-use crate::cache::{set_version, Snapshot};
+use crate::cache::{set_version, Entry, Snapshot};
+use crate::translate::locality::ClientLocality;
 use crate::translate::ResourceType;
 
 /// Identifier sent in `DiscoveryResponse.control_plane`.
@@ -44,6 +51,8 @@ pub(crate) struct StreamState {
     stream_id: u64,
     next_nonce: u64,
     node_seen: bool,
+    /// The node's locality and labels (empty until a request carries the node).
+    client: ClientLocality,
     types: HashMap<ResourceType, TypeState>,
 }
 
@@ -53,6 +62,7 @@ impl StreamState {
             stream_id,
             next_nonce: 0,
             node_seen: false,
+            client: ClientLocality::default(),
             types: HashMap::new(),
         }
     }
@@ -67,6 +77,7 @@ impl StreamState {
         if !self.node_seen {
             if let Some(node) = &req.node {
                 self.node_seen = true;
+                self.client = ClientLocality::from_node(node);
                 let info = NodeInfo::from_node(node);
                 tracing::info!(
                     stream = self.stream_id,
@@ -173,12 +184,13 @@ impl StreamState {
         if st.wildcard {
             wanted.extend(snap.wildcard_names(ty).iter().map(String::as_str));
         }
-        let desired: Vec<(&str, &crate::cache::Entry)> = wanted
+        let node = &self.client;
+        let desired: Vec<(&str, Cow<'_, Entry>)> = wanted
             .into_iter()
-            .filter_map(|n| snap.get(ty, n).map(|e| (n, e)))
+            .filter_map(|n| snap.get_for(ty, n, node).map(|e| (n, e)))
             .collect();
 
-        let to_send: Vec<(&str, &crate::cache::Entry)> = if ty.is_full_state() {
+        let to_send: Vec<(&str, Cow<'_, Entry>)> = if ty.is_full_state() {
             let unchanged = desired.len() == st.sent.len()
                 && desired
                     .iter()
@@ -334,5 +346,47 @@ mod tests {
         let rec = registry.snapshot()[0].types[&ResourceType::Endpoint].clone();
         assert_eq!(rec.nack.unwrap().message, "bad");
         assert_eq!(rec.nacks, 1);
+    }
+
+    #[test]
+    fn eds_is_reshaped_per_node_locality_with_its_own_version() {
+        use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+        use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+        use prost::Message;
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: s }\nspec:\n  hosts: [a]\n  ports: [{ number: 80, name: http }]\n  endpoints:\n  - { address: 10.0.0.1, locality: r1/z1 }\n  - { address: 10.0.0.2, locality: r2/z1 }\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: a }\nspec:\n  host: a\n  trafficPolicy:\n    outlierDetection: { consecutive5xxErrors: 1 }\n";
+        let s = snap(yaml);
+        let registry = ClientRegistry::default();
+        let eds = |region: Option<&str>, id: u64| {
+            let client = registry.open(id);
+            let mut st = StreamState::new(id);
+            let mut r = req(ResourceType::Endpoint, &["outbound|80||a"], "");
+            r.node = Some(Node {
+                id: format!("n{id}"),
+                locality: region.map(|r| Locality {
+                    region: r.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let resp = st.on_request(&r, &s, &client).unwrap();
+            let cla = ClusterLoadAssignment::decode(resp.resources[0].value.as_slice()).unwrap();
+            let first = cla.endpoints.iter().find(|e| e.priority == 0).unwrap();
+            (resp.version_info, first.locality.clone().unwrap().region)
+        };
+        let (v1, p0_r1) = eds(Some("r1"), 1);
+        let (v2, p0_r2) = eds(Some("r2"), 2);
+        let (v3, p0_r1_again) = eds(Some("r1"), 3);
+        let (shared, _) = eds(None, 4);
+        assert_eq!((p0_r1.as_str(), p0_r2.as_str()), ("r1", "r2"));
+        assert_eq!(p0_r1_again, "r1");
+        assert_ne!(v1, v2, "different content, different version");
+        assert_eq!(v1, v3, "same locality, same version");
+        assert_ne!(v1, shared);
+        assert_ne!(v2, shared);
+        let recorded = registry.snapshot();
+        assert!(
+            recorded.iter().any(|c| c.node.locality == "r2"),
+            "{recorded:?}"
+        );
     }
 }

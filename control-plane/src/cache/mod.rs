@@ -5,14 +5,26 @@
 //! a resource that did not change keeps its version across reloads and is not re-sent (Envoy
 //! xds_protocol: "only send updates when resources change"). The `version_info` of a response is
 //! the hash of the `(name, version)` set it carries ([`set_version`]).
+//!
+//! EDS for a cluster with a [`LocalityPlan`] is reshaped per client locality
+//! ([`Snapshot::get_for`]); the result is versioned by its own content (so a client's
+//! `version_info` differs from the shared one exactly when what it got differs) and cached in the
+//! snapshot per (cluster, locality, `failoverPriority` label values), so clients in the same
+//! place share one encoding per snapshot.
 
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use envoy_types::pb::google::protobuf::Any;
 
+use crate::source::model::Locality;
+use crate::translate::locality::{ClientLocality, LocalityPlan};
 use crate::translate::{to_any, ResourceType, XdsResources};
+
+/// (cluster, client locality, `failoverPriority` label values) → the reshaped assignment.
+type LocalityCache = HashMap<(String, Locality, Vec<Option<String>>), Entry>;
 
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
@@ -75,6 +87,9 @@ struct TypeSnapshot {
 pub struct Snapshot {
     types: [TypeSnapshot; 4],
     resources: Arc<XdsResources>,
+    /// Cluster name → index in `resources.endpoints`, for clusters with a locality plan.
+    planned: HashMap<String, usize>,
+    reshaped: Arc<Mutex<LocalityCache>>,
 }
 
 fn slot(ty: ResourceType) -> usize {
@@ -103,10 +118,53 @@ impl Snapshot {
                 lds.entries.insert(alias.clone(), Entry::new(to_any(&l)));
             }
         }
+        let planned = resources
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| resources.locality_plans.contains_key(&e.cluster_name))
+            .map(|(i, e)| (e.cluster_name.clone(), i))
+            .collect();
         Snapshot {
             types,
             resources: Arc::new(resources),
+            planned,
+            reshaped: Arc::default(),
         }
+    }
+
+    /// The resource `name` of type `ty` as `client` should get it: the shared one, except a
+    /// load assignment with a locality plan, reshaped for a client that sent a locality or labels.
+    pub fn get_for(
+        &self,
+        ty: ResourceType,
+        name: &str,
+        client: &ClientLocality,
+    ) -> Option<Cow<'_, Entry>> {
+        let shared = self.get(ty, name)?;
+        if ty != ResourceType::Endpoint || client.is_empty() {
+            return Some(Cow::Borrowed(shared));
+        }
+        let (Some(&i), Some(plan)) = (
+            self.planned.get(name),
+            self.resources.locality_plans.get(name),
+        ) else {
+            return Some(Cow::Borrowed(shared));
+        };
+        Some(Cow::Owned(self.reshape(name, plan, i, client)))
+    }
+
+    fn reshape(&self, name: &str, plan: &LocalityPlan, i: usize, client: &ClientLocality) -> Entry {
+        let (loc, labels) = plan.cache_key(client);
+        let key = (name.to_string(), loc, labels);
+        // A poisoned lock only means another stream panicked mid-insert; the map is still valid.
+        let mut cache = self.reshaped.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                Entry::new(to_any(&plan.apply(&self.resources.endpoints[i], client)))
+            })
+            .clone()
     }
 
     /// The resource `name` of type `ty`.

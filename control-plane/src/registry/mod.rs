@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::source::model::{Labels, MeshConfig, ServicePort};
+use crate::source::model::{Labels, Locality, MeshConfig, ServicePort};
 
 /// Kubernetes cluster domain used to expand short names.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -36,6 +36,8 @@ pub struct Endpoint {
     pub ports: BTreeMap<String, u32>,
     /// Workload service account, when known.
     pub service_account: Option<String>,
+    /// ServiceEntry `endpoints[].locality` / WorkloadEntry `spec.locality` (empty when unset).
+    pub locality: Locality,
 }
 
 impl Endpoint {
@@ -126,6 +128,7 @@ impl Registry {
                     labels: e.labels.clone(),
                     ports: e.ports.clone(),
                     service_account: None,
+                    locality: e.locality.clone(),
                 })
                 .collect();
             if let Some(selector) = &se.workload_selector {
@@ -142,6 +145,7 @@ impl Registry {
                             labels: we.labels.clone(),
                             ports: we.ports.clone(),
                             service_account: we.service_account.clone(),
+                            locality: we.locality.clone(),
                         }),
                 );
             }

@@ -10,10 +10,10 @@
 //!   `httpCookie.ttl` only matters for generating the cookie, which the mesh client does not
 //!   do. gRPC clients hash only on headers (gRFC A42): cookie, source-IP and query keys give
 //!   them a random hash per request.
-//! - `localityLbSetting.enabled: true` → locality-weighted balancing on the cluster
-//!   (`locality_weighted_lb_config`). `distribute`, `failover` and `failoverPriority` need the
-//!   client's locality to reshape EDS priorities per client, which this control plane does not
-//!   know: warned and ignored.
+//! - `localityLbSetting` (parsed and validated in [`super::locality`]): `enabled` (absent ⇒
+//!   true) → locality-weighted balancing on the cluster (`locality_weighted_lb_config`);
+//!   `distribute`, `failover` and `failoverPriority` reshape EDS per client from the locality
+//!   and labels its ADS `Node` carries, as istiod does (see `translate::locality`).
 //! - `warmupDurationSecs` (slow start) and `simple` + `consistentHash` together (a oneof) are
 //!   reported: the former warned, the latter invalid.
 
@@ -93,6 +93,8 @@ pub(crate) struct Parsed {
     pub load_balancer: Option<LoadBalancer>,
     /// `localityLbSetting.enabled`.
     pub locality_weighted: Option<bool>,
+    /// `localityLbSetting`.
+    pub locality_lb: Option<super::locality::LocalityLbSetting>,
 }
 
 /// Parses `loadBalancer` at `path`.
@@ -129,17 +131,9 @@ pub(crate) fn parse(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<Parsed, 
     }
     let loc_path = lb.field("localityLbSetting");
     if let Some(lv) = lb.take("localityLbSetting") {
-        let mut loc = Fields::of(ctx, lv, &loc_path)?;
-        out.locality_weighted = Some(loc.bool(ctx, "enabled")?.unwrap_or(true));
-        for key in ["distribute", "failover", "failoverPriority"] {
-            if loc.take(key).is_some() {
-                ctx.warn(
-                    &loc.field(key),
-                    "needs per-client locality priorities, which this control plane does not build; ignored",
-                );
-            }
-        }
-        loc.finish(ctx);
+        let setting = super::locality::parse_setting(ctx, &loc_path, lv)?;
+        out.locality_weighted = Some(setting.is_enabled());
+        out.locality_lb = Some(setting);
     }
     lb.finish(ctx);
     Ok(out)

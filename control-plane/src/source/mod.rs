@@ -24,6 +24,7 @@ mod authz;
 mod duration;
 mod fault;
 mod load_balancer;
+mod locality;
 pub mod model;
 mod outlier;
 mod parse;

@@ -15,6 +15,10 @@ pub use super::authz::{
 };
 pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
 pub use super::load_balancer::{ConsistentHash, HashAlgorithm, HashKey, LoadBalancer};
+pub use super::locality::{
+    matches as locality_matches, Distribute, Failover, Locality, LocalityLbSetting, LABEL_REGION,
+    LABEL_SUBZONE, LABEL_ZONE,
+};
 pub use super::outlier::{OutlierPolicy, Resilience};
 pub use super::peer_authn::{effective_mode, MtlsMode, PeerAuthentication};
 pub use super::request_authn::{JwtRule, RequestAuthentication, EMPTY_JWKS};
@@ -241,6 +245,8 @@ pub struct DestinationRule {
     pub load_balancer: Option<LoadBalancer>,
     /// `spec.trafficPolicy.loadBalancer.localityLbSetting.enabled`.
     pub locality_weighted: Option<bool>,
+    /// `spec.trafficPolicy.loadBalancer.localityLbSetting`.
+    pub locality_lb: Option<LocalityLbSetting>,
     /// `spec.trafficPolicy.connectionPool.http.http2MaxRequests` → the cluster's
     /// `circuit_breakers` `max_requests` (istio/istio#58052 for proxyless).
     pub max_requests: Option<u32>,
@@ -263,6 +269,8 @@ pub struct Subset {
     pub load_balancer: Option<LoadBalancer>,
     /// `trafficPolicy.loadBalancer.localityLbSetting.enabled` (overrides the rule-level one).
     pub locality_weighted: Option<bool>,
+    /// `trafficPolicy.loadBalancer.localityLbSetting` (replaces the rule-level one).
+    pub locality_lb: Option<LocalityLbSetting>,
     /// `trafficPolicy.connectionPool.http.http2MaxRequests` (overrides the rule-level one).
     pub max_requests: Option<u32>,
     /// `trafficPolicy` connection-pool limits and `outlierDetection` (see [`Resilience::or`]).
@@ -309,6 +317,8 @@ pub struct InlineEndpoint {
     pub ports: BTreeMap<String, u32>,
     /// `labels`.
     pub labels: Labels,
+    /// `locality` (`region/zone/subzone`; empty when absent).
+    pub locality: Locality,
 }
 
 /// `WorkloadEntry`: one workload, selected into services by its labels.
@@ -324,6 +334,8 @@ pub struct WorkloadEntry {
     pub service_account: Option<String>,
     /// `spec.ports`: service port name → workload port.
     pub ports: BTreeMap<String, u32>,
+    /// `spec.locality` (`region/zone/subzone`; empty when absent).
+    pub locality: Locality,
 }
 
 /// DestinationRule `ClientTLSSettings.mode`.

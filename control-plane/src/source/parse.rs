@@ -354,10 +354,33 @@ fn destination_rule(
             labels,
             load_balancer: lb.load_balancer,
             locality_weighted: lb.locality_weighted,
+            locality_lb: lb.locality_lb,
             max_requests,
             resilience,
             tls,
         });
+    }
+    // istiod applies failover only with outlier detection (otherwise a client would never
+    // see a level fail); validation warns, as istiod's does.
+    let needs_od = |l: &Option<LocalityLbSetting>| {
+        l.as_ref().is_some_and(|l| {
+            l.is_enabled() && (!l.failover.is_empty() || !l.failover_priority.is_empty())
+        })
+    };
+    let rule_od = resilience.outlier_detection.is_some();
+    if needs_od(&lb.locality_lb) && !rule_od {
+        ctx.warn(
+            "spec.trafficPolicy.loadBalancer.localityLbSetting",
+            "failover needs outlierDetection; ignored without it",
+        );
+    }
+    for (i, s) in subsets.iter().enumerate() {
+        if needs_od(&s.locality_lb) && !rule_od && s.resilience.outlier_detection.is_none() {
+            ctx.warn(
+                &format!("spec.subsets[{i}].trafficPolicy.loadBalancer.localityLbSetting"),
+                "failover needs outlierDetection; ignored without it",
+            );
+        }
     }
     spec.finish(ctx);
     Ok(DestinationRule {
@@ -365,6 +388,7 @@ fn destination_rule(
         host,
         load_balancer: lb.load_balancer,
         locality_weighted: lb.locality_weighted,
+        locality_lb: lb.locality_lb,
         max_requests,
         resilience,
         subsets,
@@ -476,11 +500,13 @@ fn service_entry(
         let address = ip_address(ctx, &mut f, "address")?;
         let ports = f.port_map(ctx, "ports")?;
         let labels = f.string_map(ctx, "labels")?;
+        let locality = super::locality::endpoint_locality(ctx, &mut f, "locality")?;
         f.finish(ctx);
         endpoints.push(InlineEndpoint {
             address,
             ports,
             labels,
+            locality,
         });
     }
     let workload_selector = match spec.take("workloadSelector") {
@@ -519,6 +545,7 @@ fn workload_entry(
     let labels = spec.string_map(ctx, "labels")?;
     let service_account = spec.string(ctx, "serviceAccount")?;
     let ports = spec.port_map(ctx, "ports")?;
+    let locality = super::locality::endpoint_locality(ctx, &mut spec, "locality")?;
     spec.finish(ctx);
     Ok(WorkloadEntry {
         meta,
@@ -526,6 +553,7 @@ fn workload_entry(
         labels,
         service_account,
         ports,
+        locality,
     })
 }
 

@@ -6,7 +6,7 @@
 //! limits and outlier detection from [`super::outlier`]; the transport socket for DestinationRule
 //! `tls` from [`super::tls`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy},
@@ -21,9 +21,15 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
 
+use super::locality::{add_topology_labels, LocalityPlan};
 use super::{ads_config_source, load_balancer};
 use crate::registry::{Registry, Service};
-use crate::source::model::{DestinationRule, Labels, MeshConfig, Resilience, ServicePort};
+use crate::source::model::{
+    DestinationRule, Labels, Locality as Loc, MeshConfig, Resilience, ServicePort,
+};
+
+/// A cluster, its load assignment and, when clients may see it reshaped, its locality plan.
+pub(crate) type Built = (Cluster, ClusterLoadAssignment, Option<LocalityPlan>);
 
 /// `outbound|port|subset|host` — istio's cluster (and EDS service) name.
 pub fn cluster_name(port: u32, subset: &str, host: &str) -> String {
@@ -48,7 +54,7 @@ pub(crate) fn clusters(
     svc: &Service,
     port: &ServicePort,
     dr: Option<&DestinationRule>,
-) -> Vec<(Cluster, ClusterLoadAssignment)> {
+) -> Vec<Built> {
     let default_max = dr.and_then(|d| d.max_requests);
     let default_res = dr.map(|d| d.resilience.clone()).unwrap_or_default();
     let empty = Labels::new();
@@ -77,14 +83,27 @@ fn build(
     dr: Option<&DestinationRule>,
     max_requests: Option<u32>,
     resilience: &Resilience,
-) -> (Cluster, ClusterLoadAssignment) {
+) -> Built {
     let name = cluster_name(port.number, subset, &svc.host);
     let mut c = cluster(&name);
     let (lb, locality_weighted) = load_balancer::effective(dr, subset);
     load_balancer::apply(&mut c, &lb, locality_weighted);
     super::outlier::apply(&mut c, max_requests, resilience);
     super::tls::apply(&mut c, super::tls::effective(dr, subset, port.number), svc);
-    (c, load_assignment(&name, svc, port, labels))
+    let (cla, endpoint_labels) = load_assignment(&name, svc, port, labels);
+    let setting = dr.and_then(|d| {
+        d.subsets
+            .iter()
+            .find(|s| s.name == subset)
+            .and_then(|s| s.locality_lb.as_ref())
+            .or(d.locality_lb.as_ref())
+    });
+    let plan = LocalityPlan::new(
+        setting,
+        resilience.outlier_detection.is_some(),
+        endpoint_labels,
+    );
+    (c, cla, plan)
 }
 
 fn cluster(name: &str) -> Cluster {
@@ -100,26 +119,29 @@ fn cluster(name: &str) -> Cluster {
     }
 }
 
+/// The assignment (endpoints matching `labels`, grouped by locality, sorted by locality, each
+/// weighted by its endpoint count) and, per locality, the labels of its endpoints with their
+/// topology labels (for `failoverPriority`).
 fn load_assignment(
     name: &str,
     svc: &Service,
     port: &ServicePort,
     labels: &Labels,
-) -> ClusterLoadAssignment {
+) -> (ClusterLoadAssignment, Vec<Vec<Labels>>) {
     let mut seen = HashSet::new();
-    let lb_endpoints: Vec<LbEndpoint> = svc
-        .endpoints
-        .iter()
-        .filter(|e| e.matches(labels))
-        .map(|e| (e.address.clone(), e.port_for(port)))
+    let mut groups: BTreeMap<&Loc, (Vec<LbEndpoint>, Vec<Labels>)> = BTreeMap::new();
+    for e in svc.endpoints.iter().filter(|e| e.matches(labels)) {
+        let port_value = e.port_for(port);
         // gRPC NACKs a cluster with a duplicate endpoint address (gRFC A27 / grpc-go EDS).
-        .filter(|key| seen.insert(key.clone()))
-        .map(|(address, port_value)| LbEndpoint {
+        if !seen.insert((e.address.clone(), port_value)) {
+            continue;
+        }
+        let lbe = LbEndpoint {
             host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
                 address: Some(Address {
                     address: Some(address::Address::SocketAddress(SocketAddress {
                         protocol: Protocol::Tcp as i32,
-                        address,
+                        address: e.address.clone(),
                         port_specifier: Some(PortSpecifier::PortValue(port_value)),
                         ..Default::default()
                     })),
@@ -128,22 +150,39 @@ fn load_assignment(
             })),
             health_status: HealthStatus::Healthy as i32,
             ..Default::default()
+        };
+        let mut l = e.labels.clone();
+        add_topology_labels(&mut l, &e.locality);
+        let g = groups.entry(&e.locality).or_default();
+        g.0.push(lbe);
+        g.1.push(l);
+    }
+    let mut endpoint_labels = Vec::with_capacity(groups.len());
+    let endpoints = groups
+        .into_iter()
+        .map(|(loc, (lb_endpoints, l))| {
+            endpoint_labels.push(l);
+            LocalityLbEndpoints {
+                locality: Some(Locality {
+                    region: loc.region.clone(),
+                    zone: loc.zone.clone(),
+                    sub_zone: loc.sub_zone.clone(),
+                }),
+                load_balancing_weight: Some(UInt32Value {
+                    value: u32::try_from(lb_endpoints.len()).unwrap_or(u32::MAX),
+                }),
+                lb_endpoints,
+                priority: 0,
+                ..Default::default()
+            }
         })
         .collect();
-    let endpoints = if lb_endpoints.is_empty() {
-        Vec::new()
-    } else {
-        vec![LocalityLbEndpoints {
-            locality: Some(Locality::default()),
-            lb_endpoints,
-            load_balancing_weight: Some(UInt32Value { value: 1 }),
-            priority: 0,
+    (
+        ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints,
             ..Default::default()
-        }]
-    };
-    ClusterLoadAssignment {
-        cluster_name: name.to_string(),
-        endpoints,
-        ..Default::default()
-    }
+        },
+        endpoint_labels,
+    )
 }

@@ -18,9 +18,13 @@
 //!   DestinationRule subset) of type EDS over ADS with `service_name` = the cluster name, and
 //!   for DestinationRule `tls` an `UpstreamTlsContext` naming certificate provider instances
 //!   (gRFC A29; [`tls`]);
-//! - one **ClusterLoadAssignment** per cluster: endpoints filtered by the subset's labels, in a
-//!   single locality with `load_balancing_weight: 1` (gRFC A27: a locality without a weight is
-//!   ignored, so grpcio would fail every call with "contains no localities").
+//! - one **ClusterLoadAssignment** per cluster: endpoints filtered by the subset's labels, grouped
+//!   by their locality (ServiceEntry `endpoints[].locality`, WorkloadEntry `locality`; none is
+//!   the empty locality), each locality with `load_balancing_weight` = its endpoint count (gRFC
+//!   A27: a locality without a weight is ignored, so grpcio would fail every call with "contains
+//!   no localities"; istiod weighs by the endpoints' summed weight). Clusters whose
+//!   DestinationRule `localityLbSetting` reshapes EDS per client also get a
+//!   [`locality::LocalityPlan`], which the ADS stream applies for each client's `Node` locality.
 //!
 //! For every workload an AuthorizationPolicy selects, per port, an inbound **server Listener**
 //! (gRFC A36) whose HttpConnectionManager runs the DENY then the ALLOW RBAC filter then the
@@ -43,6 +47,7 @@ pub mod fault;
 pub mod jwt;
 mod listener;
 mod load_balancer;
+pub mod locality;
 mod outlier;
 pub mod peer_authn;
 pub mod retry;
@@ -148,6 +153,9 @@ pub struct XdsResources {
     pub clusters: Vec<Cluster>,
     /// Cluster load assignments, one per cluster.
     pub endpoints: Vec<ClusterLoadAssignment>,
+    /// Cluster name → how its assignment is reshaped per client locality (only clusters where
+    /// some client could see a difference).
+    pub locality_plans: BTreeMap<String, locality::LocalityPlan>,
 }
 
 impl XdsResources {
@@ -256,7 +264,10 @@ pub fn translate(config: &MeshConfig) -> XdsResources {
             out.routes.push(route::route_configuration(
                 config, &registry, svc, port, &vss,
             ));
-            for (c, cla) in cluster::clusters(svc, port, dr) {
+            for (c, cla, plan) in cluster::clusters(svc, port, dr) {
+                if let Some(plan) = plan {
+                    out.locality_plans.insert(c.name.clone(), plan);
+                }
                 out.clusters.push(c);
                 out.endpoints.push(cla);
             }
