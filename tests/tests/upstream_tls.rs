@@ -261,7 +261,8 @@ async fn destination_rule_tls_drives_the_clients_connections() -> Result<()> {
     Ok(())
 }
 
-/// The h2 client speaks TLS with ALPN `h2` to the same kind of server.
+/// The h2 client speaks TLS with ALPN `h2` to the same kind of server, and hands the server's
+/// verified identity to the caller in the response's extensions.
 #[tokio::test]
 async fn the_http2_client_connects_over_tls_too() -> Result<()> {
     let ca = Ca::generate("cluster.local")?;
@@ -289,6 +290,15 @@ async fn the_http2_client_connects_over_tls_too() -> Result<()> {
             .await
             .context("timed out")??;
         assert_eq!(resp.version(), http::Version::HTTP_2);
+        let server = resp
+            .extensions()
+            .get::<PeerIdentity>()
+            .map(|p| p.spiffe_id());
+        assert_eq!(
+            server,
+            Some("spiffe://cluster.local/ns/default/sa/greeter"),
+            "the response carries the server's verified identity"
+        );
         let body = resp.into_body().collect().await?.to_bytes();
         assert_eq!(body, me.spiffe_id().as_bytes());
     }

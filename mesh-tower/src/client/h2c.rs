@@ -32,7 +32,7 @@ use hyper::{body::Incoming, client::conn::http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::tls::{upstream::Alpn, ClusterTls};
+use crate::tls::{upstream::Alpn, ClusterTls, PeerIdentity};
 use crate::RouteInfo;
 
 /// Why a request could not be sent over HTTP/2.
@@ -64,8 +64,24 @@ impl H2Error {
 
 type Sender<B> = http2::SendRequest<B>;
 
+/// An open connection: its request sender and, over TLS, the server's verified identity
+/// (copied into every response's extensions, as hyper-util's pooled client does for HTTP/1).
+struct Live<B> {
+    sender: Sender<B>,
+    peer: Option<PeerIdentity>,
+}
+
+impl<B> Clone for Live<B> {
+    fn clone(&self) -> Self {
+        Live {
+            sender: self.sender.clone(),
+            peer: self.peer.clone(),
+        }
+    }
+}
+
 struct Slot<B> {
-    sender: ArcSwapOption<Sender<B>>,
+    sender: ArcSwapOption<Live<B>>,
     connecting: tokio::sync::Mutex<()>,
     /// The TLS config this slot connects with (`None`: h2c).
     tls: Option<std::sync::Weak<ClusterTls>>,
@@ -149,11 +165,11 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    fn live(&self) -> Option<Sender<B>> {
+    fn live(&self) -> Option<Live<B>> {
         self.sender
             .load()
             .as_deref()
-            .filter(|s| !s.is_closed())
+            .filter(|l| !l.sender.is_closed())
             .cloned()
     }
 
@@ -162,7 +178,7 @@ where
         addr: SocketAddr,
         timeout: Duration,
         tls: Option<Arc<ClusterTls>>,
-    ) -> Result<Sender<B>, H2Error> {
+    ) -> Result<Live<B>, H2Error> {
         if let Some(s) = self.live() {
             return Ok(s);
         }
@@ -174,17 +190,18 @@ where
             |source: Box<dyn std::error::Error + Send + Sync>| H2Error::Connect { addr, source };
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder.timer(TokioTimer::new());
-        let (sender, conn) = match tls {
+        let (sender, conn, peer) = match tls {
             Some(tls) => {
                 let stream = tls
                     .connect(addr, Alpn::H2)
                     .await
                     .map_err(|e| connect(e.into()))?;
+                let peer = stream.peer_identity().cloned();
                 let (sender, conn) = builder
                     .handshake(stream)
                     .await
                     .map_err(|e| connect(e.into()))?;
-                (sender, Box::pin(conn) as ConnTask)
+                (sender, Box::pin(conn) as ConnTask, peer)
             }
             None => {
                 let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
@@ -196,10 +213,10 @@ where
                     .handshake(TokioIo::new(stream))
                     .await
                     .map_err(|e| connect(e.into()))?;
-                (sender, Box::pin(conn) as ConnTask)
+                (sender, Box::pin(conn) as ConnTask, None)
             }
         };
-        let sender = Arc::new(sender);
+        let sender = Arc::new(Live { sender, peer });
         self.sender.store(Some(sender.clone()));
         let slot = Arc::downgrade(self);
         let mine = Arc::downgrade(&sender);
@@ -270,8 +287,12 @@ where
         let slot = self.slot(addr, tls.as_ref());
         let timeout = self.connect_timeout;
         Box::pin(async move {
-            let mut sender = slot.sender(addr, timeout, tls).await?;
-            Ok(sender.send_request(req).await?)
+            let Live { mut sender, peer } = slot.sender(addr, timeout, tls).await?;
+            let mut resp = sender.send_request(req).await?;
+            if let Some(peer) = peer {
+                resp.extensions_mut().insert(peer);
+            }
+            Ok(resp)
         })
     }
 }
