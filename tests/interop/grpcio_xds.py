@@ -86,7 +86,8 @@ def main():
         "xds_servers": [{"server_uri": ads, "channel_creds": [{"type": "insecure"}],
                          "server_features": ["xds_v3"]}],
         "node": {"id": "grpcio-interop", "cluster": "interop",
-                 "metadata": {"GENERATOR": "grpc"}, "locality": {"zone": "z1"}},
+                 "metadata": {"GENERATOR": "grpc"},
+                 "locality": {"region": "r1", "zone": "z1"}},
     })
     out = {"event": "results", "grpcio_version": grpc.__version__}
     channels = []
@@ -127,7 +128,14 @@ def main():
     out["default_retry"] = call(default, [("x-key", "d0")], wait_for_ready=True, timeout=20)
     out["flaky_attempts"] = dict(backends["flaky"].attempts)
 
-    # 6. Last: a listener grpcio must NACK (no http_filters); the call fails, the NACK is sent.
+    # 6. Locality failover: v1 is in the client's region/zone, v2 elsewhere; the control plane
+    # rewrites EDS priorities for this client's locality, so grpcio's priority policy keeps
+    # every call on v1.
+    local = channel("local:50057")
+    call(local, wait_for_ready=True, timeout=20)
+    out["locality"] = {"counts": counts([call(local) for _ in range(40)])}
+
+    # 7. Last: a listener grpcio must NACK (no http_filters); the call fails, the NACK is sent.
     out["nack"] = call(channel("broken:50055"), timeout=5)
 
     print(json.dumps(out), flush=True)

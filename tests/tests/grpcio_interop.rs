@@ -5,7 +5,8 @@
 //! then dials `xds:///NAME` targets with a bootstrap pointing at our ADS port and reports what
 //! its calls saw as JSON. Scenarios, each observed from grpcio's side: a plain call (default
 //! route), an 80/20 weighted split, a header route, fault aborts (HTTP and gRPC status) and a
-//! fault delay, retries on UNAVAILABLE (with a no-retry control), and a listener grpcio NACKs —
+//! fault delay, retries on UNAVAILABLE (with a no-retry control), locality failover priorities
+//! rewritten for grpcio's node locality, and a listener grpcio NACKs —
 //! whose text the control plane must record. Every other resource must be ACKed: that is the
 //! check that what we emit is the gRPC-safe form (INTEROP.md, last section).
 //!
@@ -54,13 +55,34 @@ fn config_yaml(ports: &BTreeMap<String, u16>) -> Result<String> {
     let ep = |p: u16, version: &str| {
         format!("  - {{ address: 127.0.0.1, ports: {{ grpc: {p} }}, labels: {{ version: {version} }} }}\n")
     };
+    let ep_in = |p: u16, version: &str, locality: &str| {
+        format!(
+            "  - {{ address: 127.0.0.1, ports: {{ grpc: {p} }}, labels: {{ version: {version} }}, \
+             locality: {locality} }}\n"
+        )
+    };
     let mut y = se("hello", 50050, &ep(v1, "v1"));
     y += &se("greeter", 50051, &(ep(v1, "v1") + &ep(v2, "v2")));
     y += &se("faulty", 50052, &ep(v1, "v1"));
     y += &se("flaky", 50053, &ep(flaky, "v1"));
     y += &se("flaky-noretry", 50054, &ep(flaky, "v1"));
     y += &se("flaky-default", 50056, &ep(flaky, "v1"));
+    // v1 in grpcio's own locality (its bootstrap node says r1/z1), v2 in another region.
+    y += &se(
+        "local",
+        50057,
+        &(ep_in(v1, "v1", "r1/z1") + &ep_in(v2, "v2", "r2/z2")),
+    );
     y += r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: local }
+spec:
+  host: local
+  # Outlier detection turns on Istio's default locality failover.
+  trafficPolicy:
+    outlierDetection: { consecutive5xxErrors: 5, interval: 1s, baseEjectionTime: 30s }
+---
+apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: { name: greeter }
 spec:
@@ -275,7 +297,16 @@ async fn grpcio_xds_client_against_our_control_plane() -> Result<()> {
     assert_eq!(code(&r["default_retry"]), "OK", "{}", r["default_retry"]);
     assert_eq!(count(attempts, "d0"), 3, "{attempts}");
 
-    // 6. The NACK: grpcio fails the call, and the control plane recorded grpcio's own text.
+    // 6. Locality: the per-client EDS (v1 at priority 0 for r1/z1) is accepted and followed.
+    // Without the rewrite both endpoints would share one priority and split the calls.
+    assert_eq!(
+        count(&r["locality"]["counts"], "v1"),
+        40,
+        "grpcio left its own locality: {}",
+        r["locality"]
+    );
+
+    // 7. The NACK: grpcio fails the call, and the control plane recorded grpcio's own text.
     // grpcio ≥ 1.67 runs one XdsClient — one ADS stream — per channel target (gRFC A71), so
     // there is one record per target, all with our node id.
     assert_eq!(code(&r["nack"]), "UNAVAILABLE", "{}", r["nack"]);
