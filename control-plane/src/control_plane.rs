@@ -16,6 +16,7 @@ use tokio_stream::StreamExt;
 
 use crate::ads::status::{ClientRegistry, ClientStatus};
 use crate::ads::AdsService;
+use crate::ca::token::TokenAuthority;
 use crate::ca::{Ca, CaError, SpiffeId};
 use crate::cache::Snapshot;
 use crate::source::watch::{self as dirwatch, LoadResult, WatchOptions};
@@ -70,6 +71,7 @@ pub struct ControlPlaneBuilder {
     admin: Option<SocketAddr>,
     watch: WatchOptions,
     ca: Option<CaServerOptions>,
+    tokens: Option<Arc<TokenAuthority>>,
 }
 
 /// Where and how the CSR endpoint runs (see [`crate::ca::server`]).
@@ -89,6 +91,7 @@ impl Default for ControlPlaneBuilder {
             admin: None,
             watch: WatchOptions::default(),
             ca: None,
+            tokens: None,
         }
     }
 }
@@ -136,6 +139,15 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// Lets the CSR endpoint of [`ControlPlaneBuilder::ca_server`] sign a caller's **first**
+    /// SVID for a bootstrap token (`authorization: Bearer`, see [`crate::ca::token`]). The
+    /// authority's issuer must be the endpoint's identity
+    /// ([`crate::ca::server::control_plane_id`] with the `istio-system` namespace).
+    pub fn bootstrap_tokens(mut self, tokens: Arc<TokenAuthority>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
     /// Debounce and poll interval of the config directory watcher.
     pub fn watch_options(mut self, options: WatchOptions) -> Self {
         self.watch = options;
@@ -179,8 +191,13 @@ impl ControlPlaneBuilder {
         if let Some(opts) = self.ca {
             let listener = bind("ca", opts.listen).await?;
             let addr = local_addr(&listener, "ca", opts.listen)?;
-            let (id, task) =
-                crate::ca::server::spawn(opts.ca, &opts.namespace, listener, shutdown_rx.clone())?;
+            let (id, task) = crate::ca::server::spawn(
+                opts.ca,
+                &opts.namespace,
+                self.tokens.clone(),
+                listener,
+                shutdown_rx.clone(),
+            )?;
             tasks.push(task);
             ca_endpoint = Some((addr, id));
         }

@@ -5,7 +5,15 @@
 //!     [--ca-listen 0.0.0.0:15012 --ca-dir ./mesh-ca/ --trust-domain cluster.local]
 //! mesh-control-plane issue --trust-domain cluster.local --namespace default \
 //!     --service-account greeter --out ./certs/ [--ca-dir ./ca/] [--ttl 1h]
+//! mesh-control-plane token --namespace default --service-account greeter \
+//!     [--trust-domain cluster.local] [--ca-dir ./mesh-ca/] [--ttl 1h] [--out ./token]
 //! ```
+//!
+//! `token` mints a single-use bootstrap token (an ES256 JWT signed with `token-key.pem` in the
+//! CA directory, created if missing) and prints it on stdout (or writes it, mode 0600, to
+//! `--out`). The workload sends it as `authorization: Bearer` on its first `CreateCertificate`
+//! with a CSR for a key it generated itself (`mesh_grpc::identity::IdentityBootstrap`), so no
+//! private key leaves the workload. `--ca-listen` accepts these tokens.
 //!
 //! `issue` writes `cert.pem` (leaf + chain), `key.pem` (mode 0600) and `ca.pem` (trust
 //! bundle): the three files gRPC's `file_watcher` certificate provider reads
@@ -18,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use mesh_control_plane::ca::token::TokenAuthority;
 use mesh_control_plane::ca::{self, Ca, SpiffeId};
 use mesh_control_plane::{ControlPlane, DEFAULT_ADMIN, DEFAULT_LISTEN};
 
@@ -42,11 +51,12 @@ struct Args {
     /// Admin HTTP listen address (`/ready`, `/healthz`, `/debug/config`).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_ADMIN)]
     admin: SocketAddr,
-    /// Serve the CSR endpoint (`istio.v1.auth.IstioCertificateService`, mTLS) on this address
-    /// (istiod serves it on 15012).
+    /// Serve the CSR endpoint (`istio.v1.auth.IstioCertificateService`: renewal over mTLS,
+    /// first SVIDs for bootstrap tokens) on this address (istiod serves it on 15012).
     #[arg(long, value_name = "ADDR")]
     ca_listen: Option<SocketAddr>,
-    /// CA directory for `--ca-listen` (`ca-cert.pem`, `ca-key.pem`; created if empty).
+    /// CA directory for `--ca-listen` (`ca-cert.pem`, `ca-key.pem`, `token-key.pem`; created if
+    /// empty).
     #[arg(long, value_name = "DIR", default_value = "./mesh-ca")]
     ca_dir: PathBuf,
     /// Trust domain of the CA for `--ca-listen`.
@@ -58,6 +68,30 @@ struct Args {
 enum Command {
     /// Issues a SPIFFE SVID and writes cert.pem, key.pem and ca.pem for gRPC's `file_watcher`.
     Issue(IssueArgs),
+    /// Mints a single-use bootstrap token for a workload's first SVID (`authorization: Bearer`).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// Trust domain, e.g. `cluster.local`.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// Kubernetes-style namespace of the workload.
+    #[arg(long)]
+    namespace: String,
+    /// Service account of the workload.
+    #[arg(long)]
+    service_account: String,
+    /// CA directory; the token key is `token-key.pem` there (created if missing).
+    #[arg(long, value_name = "DIR", default_value = "./mesh-ca")]
+    ca_dir: PathBuf,
+    /// Token lifetime (at most 24h): a number with unit `s`, `m`, `h` or `d`.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+    /// Write the token to this file (mode 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,17 +159,47 @@ fn issue(args: &IssueArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let id = SpiffeId::new(&args.trust_domain, &args.namespace, &args.service_account)?;
+    let issuer = ca::server::control_plane_id(
+        &args.trust_domain,
+        ca::server::DEFAULT_CONTROL_PLANE_NAMESPACE,
+    )?;
+    let tokens = TokenAuthority::load_or_create(&args.ca_dir, &issuer)
+        .with_context(|| format!("loading the token key from {}", args.ca_dir.display()))?;
+    let (token, claims) = tokens.mint(&id, args.ttl)?;
+    match &args.out {
+        Some(path) => ca::write_private(path, &format!("{}\n", token.expose()))?,
+        None => println!("{}", token.expose()),
+    }
+    tracing::info!(
+        identity = %id,
+        jti = %claims.jti,
+        exp = claims.exp,
+        out = ?args.out,
+        "minted a single-use bootstrap token"
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
-    if let Some(Command::Issue(issue_args)) = &args.command {
-        return issue(issue_args);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if matches!(args.command, Some(Command::Token(_))) {
+        // stdout carries the token: logs go to stderr.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    match &args.command {
+        Some(Command::Issue(issue_args)) => return issue(issue_args),
+        Some(Command::Token(token_args)) => return token(token_args),
+        None => {}
     }
     let config = args.config.context("--config is required")?;
     let mut builder = ControlPlane::builder()
@@ -145,7 +209,15 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = args.ca_listen {
         let ca = Ca::load_or_create(&args.ca_dir, &args.trust_domain)
             .with_context(|| format!("loading the ca from {}", args.ca_dir.display()))?;
-        builder = builder.ca_server(std::sync::Arc::new(ca), addr);
+        let issuer = ca::server::control_plane_id(
+            &args.trust_domain,
+            ca::server::DEFAULT_CONTROL_PLANE_NAMESPACE,
+        )?;
+        let tokens = TokenAuthority::load_or_create(&args.ca_dir, &issuer)
+            .with_context(|| format!("loading the token key from {}", args.ca_dir.display()))?;
+        builder = builder
+            .ca_server(std::sync::Arc::new(ca), addr)
+            .bootstrap_tokens(std::sync::Arc::new(tokens));
     }
     let handle = builder
         .start()

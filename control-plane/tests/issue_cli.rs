@@ -95,3 +95,75 @@ fn a_bad_ttl_is_refused_naming_the_flag() {
     assert!(stderr.contains("--ttl"), "{stderr}");
     assert!(!out.join("key.pem").exists());
 }
+
+/// `mesh-control-plane token` prints a token on stdout only (logs on stderr) that the control
+/// plane's key verifies for the requested identity, and refuses lifetimes over 24h.
+#[test]
+fn token_prints_a_verifiable_single_use_token() {
+    use mesh_control_plane::ca::server::{control_plane_id, DEFAULT_CONTROL_PLANE_NAMESPACE};
+    use mesh_control_plane::ca::token::{TokenAuthority, TOKEN_KEY_FILE};
+    let ca = temp("token-ca");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["token", "--namespace", "default", "--service-account"])
+            .args(["greeter", "--ca-dir"])
+            .arg(&ca)
+            .args(extra)
+            .output()
+            .expect("run mesh-control-plane")
+    };
+    let out = run(&["--ttl", "10m"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.trim();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "stdout is the token only: {stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("minted a single-use bootstrap token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(token), "the token is not logged");
+
+    let issuer = control_plane_id("cluster.local", DEFAULT_CONTROL_PLANE_NAMESPACE).unwrap();
+    let key = std::fs::read_to_string(ca.join(TOKEN_KEY_FILE)).unwrap();
+    let tokens = TokenAuthority::from_pem(&key, &issuer).unwrap();
+    let (claims, id) = tokens.verify(token, std::time::SystemTime::now()).unwrap();
+    assert_eq!(id.as_str(), "spiffe://cluster.local/ns/default/sa/greeter");
+    assert_eq!(claims.exp - claims.iat, 600);
+
+    let file = ca.join("token");
+    let out = run(&["--out", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    let written = std::fs::read_to_string(&file).unwrap();
+    tokens
+        .verify(written.trim(), std::time::SystemTime::now())
+        .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "token file must be private");
+    }
+
+    let out = run(&["--ttl", "2d"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lifetime"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&ca).unwrap();
+}

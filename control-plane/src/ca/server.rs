@@ -15,6 +15,15 @@
 //! - The identity signed is the caller's verified SPIFFE ID (the leaf's one URI SAN), never what
 //!   the CSR asks for ([`Ca::sign_csr`] ignores its subject and SANs). A workload can only
 //!   renew itself.
+//! - A caller **without** a client certificate may instead present a bootstrap token as
+//!   `authorization: Bearer <jwt>` metadata — the equivalent of istiod's JWT authenticator,
+//!   which istio-agent feeds with the pod's service-account token ([`super::token`]). The token
+//!   is verified (signature, `aud`, `iss`, `exp`/`iat`, single use) and the CSR is signed for its
+//!   `sub`, again ignoring the CSR's SANs. Refusals: `UNAUTHENTICATED` for a missing, malformed,
+//!   expired, forged or replayed token (or tokens not enabled), `PERMISSION_DENIED` for a `sub`
+//!   outside the trust domain. A certificate, when presented, takes precedence: a token next to
+//!   it is ignored, so a bad certificate is refused even with a good token. This is why the
+//!   handshake makes client certificates optional.
 //! - `validity_duration` (seconds) is honoured up to the CA's default TTL and capped there;
 //!   0 or negative means the default. istiod refuses a request above its maximum instead; we cap
 //!   so that a client asking for too much still gets a certificate.
@@ -44,6 +53,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::token::{TokenAuthority, TokenClaims, TokenError};
 use super::{Ca, CaError, SpiffeId};
 
 /// Generated from `proto/ca.proto` (Istio's `istio.v1.auth` package).
@@ -150,10 +160,65 @@ fn leaf_spiffe_id(der: &CertificateDer<'_>) -> Result<String, String> {
     Ok(uri.to_owned())
 }
 
+/// The bearer token of `authorization` metadata: `None` without that header, an error naming
+/// why for one that is not `Bearer <token>`.
+pub(crate) fn bearer_token(
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<Option<&str>, Status> {
+    let Some(value) = metadata.get("authorization") else {
+        return Ok(None);
+    };
+    let not_bearer = || Status::unauthenticated("authorization metadata is not a bearer token");
+    let value = value.to_str().map_err(|_| not_bearer())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(not_bearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(not_bearer());
+    }
+    Ok(Some(token.trim()))
+}
+
+/// The status for a refused token: the replay cache being full is the control plane's
+/// problem (`UNAVAILABLE`, retry); everything else is the caller's (`UNAUTHENTICATED`).
+pub(crate) fn token_status(e: &TokenError) -> Status {
+    match e {
+        TokenError::ReplayCacheFull { .. } => Status::unavailable(e.to_string()),
+        _ => Status::unauthenticated(e.to_string()),
+    }
+}
+
+/// Authenticates a caller without a client certificate by its bootstrap token.
+pub(crate) fn authenticate_token(
+    ca: &Ca,
+    tokens: Option<&TokenAuthority>,
+    metadata: &tonic::metadata::MetadataMap,
+    now: SystemTime,
+) -> Result<(SpiffeId, TokenClaims), Status> {
+    let Some(token) = bearer_token(metadata)? else {
+        return Err(Status::unauthenticated(
+            "no client certificate and no bootstrap token: present the current svid (mtls) to \
+             renew it, or `authorization: Bearer <token>` for a first svid",
+        ));
+    };
+    let Some(tokens) = tokens else {
+        return Err(Status::unauthenticated(
+            "bootstrap tokens are not enabled on this control plane",
+        ));
+    };
+    let (claims, id) = tokens.verify(token, now).map_err(|e| token_status(&e))?;
+    if id.trust_domain() != ca.trust_domain() {
+        return Err(Status::permission_denied(format!(
+            "bootstrap token subject {id} is outside trust domain {}",
+            ca.trust_domain()
+        )));
+    }
+    Ok((id, claims))
+}
+
 /// The gRPC service. Signing is CPU work of a few hundred microseconds; it runs inline.
 struct CertificateService {
     ca: Arc<Ca>,
     verifier: Arc<dyn ClientCertVerifier>,
+    tokens: Option<Arc<TokenAuthority>>,
 }
 
 #[tonic::async_trait]
@@ -167,17 +232,26 @@ impl IstioCertificateService for CertificateService {
             .get::<CallerCerts>()
             .cloned()
             .unwrap_or_default();
-        let chain = caller.chain;
-        let id = match authenticate(
-            &self.ca,
-            &*self.verifier,
-            chain.as_deref().map(|c| &c[..]),
-            UnixTime::now(),
-        ) {
-            Ok(id) => id,
-            Err(status) => {
-                tracing::warn!(peer = ?caller.peer, reason = status.message(), "csr refused");
-                return Err(status);
+        let chain = caller.chain.filter(|c| !c.is_empty());
+        let refused = |status: Status| {
+            tracing::warn!(peer = ?caller.peer, reason = status.message(), "csr refused");
+            status
+        };
+        let (id, token) = match &chain {
+            Some(chain) => (
+                authenticate(&self.ca, &*self.verifier, Some(chain), UnixTime::now())
+                    .map_err(refused)?,
+                None,
+            ),
+            None => {
+                let (id, claims) = authenticate_token(
+                    &self.ca,
+                    self.tokens.as_deref(),
+                    request.metadata(),
+                    SystemTime::now(),
+                )
+                .map_err(refused)?;
+                (id, Some(claims))
             }
         };
         let req = request.into_inner();
@@ -189,22 +263,45 @@ impl IstioCertificateService for CertificateService {
                 CaError::InvalidCsr(_) => Status::invalid_argument(e.to_string()),
                 other => Status::internal(other.to_string()),
             })?;
-        tracing::info!(identity = %id, ttl_secs = ttl.as_secs(), "signed csr");
+        // Consumed only once a certificate exists, so a bad CSR does not burn the token; of two
+        // concurrent requests with one token, the second to get here is refused.
+        if let (Some(claims), Some(tokens)) = (&token, &self.tokens) {
+            tokens
+                .consume(claims, SystemTime::now())
+                .map_err(|e| refused(token_status(&e)))?;
+        }
+        let auth = if token.is_some() {
+            "token"
+        } else {
+            "certificate"
+        };
+        let jti = token.as_ref().map(|c| c.jti.as_str());
+        tracing::info!(identity = %id, ttl_secs = ttl.as_secs(), auth, jti, "signed csr");
         let mut cert_chain = super::pem_blocks(&svid.cert_chain_pem, "CERTIFICATE");
         cert_chain.extend(super::pem_blocks(&svid.trust_bundle_pem, "CERTIFICATE"));
         Ok(Response::new(IstioCertificateResponse { cert_chain }))
     }
 }
 
-/// Serves the CSR endpoint on `listener` until `shutdown` turns true. Returns the identity the
-/// endpoint presents.
+/// Serves the CSR endpoint on `listener` until `shutdown` turns true, accepting bootstrap
+/// tokens when `tokens` is set (their issuer must be the endpoint's identity). Returns the
+/// identity the endpoint presents.
 pub(crate) fn spawn(
     ca: Arc<Ca>,
     namespace: &str,
+    tokens: Option<Arc<TokenAuthority>>,
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SpiffeId, tokio::task::JoinHandle<()>), CaError> {
     let own_id = control_plane_id(ca.trust_domain(), namespace)?;
+    if let Some(t) = &tokens {
+        if t.issuer() != own_id.as_str() {
+            return Err(CaError::InvalidCa {
+                what: "bootstrap token authority".into(),
+                reason: format!("issuer {} is not this endpoint ({own_id})", t.issuer()),
+            });
+        }
+    }
     let resolver = Arc::new(ServingCert::issue(&ca, &own_id)?);
     let verifier = chain_verifier(&ca)?;
     let provider = mesh_provider();
@@ -221,6 +318,7 @@ pub(crate) fn spawn(
     let service = CertificateService {
         ca: ca.clone(),
         verifier,
+        tokens,
     };
     let (tx, rx) = mpsc::channel::<Result<CaConn, std::io::Error>>(16);
     let mut stop = shutdown.clone();
@@ -359,9 +457,10 @@ impl ResolvesServerCert for ServingCert {
     }
 }
 
-/// Handshake-time client verifier: asks for a certificate, accepts the chain for now, and
-/// checks the handshake signature (proof that the caller holds the leaf's key). The chain is
-/// validated per call by [`authenticate`], which can say why it is refused.
+/// Handshake-time client verifier: asks for a certificate without requiring one (a caller
+/// without one may bring a bootstrap token), accepts the chain for now, and checks the
+/// handshake signature (proof that the caller holds the leaf's key). The chain is validated
+/// per call by [`authenticate`], which can say why it is refused.
 #[derive(Debug)]
 struct PossessionOnly {
     provider: Arc<rustls::crypto::CryptoProvider>,
