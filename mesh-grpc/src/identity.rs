@@ -22,6 +22,10 @@
 //! `not_before`; we measure it from when the certificate was installed, because our CA backdates
 //! `not_before` by a minute for clock skew, which would make short-lived SVIDs renew at once.
 //!
+//! A workload's **first** SVID comes from [`IdentityBootstrap`] (a bootstrap token over
+//! server-authenticated TLS, the key generated here; see [`bootstrap`]); this module then keeps
+//! it renewed.
+//!
 //! The request/response messages are declared here with prost (two fields each, the field
 //! numbers of `ca.proto`) rather than generated, so this crate needs no build script; the
 //! end-to-end tests run them against the control plane's generated server.
@@ -34,6 +38,10 @@ use mesh_tower::tls::{CertificateRequest, MeshTlsConnector, TlsError, WorkloadId
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
+
+pub mod bootstrap;
+
+pub use bootstrap::{BootstrapError, BootstrapToken, IdentityBootstrap};
 
 /// Renew when this fraction of the remaining lifetime has passed (Istio's default, 50 %).
 pub const DEFAULT_RENEW_FRACTION: f64 = 0.5;
@@ -69,6 +77,26 @@ pub async fn create_certificate(
     csr_pem: &str,
     validity: Option<Duration>,
 ) -> Result<Vec<String>, tonic::Status> {
+    create_certificate_inner(channel, csr_pem, validity, None).await
+}
+
+/// [`create_certificate`] with a bootstrap token as `authorization: Bearer` metadata (sent as
+/// a sensitive, never-indexed header), for a caller without a client certificate.
+pub async fn create_certificate_with_token(
+    channel: Channel,
+    csr_pem: &str,
+    validity: Option<Duration>,
+    token: &BootstrapToken,
+) -> Result<Vec<String>, tonic::Status> {
+    create_certificate_inner(channel, csr_pem, validity, Some(token)).await
+}
+
+async fn create_certificate_inner(
+    channel: Channel,
+    csr_pem: &str,
+    validity: Option<Duration>,
+    token: Option<&BootstrapToken>,
+) -> Result<Vec<String>, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
@@ -80,9 +108,17 @@ pub async fn create_certificate(
     let codec =
         tonic_prost::ProstCodec::<IstioCertificateRequest, IstioCertificateResponse>::default();
     let path = http::uri::PathAndQuery::from_static(CREATE_CERTIFICATE_PATH);
-    let response = grpc
-        .unary(tonic::Request::new(request), path, codec)
-        .await?;
+    let mut request = tonic::Request::new(request);
+    if let Some(token) = token {
+        let mut value =
+            tonic::metadata::MetadataValue::try_from(format!("Bearer {}", token.expose()))
+                .map_err(|_| {
+                    tonic::Status::invalid_argument("bootstrap token is not a header value")
+                })?;
+        value.set_sensitive(true);
+        request.metadata_mut().insert("authorization", value);
+    }
+    let response = grpc.unary(request, path, codec).await?;
     Ok(response.into_inner().cert_chain)
 }
 

@@ -18,10 +18,11 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 
 use super::{check_peer_id, provider, trust_domain, PeerIdentity, TlsError, WorkloadIdentity};
@@ -61,6 +62,24 @@ impl MeshTlsConnector {
             sni: None,
             timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
+    }
+
+    /// A connector that authenticates the server only and presents **no** client certificate:
+    /// the server's chain must lead to `trust_bundle_pem` and its SPIFFE ID be one of
+    /// `expected` (which must not be empty — without an own identity there is no trust domain
+    /// to fall back to). For a workload that has no SVID yet, e.g. bootstrapping its first one
+    /// from the control plane's CA with a token.
+    pub fn server_authenticated(
+        trust_bundle_pem: &[u8],
+        expected: Vec<String>,
+    ) -> Result<Self, TlsError> {
+        let config = Arc::new(server_only_config(trust_bundle_pem, expected)?);
+        Ok(Self {
+            connector: tokio_rustls::TlsConnector::from(config.clone()),
+            config,
+            sni: None,
+            timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        })
     }
 
     /// Sends `name` as SNI instead of the URI's host.
@@ -253,7 +272,7 @@ impl hyper::rt::Write for MeshTlsStream {
 pub fn client_config(identity: Arc<WorkloadIdentity>, expected: Vec<String>) -> ClientConfig {
     let provider = provider();
     let verifier = Arc::new(SpiffeServerVerifier {
-        identity: identity.clone(),
+        trust: ServerTrust::Identity(identity.clone()),
         expected: expected.into(),
         provider: provider.clone(),
     });
@@ -265,6 +284,45 @@ pub fn client_config(identity: Arc<WorkloadIdentity>, expected: Vec<String>) -> 
         .with_client_cert_resolver(Arc::new(ClientCertResolver { identity }));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     config
+}
+
+/// Server-only verification against a fixed trust bundle, no client certificate.
+fn server_only_config(
+    trust_bundle_pem: &[u8],
+    expected: Vec<String>,
+) -> Result<ClientConfig, TlsError> {
+    let invalid = |reason: String| TlsError::InvalidIdentity {
+        what: "trust bundle".into(),
+        reason,
+    };
+    if expected.is_empty() {
+        return Err(TlsError::InvalidIdentity {
+            what: "expected server identity".into(),
+            reason: "name at least one spiffe id to accept".into(),
+        });
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(trust_bundle_pem) {
+        let cert = cert.map_err(|e| invalid(e.to_string()))?;
+        roots.add(cert).map_err(|e| invalid(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("no CERTIFICATE block".into()));
+    }
+    let provider = provider();
+    let verifier = Arc::new(SpiffeServerVerifier {
+        trust: ServerTrust::Bundle(Arc::new(roots)),
+        expected: expected.into(),
+        provider: provider.clone(),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
 }
 
 pub(crate) struct ClientCertResolver {
@@ -287,9 +345,16 @@ impl ResolvesClientCert for ClientCertResolver {
     }
 }
 
+/// Where the roots come from: the workload's identity (current bundle, rotating with it), or
+/// a fixed bundle for a workload without an identity yet.
+enum ServerTrust {
+    Identity(Arc<WorkloadIdentity>),
+    Bundle(Arc<RootCertStore>),
+}
+
 /// Chain to the current trust bundle, then the SPIFFE ID check.
 struct SpiffeServerVerifier {
-    identity: Arc<WorkloadIdentity>,
+    trust: ServerTrust,
     expected: Arc<[String]>,
     provider: Arc<rustls::crypto::CryptoProvider>,
 }
@@ -311,16 +376,24 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let state = self.identity.current();
+        let state;
+        let (roots, own_td): (&RootCertStore, &str) = match &self.trust {
+            ServerTrust::Identity(identity) => {
+                state = identity.current();
+                (&state.roots, trust_domain(&state.spiffe_id))
+            }
+            // `expected` is never empty here, so no trust-domain fallback is needed.
+            ServerTrust::Bundle(roots) => (roots, ""),
+        };
         let cert = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &state.roots,
+            roots,
             intermediates,
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        check_peer_id(end_entity, &self.expected, trust_domain(&state.spiffe_id))?;
+        check_peer_id(end_entity, &self.expected, own_td)?;
         Ok(ServerCertVerified::assertion())
     }
 
