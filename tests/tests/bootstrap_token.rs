@@ -104,7 +104,19 @@ async fn token_bootstraps_a_first_svid_that_then_renews_over_mtls() -> Result<()
     let cp = control_plane(ca.clone(), Some(tokens.clone())).await?;
 
     let (token, claims) = tokens.mint(&id("greeter"), Duration::from_secs(300))?;
-    let boot = bootstrap(&cp, &ca, token.expose()).expect_identity(id("greeter").as_str());
+    // Handed over as files, as `mesh-control-plane token --out` and the CA directory have them.
+    let dir = std::env::temp_dir().join(format!("mesh-bootstrap-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("ca-cert.pem"), ca.trust_bundle_pem())?;
+    std::fs::write(dir.join("token"), format!("{}\n", token.expose()))?;
+    let boot = IdentityBootstrap::from_files(
+        cp.ca_addr().unwrap().to_string(),
+        cp.ca_identity().unwrap().as_str(),
+        dir.join("ca-cert.pem"),
+        dir.join("token"),
+    )?
+    .expect_identity(id("greeter").as_str());
+    std::fs::remove_dir_all(&dir)?;
     let identity = boot.run().await?;
     assert_eq!(identity.spiffe_id(), id("greeter").as_str());
     let lifetime = identity.not_after().duration_since(SystemTime::now())?;
@@ -305,6 +317,18 @@ async fn bad_tokens_are_refused_naming_why() -> Result<()> {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     let identity = bootstrap(&cp, &ca, good.expose()).run().await?;
     assert_eq!(identity.spiffe_id(), id("greeter").as_str());
+
+    // A workload expecting another identity than the token's refuses the result.
+    let (mine, _) = tokens.mint(&id("greeter"), Duration::from_secs(60))?;
+    let err = bootstrap(&cp, &ca, mine.expose())
+        .expect_identity(id("admin").as_str())
+        .run()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BootstrapError::IdentityMismatch { got, .. } if got == id("greeter").as_str()),
+        "{err}"
+    );
 
     // The server pins: a bootstrap expecting another control-plane identity does not connect.
     let (t, _) = tokens.mint(&id("greeter"), Duration::from_secs(60))?;

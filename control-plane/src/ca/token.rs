@@ -6,7 +6,8 @@
 //! `CreateCertificate`, and istiod's JWT authenticator (`KubeJWTAuthenticator`, istio/istio
 //! `security/pkg/server/ca/authenticate/kubeauth`) validates it and signs the CSR for
 //! `spiffe://<td>/ns/<namespace>/sa/<service-account>` from the token — never from the CSR
-//! (Istio security concepts, "PKI": "the CA validates the credentials carried in the CSR").
+//! (Istio security concepts, <https://istio.io/latest/docs/concepts/security/#pki>: the agent
+//! sends the CSR with its credentials, the CA validates those credentials and signs).
 //! We have no Kubernetes API server to review tokens, so the control plane mints and verifies
 //! its own, with the claims of a projected service-account token reduced to what the CA needs:
 //!

@@ -181,9 +181,10 @@ impl IdentityBootstrap {
     pub fn from_files(
         ca_addr: impl Into<String>,
         ca_identity: impl Into<String>,
-        trust_bundle: &Path,
-        token: &Path,
+        trust_bundle: impl AsRef<Path>,
+        token: impl AsRef<Path>,
     ) -> Result<Self, BootstrapError> {
+        let (trust_bundle, token) = (trust_bundle.as_ref(), token.as_ref());
         let bundle = std::fs::read(trust_bundle).map_err(|e| {
             BootstrapError::Tls(TlsError::InvalidIdentity {
                 what: trust_bundle.display().to_string(),
