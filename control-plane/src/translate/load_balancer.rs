@@ -150,12 +150,11 @@ pub(crate) fn apply(c: &mut Cluster, lb: &LoadBalancer, locality_weighted: bool)
     };
     c.load_balancing_policy = policies.map(|policies| LoadBalancingPolicy { policies });
     if locality_weighted {
-        c.common_lb_config = Some(CommonLbConfig {
-            locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
-                LocalityWeightedLbConfig::default(),
-            )),
-            ..Default::default()
-        });
+        c.common_lb_config
+            .get_or_insert_with(CommonLbConfig::default)
+            .locality_config_specifier = Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+            LocalityWeightedLbConfig::default(),
+        ));
     }
 }
 

@@ -14,7 +14,8 @@
 //!   pair, enforcing 100;
 //! - `interval`, `baseEjectionTime`, `maxEjectionPercent` (when > 0) as they are;
 //! - `enforcing_success_rate: 0` always (Istio does not expose success rate);
-//! - `minHealthPercent` → `common_lb_config.healthy_panic_threshold`.
+//! - `minHealthPercent` → `common_lb_config.healthy_panic_threshold`, set to 0 when absent (as
+//!   istiod does: panic mode off unless asked for).
 //!
 //! Pool limits land in one DEFAULT-priority threshold with `max_requests`; limits left unset
 //! take Envoy's defaults (1024; `max_retries` 3), not the 2^32−1 istiod gives sidecars.
@@ -52,14 +53,16 @@ pub(super) fn apply(c: &mut Cluster, max_requests: Option<u32>, r: &Resilience) 
     }
     if let Some(od) = &r.outlier_detection {
         c.outlier_detection = Some(outlier_detection(od));
-        if let Some(pct) = od.min_health_percent {
-            c.common_lb_config = Some(CommonLbConfig {
-                healthy_panic_threshold: Some(Percent {
-                    value: f64::from(pct),
-                }),
-                ..Default::default()
-            });
-        }
+        // istiod sets the threshold whenever outlierDetection is present, to
+        // `minHealthPercent` or 0 when unset: panic mode is off by default ("not typically
+        // applicable in k8s environments with few pods per service").
+        let pct = od.min_health_percent.unwrap_or(0);
+        let common = c
+            .common_lb_config
+            .get_or_insert_with(CommonLbConfig::default);
+        common.healthy_panic_threshold = Some(Percent {
+            value: f64::from(pct),
+        });
     }
 }
 
@@ -136,6 +139,25 @@ mod tests {
         assert_eq!(od.max_ejection_percent.unwrap().value, 50);
         let panic = c.common_lb_config.as_ref().unwrap();
         assert_eq!(panic.healthy_panic_threshold.unwrap().value, 0.0);
+
+        // minHealthPercent unset: still 0 (istiod), and a locality setting already there stays.
+        let mut c = Cluster {
+            common_lb_config: Some(CommonLbConfig {
+                locality_config_specifier: Some(
+                    envoy_types::pb::envoy::config::cluster::v3::cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(Default::default()),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut unset = r.clone();
+        if let Some(od) = unset.outlier_detection.as_mut() {
+            od.min_health_percent = None;
+        }
+        apply(&mut c, None, &unset);
+        let common = c.common_lb_config.as_ref().unwrap();
+        assert_eq!(common.healthy_panic_threshold.unwrap().value, 0.0);
+        assert!(common.locality_config_specifier.is_some());
 
         let mut none = Cluster::default();
         apply(&mut none, None, &Resilience::default());

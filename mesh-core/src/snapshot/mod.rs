@@ -66,7 +66,7 @@ impl ClusterHandle {
         assignment: Option<Arc<ClusterLoadAssignment>>,
         previous: Option<&ClusterHandle>,
     ) -> Self {
-        let balancer = Balancer::with_config(
+        let mut balancer = Balancer::with_config(
             cluster.lb_policy,
             cluster.lb_common,
             assignment.as_deref(),
@@ -100,6 +100,9 @@ impl ClusterHandle {
                 None
             }
         };
+        if let Some(detector) = &outlier {
+            balancer.track_ejections(detector.ejection_changes());
+        }
         let pool = previous.map(|p| p.pool.clone()).unwrap_or_default();
         let high = previous.map(|p| p.high.clone()).unwrap_or_default();
         let fault_counts = previous.map(|p| p.fault_counts.clone()).unwrap_or_default();

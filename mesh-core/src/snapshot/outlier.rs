@@ -22,9 +22,17 @@
 //! - **Ejection time**: `base_ejection_time × times ejected`, capped at
 //!   `max(base_ejection_time, max_ejection_time)`; un-ejected at the first sweep after it passes.
 //!   At each sweep a host that is not ejected has its times-ejected decremented (Envoy and A50).
-//! - **Everything ejected**: the balancer then uses every endpoint (Envoy's panic routing; gRPC
-//!   would fail the pick). Envoy's `healthy_panic_threshold` (50 % by default) is not modelled:
-//!   with fewer ejected hosts we keep avoiding them.
+//! - **Ejected hosts count as unhealthy** for the balancer's priority load and panic mode, as in
+//!   Envoy: when the non-ejected share of a priority level falls below `healthy_panic_threshold`
+//!   (and the cluster's total health is below 100 %), the level balances over all its hosts,
+//!   ejected ones included; ejections in one level also shift load to the next per the
+//!   overprovisioning factor. With the threshold at 0 (istiod's default whenever
+//!   `outlierDetection` is set) and every candidate ejected, the pick fails
+//!   (`no_healthy_endpoint`), as Envoy's "no healthy upstream" does. gRFC A50 has no panic mode:
+//!   ejected subchannels are simply not picked, and with all ejected the pick fails — the same
+//!   outcome as threshold 0, which is what istiod sends gRPC clients too. The balancer notices
+//!   changes through one counter bumped on every ejection and un-ejection
+//!   ([`OutlierDetector::ejection_changes`]).
 //!
 //! For gRPC traffic the request path reports a trailers-only response's `grpc-status` mapped to
 //! HTTP as Envoy does (UNAVAILABLE → 503, DEADLINE_EXCEEDED → 504, …) and transport failures; a
@@ -124,6 +132,9 @@ struct Inner {
     epoch: Instant,
     started: AtomicBool,
     ejections: AtomicU64,
+    /// Bumped on every ejection and un-ejection: the balancer recomputes its priority load and
+    /// panic state when it sees a new value (see `balancer/ejection.rs`).
+    changes: Arc<AtomicU64>,
 }
 
 impl OutlierDetector {
@@ -136,6 +147,7 @@ impl OutlierDetector {
                 epoch: Instant::now(),
                 started: AtomicBool::new(false),
                 ejections: AtomicU64::new(0),
+                changes: Arc::default(),
             }),
         }
     }
@@ -148,6 +160,12 @@ impl OutlierDetector {
         OutlierDetector {
             inner: self.inner.clone(),
         }
+    }
+
+    /// The counter bumped on every ejection and un-ejection, for the balancer to notice that
+    /// its hosts' health changed.
+    pub fn ejection_changes(&self) -> Arc<AtomicU64> {
+        self.inner.changes.clone()
     }
 
     /// Ejections made so far (consecutive and sweep), for metrics.
@@ -303,6 +321,7 @@ impl Inner {
         host.ejected_at.store(self.now_nanos(), Ordering::Relaxed);
         host.times_ejected.fetch_add(1, Ordering::Relaxed);
         self.ejections.fetch_add(1, Ordering::Relaxed);
+        self.changes.fetch_add(1, Ordering::Release);
         true
     }
 
@@ -373,6 +392,7 @@ impl Inner {
                     .saturating_add(length.as_nanos().try_into().unwrap_or(u64::MAX));
                 if now >= until {
                     h.uneject();
+                    self.changes.fetch_add(1, Ordering::Release);
                 }
             } else {
                 let _ = h

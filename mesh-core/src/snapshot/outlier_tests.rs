@@ -303,13 +303,14 @@ async fn the_balancer_skips_ejected_endpoints_and_uses_all_when_all_are() {
         LbPolicy::RoundRobin,
         LbPolicy::LeastRequest { choice_count: 2 },
     ] {
-        let b = Balancer::new(policy, Some(&cla), None);
+        let mut b = Balancer::new(policy, Some(&cla), None);
         let hs: Vec<_> = b
             .endpoints()
             .iter()
             .map(|e| (e.address, e.outlier().clone()))
             .collect();
         let d = OutlierDetector::new(consecutive_only(30, 300), hs);
+        b.track_ejections(d.ejection_changes());
         let first = b.endpoints()[0].clone();
         fail(&d, first.outlier(), 5, 500);
         assert!(d.is_ejected(first.address));
@@ -330,9 +331,142 @@ async fn the_balancer_skips_ejected_endpoints_and_uses_all_when_all_are() {
         assert_eq!(
             seen.len(),
             3,
-            "all ejected: panic routing over all ({policy:?})"
+            "all ejected, below the 50 % panic threshold: panic routing over all ({policy:?})"
         );
     }
+}
+
+/// `levels[p]` endpoints at priority `p`, ports numbered from 1.
+fn leveled(levels: &[u16]) -> crate::model::ClusterLoadAssignment {
+    use crate::model::{
+        ClusterLoadAssignment, Endpoint, HealthStatus, Locality, LocalityEndpoints,
+    };
+    let mut port = 0;
+    let localities: Vec<LocalityEndpoints> = levels
+        .iter()
+        .enumerate()
+        .map(|(p, n)| LocalityEndpoints {
+            locality: Locality::default(),
+            weight: Some(1),
+            priority: p as u32,
+            endpoints: (0..*n)
+                .map(|_| {
+                    port += 1;
+                    Endpoint {
+                        address: ([127, 0, 0, 1], port).into(),
+                        health: HealthStatus::Healthy,
+                        weight: 1,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    ClusterLoadAssignment {
+        cluster_name: "c".into(),
+        overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+        localities: localities.into(),
+    }
+}
+
+/// A balancer tracking a detector over its endpoints, with panic threshold `panic_ppm`.
+fn tracked(levels: &[u16], panic_ppm: u32) -> (crate::snapshot::Balancer, OutlierDetector) {
+    use crate::model::{CommonLbConfig, LbPolicy};
+    let common = CommonLbConfig {
+        healthy_panic_threshold_ppm: panic_ppm,
+        ..Default::default()
+    };
+    let mut b = crate::snapshot::Balancer::with_config(
+        LbPolicy::RoundRobin,
+        common,
+        Some(&leveled(levels)),
+        None,
+    );
+    let hs: Vec<_> = b
+        .endpoints()
+        .iter()
+        .map(|e| (e.address, e.outlier().clone()))
+        .collect();
+    let d = OutlierDetector::new(consecutive_only(30, 300), hs);
+    b.track_ejections(d.ejection_changes());
+    (b, d)
+}
+
+fn picked(b: &crate::snapshot::Balancer, n: usize) -> std::collections::BTreeMap<u16, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        *seen
+            .entry(b.pick().expect("a pick").address().port())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test(start_paused = true)]
+async fn ejected_endpoints_count_toward_the_panic_threshold() {
+    // Three endpoints, threshold 50 %: one ejected leaves 2/3 healthy — no panic, it is avoided.
+    let (b, d) = tracked(&[3], 500_000);
+    let e = b.endpoints().to_vec();
+    fail(&d, e[0].outlier(), 5, 500);
+    assert!(!b.in_panic(0));
+    let seen = picked(&b, 300);
+    assert!(
+        !seen.contains_key(&1),
+        "an ejected endpoint picked outside panic: {seen:?}"
+    );
+    // Two ejected: 1/3 healthy < 50 % — panic, all three take traffic again (RR: 100 each).
+    fail(&d, e[1].outlier(), 5, 500);
+    assert!(b.in_panic(0));
+    let seen = picked(&b, 300);
+    assert_eq!(
+        seen.values().copied().collect::<Vec<_>>(),
+        vec![100, 100, 100],
+        "{seen:?}"
+    );
+    // After the ejection time both come back (sweep on the paused clock): no panic.
+    advance_secs(32).await;
+    d.sweep();
+    assert_eq!(d.ejected_now(), 0);
+    assert!(!b.in_panic(0));
+    assert_eq!(picked(&b, 300).len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_the_threshold_at_zero_everything_ejected_means_no_pick() {
+    // istiod's default whenever outlierDetection is set (minHealthPercent 0): no panic.
+    let (b, d) = tracked(&[3], 0);
+    let e = b.endpoints().to_vec();
+    fail(&d, e[0].outlier(), 5, 500);
+    fail(&d, e[1].outlier(), 5, 500);
+    assert!(!b.in_panic(0));
+    let seen = picked(&b, 100);
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        vec![3],
+        "{seen:?}"
+    );
+    fail(&d, e[2].outlier(), 5, 500);
+    assert!(
+        b.pick().is_none(),
+        "every endpoint ejected and panic disabled"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ejections_in_p0_shift_load_to_p1_by_the_overprovisioning_factor() {
+    // P0 and P1 with four endpoints each; two of P0 ejected: P0 health 140 × 2/4 = 70 %,
+    // P1 100 %, total capped at 100 → P0 70 %, P1 30 % (Envoy's priority-load table).
+    let (b, d) = tracked(&[4, 4], 500_000);
+    assert_eq!(b.priority_load(), vec![100, 0]);
+    let e = b.endpoints().to_vec();
+    fail(&d, e[0].outlier(), 5, 500);
+    fail(&d, e[1].outlier(), 5, 500);
+    assert_eq!(b.priority_load(), vec![70, 30]);
+    assert!(!b.in_panic(0) && !b.in_panic(1));
+    // 2,000 picks: P1 ~ Binomial(2000, 0.3), mean 600, sd 20.5; [450, 750] is ± 7 sd.
+    let seen = picked(&b, 2_000);
+    let p1: usize = seen.iter().filter(|(p, _)| **p > 4).map(|(_, n)| n).sum();
+    assert!((450..=750).contains(&p1), "P1 got {p1} of 2000: {seen:?}");
+    assert!(!seen.contains_key(&1) && !seen.contains_key(&2), "{seen:?}");
 }
 
 #[tokio::test(start_paused = true)]

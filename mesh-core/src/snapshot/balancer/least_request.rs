@@ -6,29 +6,28 @@ use std::sync::Arc;
 
 use super::EndpointState;
 
-/// Picks among `hosts` (indices into `endpoints`); skips non-candidates, falling back to a scan
-/// when no sample was a candidate.
+/// Picks among `hosts` (indices into `endpoints`); skips those `ok` refuses (non-candidates),
+/// falling back to a scan when no sample was accepted.
 pub(super) fn pick(
     hosts: &[u32],
     choice_count: u32,
     endpoints: &[Arc<EndpointState>],
+    ok: impl Fn(u32) -> bool,
 ) -> Option<u32> {
     let n = hosts.len();
     if n == 0 {
         return None;
     }
     if n == 1 {
-        return endpoints[hosts[0] as usize]
-            .is_candidate()
-            .then_some(hosts[0]);
+        return ok(hosts[0]).then_some(hosts[0]);
     }
     let mut best: Option<(u32, u64)> = None;
     for _ in 0..choice_count.max(2) {
         let i = hosts[rand::random_range(0..n)];
-        let e = &endpoints[i as usize];
-        if !e.is_candidate() {
+        if !ok(i) {
             continue;
         }
+        let e = &endpoints[i as usize];
         let l = load(e);
         if best.is_none_or(|(_, b)| l < b) {
             best = Some((i, l));
@@ -38,7 +37,7 @@ pub(super) fn pick(
         hosts
             .iter()
             .copied()
-            .filter(|i| endpoints[*i as usize].is_candidate())
+            .filter(|i| ok(*i))
             .min_by_key(|i| load(&endpoints[*i as usize]))
     })
 }

@@ -29,8 +29,11 @@
 //! whether an endpoint may take a request right now (outlier ejection plugs in there). Every
 //! policy skips non-candidates (round robin moves on, least request re-samples, ring hash and
 //! Maglev walk on to the next endpoint); when a level has none, the other levels are tried in
-//! priority order.
+//! priority order. With outlier detection the priority load and panic state also count ejected
+//! endpoints as unhealthy ([`ejection`]): a level in panic balances over all its endpoints,
+//! ejected ones included, and a pick with no candidate anywhere and no panic fails.
 
+mod ejection;
 mod least_request;
 mod maglev;
 mod priority;
@@ -42,7 +45,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
 };
@@ -163,9 +166,14 @@ pub struct Balancer {
     panic: Box<[bool]>,
     /// Routable endpoints (HEALTHY / UNKNOWN) in the assignment.
     routable: usize,
-    /// Endpoint indices used when outlier detection has ejected every candidate: the routable
-    /// endpoints (Envoy's panic routing over ejected hosts).
-    fallback: Box<[u32]>,
+    /// Per level: its routable endpoint indices and its total endpoint count (what
+    /// [`ejection::Tracking`] recounts after ejections).
+    level_hosts: Box<[(Box<[u32]>, u64)]>,
+    factor: u32,
+    panic_ppm: u32,
+    /// With outlier detection: the priority load and panic state counting ejected endpoints as
+    /// unhealthy (replaces `bounds` / `panic`).
+    tracking: Option<ejection::Tracking>,
 }
 
 impl Balancer {
@@ -262,27 +270,46 @@ impl Balancer {
                 acc
             })
             .collect();
-        let routable_idx: Vec<u32> = localities
-            .iter()
-            .zip(&first)
-            .flat_map(|(loc, f)| {
+        let mut level_hosts: Vec<(Vec<u32>, u64)> = vec![(Vec::new(), 0); levels_n];
+        for (loc, f) in localities.iter().zip(&first) {
+            let (routable, total) = &mut level_hosts[loc.priority as usize];
+            *total += loc.endpoints.len() as u64;
+            routable.extend(
                 loc.endpoints
                     .iter()
                     .enumerate()
                     .filter(|(_, e)| e.health.is_routable())
-                    .map(move |(j, _)| f + j as u32)
-            })
-            .collect();
-        let fallback = routable_idx.into();
+                    .map(|(j, _)| f + j as u32),
+            );
+        }
         Balancer {
             policy,
-            fallback,
             routable: health.iter().map(|h| h.healthy as usize).sum(),
             endpoints: endpoints.into(),
             levels,
             bounds,
             panic: load.panic.into(),
+            level_hosts: level_hosts
+                .into_iter()
+                .map(|(r, t)| (r.into_boxed_slice(), t))
+                .collect(),
+            factor,
+            panic_ppm: common.healthy_panic_threshold_ppm,
+            tracking: None,
         }
+    }
+
+    /// Counts outlier-ejected endpoints as unhealthy from now on: `changes` is the detector's
+    /// [`crate::snapshot::OutlierDetector::ejection_changes`]; a pick recomputes the priority
+    /// load and panic state when it moves (see `ejection.rs`).
+    pub fn track_ejections(&mut self, changes: Arc<AtomicU64>) {
+        self.tracking = Some(ejection::Tracking::new(
+            changes,
+            self.level_hosts.clone(),
+            self.factor,
+            self.panic_ppm,
+            &self.endpoints,
+        ));
     }
 
     /// Every endpoint of the assignment with its live counters, in assignment order.
@@ -300,10 +327,13 @@ impl Balancer {
         self.routable
     }
 
-    /// Percent of requests each priority level receives (index = priority).
+    /// Percent of requests each priority level receives now (index = priority), counting
+    /// ejected endpoints as unhealthy when outlier detection is on.
     pub fn priority_load(&self) -> Vec<u32> {
         let mut prev = 0;
-        self.bounds
+        let view = self.tracking.as_ref().map(|t| t.view(&self.endpoints));
+        view.as_ref()
+            .map_or(&self.bounds, |v| &v.bounds)
             .iter()
             .map(|b| {
                 let l = b - prev;
@@ -313,9 +343,15 @@ impl Balancer {
             .collect()
     }
 
-    /// Whether priority level `priority` is in panic mode (balancing over all its endpoints).
+    /// Whether priority level `priority` is in panic mode now (balancing over all its
+    /// endpoints, ejected ones included).
     pub fn in_panic(&self, priority: usize) -> bool {
-        self.panic.get(priority).copied().unwrap_or(false)
+        let view = self.tracking.as_ref().map(|t| t.view(&self.endpoints));
+        view.as_ref()
+            .map_or(&self.panic, |v| &v.panic)
+            .get(priority)
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The policy the balancer was built for.
@@ -348,30 +384,24 @@ impl Balancer {
             _ => 0,
         };
         let draw = (hash % 100) as u32;
-        let chosen = self
-            .bounds
+        let view = self.tracking.as_ref().map(|t| t.view(&self.endpoints));
+        let (bounds, panic) = view
+            .as_ref()
+            .map_or((&self.bounds, &self.panic), |v| (&v.bounds, &v.panic));
+        let chosen = bounds
             .partition_point(|b| *b <= draw)
             .min(self.levels.len() - 1);
+        let in_panic = |i: usize| panic.get(i).copied().unwrap_or(false);
+        // Nothing in the chosen level can take it: the others, in priority order. A level in
+        // panic balances over all its endpoints, ejected ones included (Envoy).
         let index = self
-            .pick_level(&self.levels[chosen], hash)
+            .pick_level(&self.levels[chosen], hash, in_panic(chosen))
             .or_else(|| {
-                // Nothing in the chosen level can take it: the others, in priority order.
                 self.levels
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| *i != chosen)
-                    .find_map(|(_, l)| self.pick_level(l, hash))
-            })
-            .or_else(|| {
-                // Outlier detection ejected every candidate: use them all (Envoy's panic
-                // routing), spread by the hash or a random draw.
-                let n = self.fallback.len() as u64;
-                let h = if hash == 0 {
-                    rand::random::<u64>()
-                } else {
-                    hash
-                };
-                (n > 0).then(|| self.fallback[(h % n) as usize])
+                    .find_map(|(i, l)| self.pick_level(l, hash, in_panic(i)))
             })?;
         let endpoint = &self.endpoints[index as usize];
         endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
@@ -380,10 +410,10 @@ impl Balancer {
         })
     }
 
-    fn pick_level(&self, level: &Level, hash: u64) -> Option<u32> {
+    fn pick_level(&self, level: &Level, hash: u64, panic: bool) -> Option<u32> {
         match level {
             Level::Empty => None,
-            Level::Hosts(p) => self.pick_in(p, hash),
+            Level::Hosts(p) => self.pick_in(p, hash, panic),
             Level::Localities {
                 schedule,
                 cursor,
@@ -392,14 +422,15 @@ impl Balancer {
                 let n = schedule.len();
                 let start = cursor.fetch_add(1, Ordering::Relaxed);
                 // A locality with no candidate left: move on to the next in the schedule.
-                (0..n)
-                    .find_map(|i| self.pick_in(&children[schedule[(start + i) % n] as usize], hash))
+                (0..n).find_map(|i| {
+                    self.pick_in(&children[schedule[(start + i) % n] as usize], hash, panic)
+                })
             }
         }
     }
 
-    fn pick_in(&self, picker: &Picker, hash: u64) -> Option<u32> {
-        let ok = |i: u32| self.endpoints[i as usize].is_candidate();
+    fn pick_in(&self, picker: &Picker, hash: u64, panic: bool) -> Option<u32> {
+        let ok = |i: u32| panic || self.endpoints[i as usize].is_candidate();
         match picker {
             Picker::RoundRobin { schedule, cursor } => {
                 let n = schedule.len();
@@ -409,7 +440,7 @@ impl Balancer {
             Picker::LeastRequest {
                 hosts,
                 choice_count,
-            } => least_request::pick(hosts, *choice_count, &self.endpoints),
+            } => least_request::pick(hosts, *choice_count, &self.endpoints, ok),
             Picker::Random { hosts } => random::pick(hosts, hash, ok),
             Picker::Ring(ring) => ring.walk(hash).find(|i| ok(*i)),
             Picker::Maglev(table) => table.walk(hash).find(|i| ok(*i)),

@@ -1,0 +1,115 @@
+//! Outlier ejections in the priority load and panic mode (Envoy: "ejected hosts are unhealthy"
+//! for the load balancer — `outlier.rst`, "Panic threshold" and "Priority levels" in the
+//! load-balancing overview; XDS-SEMANTICS.md rows 17–18).
+//!
+//! The balancer's static priority load comes from EDS health alone. With outlier detection on,
+//! each level's healthy count is its routable endpoints minus the ejected ones, fed to the same
+//! [`priority_load`]. Ejections are rare and picks are many, so the result is cached in an
+//! [`ArcSwap`] and tagged with the detector's change counter
+//! ([`crate::snapshot::OutlierDetector::ejection_changes`]): a pick does one atomic load and
+//! one `ArcSwap` load, and recomputes (O(endpoints), no lock) only when the counter moved since
+//! the cached view was made. Two picks racing on a stale view both recompute; either result is
+//! correct for the counter it read.
+//!
+//! Envoy's panic mode balances over every host of the level, EDS-unhealthy ones included. A
+//! level whose static load is not in panic holds only its routable endpoints, so when ejections
+//! alone push it into panic it balances over those, ejected ones included — not over endpoints
+//! EDS marked unhealthy.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use arc_swap::{ArcSwap, Guard};
+
+use super::priority::{priority_load, LevelHealth};
+use super::EndpointState;
+
+/// The priority load and panic flags for one value of the change counter.
+#[derive(Debug)]
+pub(super) struct View {
+    /// The change counter this view was computed at.
+    changes: u64,
+    /// Cumulative load: level `i` takes draws (0..100) below `bounds[i]`.
+    pub bounds: Box<[u32]>,
+    /// Whether each level is in panic (balances over all its hosts, ejected ones included).
+    pub panic: Box<[bool]>,
+}
+
+/// Ejection-aware priority load for one balancer.
+#[derive(Debug)]
+pub(super) struct Tracking {
+    changes: Arc<AtomicU64>,
+    view: ArcSwap<View>,
+    /// Per level: its routable endpoint indices and its total endpoint count.
+    levels: Box<[(Box<[u32]>, u64)]>,
+    factor: u32,
+    panic_ppm: u32,
+}
+
+impl Tracking {
+    /// Tracks `changes` for levels given as (routable endpoint indices, total endpoints).
+    pub fn new(
+        changes: Arc<AtomicU64>,
+        levels: Box<[(Box<[u32]>, u64)]>,
+        factor: u32,
+        panic_ppm: u32,
+        endpoints: &[Arc<EndpointState>],
+    ) -> Self {
+        let mut t = Tracking {
+            view: ArcSwap::from_pointee(View {
+                changes: 0,
+                bounds: Box::new([]),
+                panic: Box::new([]),
+            }),
+            changes,
+            levels,
+            factor,
+            panic_ppm,
+        };
+        let now = t.changes.load(Ordering::Acquire);
+        t.view = ArcSwap::from_pointee(t.compute(now, endpoints));
+        t
+    }
+
+    /// The view for the current ejections: the cached one unless the counter moved.
+    #[inline]
+    pub fn view(&self, endpoints: &[Arc<EndpointState>]) -> Guard<Arc<View>> {
+        let now = self.changes.load(Ordering::Acquire);
+        let cached = self.view.load();
+        if cached.changes == now {
+            return cached;
+        }
+        self.view.store(Arc::new(self.compute(now, endpoints)));
+        self.view.load()
+    }
+
+    fn compute(&self, changes: u64, endpoints: &[Arc<EndpointState>]) -> View {
+        let health: Vec<LevelHealth> = self
+            .levels
+            .iter()
+            .map(|(routable, total)| LevelHealth {
+                healthy: routable
+                    .iter()
+                    .filter(|i| endpoints[**i as usize].is_candidate())
+                    .count() as u64,
+                total: *total,
+            })
+            .collect();
+        let load = priority_load(&health, self.factor, self.panic_ppm);
+        let mut acc = 0;
+        View {
+            changes,
+            bounds: load
+                .load
+                .iter()
+                .map(|l| {
+                    acc += l;
+                    acc
+                })
+                .collect(),
+            panic: load.panic.into(),
+        }
+    }
+}
