@@ -35,6 +35,8 @@ pub(crate) fn from_mesh_error(err: MeshError) -> Status {
         | MeshErrorKind::NoRoute
         | MeshErrorKind::UnsupportedRoute
         | MeshErrorKind::NoHealthyEndpoint
+        // gRFC A27: a call dropped by xds_cluster_impl fails UNAVAILABLE.
+        | MeshErrorKind::DropOverload
         | MeshErrorKind::Connect
         | MeshErrorKind::Tls(_) => Code::Unavailable,
         MeshErrorKind::Upstream => transport_code(&err),
@@ -203,6 +205,7 @@ mod tests {
         };
         let cla = ClusterLoadAssignment {
             overprovisioning_factor: 140,
+            drop_overloads: Default::default(),
             cluster_name: "c".into(),
             localities: Arc::new([endpoints]),
         };

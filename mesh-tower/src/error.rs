@@ -22,6 +22,9 @@ pub enum MeshErrorKind {
     ClusterNotFound,
     /// The cluster has no routable endpoint.
     NoHealthyEndpoint,
+    /// The cluster's EDS `drop_overloads` dropped the request before an endpoint was picked
+    /// (the detail names the category); not retried.
+    DropOverload,
     /// Connecting to the picked endpoint failed.
     Connect,
     /// The TLS connection to the picked endpoint could not be established or verified, or the
@@ -136,6 +139,7 @@ impl MeshErrorKind {
             MeshErrorKind::UnsupportedRoute => "unsupported_route",
             MeshErrorKind::ClusterNotFound => "cluster_not_found",
             MeshErrorKind::NoHealthyEndpoint => "no_healthy_endpoint",
+            MeshErrorKind::DropOverload => "drop_overload",
             MeshErrorKind::Connect => "connect",
             MeshErrorKind::Tls(_) => "tls",
             MeshErrorKind::Upstream => "upstream",

@@ -60,6 +60,7 @@ fn endpoints(priorities: &[&[(&Backend, HealthStatus)]]) -> ClusterLoadAssignmen
             })
             .collect(),
         overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+        drop_overloads: Default::default(),
     }
 }
 

@@ -13,6 +13,18 @@ pub struct ClusterLoadAssignment {
     /// as fully healthy while `healthy share × factor ≥ 100 %` (Envoy). gRPC does not
     /// overprovision (it announces `envoy.lb.does_not_support_overprovisioning`).
     pub overprovisioning_factor: u32,
+    /// `policy.drop_overloads`, in order: each drops its share of requests before an endpoint
+    /// is picked, with its own draw (gRFC A27 `xds_cluster_impl`; Envoy applies one).
+    pub drop_overloads: Arc<[DropOverload]>,
+}
+
+/// One `drop_overloads` entry: a category and the share of requests it drops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropOverload {
+    /// The category, reported with every drop (gRPC load reports count drops by it).
+    pub category: Arc<str>,
+    /// The share dropped, in parts per million (a numerator above its denominator is 100 %).
+    pub per_million: u32,
 }
 
 impl ClusterLoadAssignment {
@@ -35,6 +47,7 @@ impl ClusterLoadAssignment {
                 endpoints: endpoints.into_iter().collect(),
             }]),
             overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+            drop_overloads: Default::default(),
         }
     }
 }

@@ -26,7 +26,9 @@ mod server;
 mod upstream_tls;
 
 pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy};
-pub use endpoint::{ClusterLoadAssignment, Endpoint, HealthStatus, Locality, LocalityEndpoints};
+pub use endpoint::{
+    ClusterLoadAssignment, DropOverload, Endpoint, HealthStatus, Locality, LocalityEndpoints,
+};
 pub use error::{ErrorKind, ModelError, ResourceType};
 pub use fault::{
     find_override, ClusterFaultOverrides, FaultAbort, FaultAbortKind, FaultDelay, FaultDelayKind,

@@ -286,6 +286,7 @@ async fn the_balancer_skips_ejected_endpoints_and_uses_all_when_all_are() {
     let cla = ClusterLoadAssignment {
         cluster_name: "c".into(),
         overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+        drop_overloads: Default::default(),
         localities: Arc::new([LocalityEndpoints {
             locality: Locality::default(),
             weight: Some(1),
@@ -364,6 +365,7 @@ fn leveled(levels: &[u16]) -> crate::model::ClusterLoadAssignment {
     ClusterLoadAssignment {
         cluster_name: "c".into(),
         overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+        drop_overloads: Default::default(),
         localities: localities.into(),
     }
 }
@@ -480,6 +482,7 @@ async fn state_carries_across_rebuilds_and_clears_when_detection_is_removed() {
         Arc::new(ClusterLoadAssignment {
             cluster_name: "c".into(),
             overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+            drop_overloads: Default::default(),
             localities: Arc::new([LocalityEndpoints {
                 locality: Locality::default(),
                 weight: Some(1),

@@ -90,6 +90,7 @@ fn world() -> (Arc<Listener>, ResourceCache) {
             name,
             ClusterLoadAssignment {
                 overprovisioning_factor: 140,
+                drop_overloads: Default::default(),
                 cluster_name: name.into(),
                 localities: Arc::new([LocalityEndpoints {
                     locality: Locality::default(),

@@ -56,6 +56,7 @@ impl ResourceLookup for FallbackLookup<'_> {
             let address: SocketAddr = ([127, 0, 0, 1], 9).into();
             Some(Arc::new(ClusterLoadAssignment {
                 overprovisioning_factor: 140,
+                drop_overloads: Default::default(),
                 cluster_name: name.into(),
                 localities: Arc::new([LocalityEndpoints {
                     locality: Locality::default(),

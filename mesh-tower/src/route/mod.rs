@@ -314,6 +314,27 @@ pub(crate) fn pick_and_rewrite<B>(
     tries: u32,
 ) -> Result<(PickedEndpoint, RouteInfo), MeshError> {
     let cluster = &routed.cluster;
+    // EDS drop_overloads, once per request (Envoy drops in the router, before any attempt;
+    // gRFC A27 fails a dropped call without retrying it), each category with its own draw.
+    let first_attempt = req
+        .extensions()
+        .get::<crate::attempt::Attempts>()
+        .is_none_or(|a| a.count() == 0);
+    if let Some(cla) = cluster.assignment.as_deref().filter(|_| first_attempt) {
+        for d in cla.drop_overloads.iter() {
+            if d.per_million > 0 && rand::random_range(0..1_000_000u32) < d.per_million {
+                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                return Err(MeshError::new(MeshErrorKind::DropOverload)
+                    .at(routed.authority.as_str(), path)
+                    .route(&routed.route)
+                    .cluster(&cluster.cluster.name)
+                    .detail(format!(
+                        "dropped by drop_overloads category `{}` ({} ppm)",
+                        d.category, d.per_million
+                    )));
+            }
+        }
+    }
     let mut picked = None;
     for _ in 0..tries.max(1) {
         let Some(p) = cluster.pick_with_hash(routed.hash) else {

@@ -5,8 +5,10 @@
 //! addresses unsupported). Endpoint weight 0 is invalid, unset is 1; the endpoint weights of a
 //! locality and the locality weights of a priority must each sum to at most `u32::MAX`.
 //! Priorities are contiguous from 0; a locality appears once per priority; an address appears once
-//! in the whole assignment. `policy.overprovisioning_factor` defaults to 140 and must be above 0;
-//! `drop_overloads` are not applied yet.
+//! in the whole assignment. `policy.overprovisioning_factor` defaults to 140 and must be above 0.
+//! `policy.drop_overloads[]`: every entry is kept, in order, as gRPC does (Envoy accepts only
+//! one); `drop_percentage` needs a known denominator, a numerator above it means 100 %, unset
+//! means 0 %; the category may be empty (gRPC allows it).
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -22,7 +24,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 
 use super::{Ctx, Path};
 use crate::model::{
-    ClusterLoadAssignment, Endpoint, HealthStatus, Locality, LocalityEndpoints, ModelError,
+    ClusterLoadAssignment, DropOverload, Endpoint, HealthStatus, Locality, LocalityEndpoints,
+    ModelError,
 };
 
 /// Converts a load assignment sitting at `path` of the resource described by `cx`; `name` is the
@@ -113,10 +116,23 @@ pub(super) fn load_assignment(
         }
         Some(f) => f.value,
     };
+    let mut drop_overloads = Vec::new();
+    if let Some(policy) = &cla.policy {
+        for (i, d) in policy.drop_overloads.iter().enumerate() {
+            let p = path.field("policy").field(&format!("drop_overloads[{i}]"));
+            let pct =
+                super::fault::percent(cx, &p.field("drop_percentage"), d.drop_percentage.as_ref())?;
+            drop_overloads.push(DropOverload {
+                category: d.category.as_str().into(),
+                per_million: pct.per_million(),
+            });
+        }
+    }
     Ok(ClusterLoadAssignment {
         cluster_name: name.into(),
         localities: localities.into(),
         overprovisioning_factor,
+        drop_overloads: drop_overloads.into(),
     })
 }
 

@@ -232,3 +232,58 @@ fn structure_rules() {
     // An empty assignment is valid (the cluster then has no endpoints).
     assert!(convert(cla(vec![])).unwrap().localities.is_empty());
 }
+
+#[test]
+fn drop_overloads_are_kept_in_order_and_bad_ones_name_the_field() {
+    use envoy_types::pb::envoy::config::endpoint::v3::cluster_load_assignment::{
+        policy::DropOverload as DropProto, Policy,
+    };
+    use envoy_types::pb::envoy::r#type::v3::{
+        fractional_percent::DenominatorType, FractionalPercent,
+    };
+    let drop = |category: &str, numerator: u32, denominator: DenominatorType| DropProto {
+        category: category.into(),
+        drop_percentage: Some(FractionalPercent {
+            numerator,
+            denominator: denominator as i32,
+        }),
+    };
+    let with = |drops: Vec<DropProto>| {
+        let mut c = cla(vec![loc("a", 0, None, vec![ep("10.0.0.1", 80)])]);
+        c.policy = Some(Policy {
+            drop_overloads: drops,
+            ..Default::default()
+        });
+        c
+    };
+    let c = convert(with(vec![
+        drop("throttle", 5, DenominatorType::Hundred),
+        drop("lb", 250, DenominatorType::Million),
+        drop("all", 200, DenominatorType::Hundred),
+    ]))
+    .unwrap();
+    let got: Vec<(&str, u32)> = c
+        .drop_overloads
+        .iter()
+        .map(|d| (&*d.category, d.per_million))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("throttle", 50_000), ("lb", 250), ("all", 1_000_000)]
+    );
+    // No policy: nothing dropped.
+    assert!(
+        convert(cla(vec![loc("a", 0, None, vec![ep("10.0.0.1", 80)])]))
+            .unwrap()
+            .drop_overloads
+            .is_empty()
+    );
+    let mut bad = drop("x", 1, DenominatorType::Hundred);
+    bad.drop_percentage.as_mut().unwrap().denominator = 7;
+    let (kind, field) = err(with(vec![drop("ok", 1, DenominatorType::Hundred), bad]));
+    assert_eq!(kind, ErrorKind::Invalid);
+    assert_eq!(
+        field,
+        "policy.drop_overloads[1].drop_percentage.denominator"
+    );
+}

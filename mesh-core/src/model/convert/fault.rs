@@ -123,7 +123,7 @@ pub(super) fn policy(
     })
 }
 
-fn percent(
+pub(super) fn percent(
     cx: &Ctx<'_>,
     path: &Path,
     p: Option<&FractionalPercent>,

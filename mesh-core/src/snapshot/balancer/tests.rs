@@ -35,6 +35,7 @@ fn cla(locs: Vec<LocalityEndpoints>) -> ClusterLoadAssignment {
         cluster_name: "c".into(),
         localities: locs.into(),
         overprovisioning_factor: 140,
+        drop_overloads: Default::default(),
     }
 }
 
