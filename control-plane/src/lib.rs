@@ -4,7 +4,7 @@
 //! own xDS clients (grpcio, grpc-go, grpc-java) accept it.
 //!
 //! The pipeline is one-way (ARCHITECTURE.md "control-plane"):
-//! [`source`] (YAML files, hot reload) → [`registry`] (services and endpoints) → [`translate`]
+//! [`source`] (YAML files, hot reload) → [`registry`] (services and endpoints) → [`mod@translate`]
 //! (Istio model → xDS protos) → [`cache`] (versioned snapshots) → [`ads`] (the ADS server) and
 //! the admin HTTP server (`/ready`, `/healthz`, `/debug/config`), tied together by [`ControlPlane`].
 //!

@@ -1,6 +1,6 @@
 //! The ADS server (`envoy.service.discovery.v3.AggregatedDiscoveryService`), state of the world.
 //!
-//! One task per stream runs the [`stream`] state machine against two inputs: the client's
+//! One task per stream runs the `stream` state machine against two inputs: the client's
 //! requests and the published [`Snapshot`] (a `watch` channel, so every stream sees every config
 //! change and pushes what changed). Delta xDS answers `UNIMPLEMENTED` for now (gRPC clients never
 //! use it — gRFC A27). On shutdown every stream ends with `UNAVAILABLE`, so clients see the stream

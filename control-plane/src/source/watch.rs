@@ -1,7 +1,7 @@
 //! Hot reload of a config directory: `notify` events (debounced) plus a slow poll fallback (for
 //! file systems without change events), both reduced to "the directory's content hash changed".
 //!
-//! Each changed content is loaded with [`load_sources`](super::load_sources) and handed to the
+//! Each changed content is loaded with [`load_sources`] and handed to the
 //! callback, which decides what to do with an error (the control plane keeps its last good config).
 
 use sha2::{Digest, Sha256};

@@ -9,19 +9,19 @@
 //! Fields the model does not carry yet (per-filter overrides of filters other than the fault
 //! filter) are ignored rather than rejected: later work reads them from the same protos.
 //!
-//! - [`listener`]: API listener → HttpConnectionManager → HTTP filters (A27, A39, A41).
-//! - [`route`]: RouteConfiguration → VirtualHost → Route (A28; Envoy `route_components.proto`).
-//! - [`matcher`]: string, header and query-parameter matchers (A28, A63).
-//! - [`policy`]: route timeouts, retry policies, cluster retry limits (A31, A44).
-//! - [`outlier`]: outlier detection and connection-pool circuit breakers (A50; Envoy
+//! - `listener`: API listener → HttpConnectionManager → HTTP filters (A27, A39, A41).
+//! - `route`: RouteConfiguration → VirtualHost → Route (A28; Envoy `route_components.proto`).
+//! - `matcher`: string, header and query-parameter matchers (A28, A63).
+//! - `policy`: route timeouts, retry policies, cluster retry limits (A31, A44).
+//! - `outlier`: outlier detection and connection-pool circuit breakers (A50; Envoy
 //!   `outlier_detection.proto`, `circuit_breaker.proto`).
-//! - [`cluster`]: discovery type, lb_policy / load_balancing_policy, ring hash / Maglev / panic
+//! - `cluster`: discovery type, lb_policy / load_balancing_policy, ring hash / Maglev / panic
 //!   threshold / locality settings (A27, A42, A48, A52).
-//! - [`hash_policy`]: `RouteAction.hash_policy` (A42).
-//! - [`fault`]: the fault filter and its per-route overrides (A33, A39).
-//! - [`endpoint`]: ClusterLoadAssignment (A27; grpc-go `unmarshal_eds.go`).
-//! - [`rbac`]: the RBAC HTTP filter (A41); [`server`]: server listeners (A36) carrying it.
-//! - [`upstream_tls`]: `Cluster.transport_socket` → plaintext or TLS (A29; Envoy
+//! - `hash_policy`: `RouteAction.hash_policy` (A42).
+//! - `fault`: the fault filter and its per-route overrides (A33, A39).
+//! - `endpoint`: ClusterLoadAssignment (A27; grpc-go `unmarshal_eds.go`).
+//! - `rbac`: the RBAC HTTP filter (A41); `server`: server listeners (A36) carrying it.
+//! - `upstream_tls`: `Cluster.transport_socket` → plaintext or TLS (A29; Envoy
 //!   `UpstreamTlsContext`), failing closed on what the mesh cannot honour.
 
 mod cluster;

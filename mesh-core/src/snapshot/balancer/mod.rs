@@ -3,7 +3,7 @@
 //! request (power of `choice_count` choices, gRFC A48), random, ring hash (gRFC A42) or Maglev.
 //!
 //! Everything that depends only on config and EDS is computed when the balancer is built
-//! (it is rebuilt on every CDS / EDS change): the priority load ([`priority`]), per level the
+//! (it is rebuilt on every CDS / EDS change): the priority load (`priority`), per level the
 //! endpoint set (routable endpoints, or all in panic), the round-robin schedules, the hash ring
 //! or Maglev table. A pick then only reads that structure and touches atomics: a cursor for
 //! round robin, per-endpoint outstanding counters for least request. No lock, no allocation.
@@ -30,7 +30,7 @@
 //! policy skips non-candidates (round robin moves on, least request re-samples, ring hash and
 //! Maglev walk on to the next endpoint); when a level has none, the other levels are tried in
 //! priority order. With outlier detection the priority load and panic state also count ejected
-//! endpoints as unhealthy ([`ejection`]): a level in panic balances over all its endpoints,
+//! endpoints as unhealthy (`ejection.rs`): a level in panic balances over all its endpoints,
 //! ejected ones included, and a pick with no candidate anywhere and no panic fails.
 
 mod ejection;
