@@ -188,6 +188,16 @@ impl ClusterHandle {
         self.balancer.pick_with_hash(hash)
     }
 
+    /// [`ClusterHandle::pick_with_hash`] for host-selection try `attempt` (see
+    /// [`Balancer::pick_with_hash_attempt`]).
+    pub fn pick_with_hash_attempt(
+        &self,
+        hash: Option<u64>,
+        attempt: u32,
+    ) -> Option<PickedEndpoint> {
+        self.balancer.pick_with_hash_attempt(hash, attempt)
+    }
+
     /// Whether this cluster picks by request hash (RING_HASH, MAGLEV).
     pub fn uses_hash(&self) -> bool {
         self.cluster.lb_policy.uses_hash()

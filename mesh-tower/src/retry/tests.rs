@@ -422,3 +422,56 @@ async fn grpc_ignores_route_priority_for_max_requests() {
     send.send_response(status(200));
     assert_eq!(hi.await.unwrap().unwrap().status(), 200);
 }
+
+/// With a request hash (RING_HASH / MAGLEV), `previous_hosts` walks on from the rejected
+/// endpoint (Envoy `chooseHost(hash, attempt)`): without that, the same hash picks the same
+/// endpoint on every try and the retry returns to the host that failed.
+#[tokio::test(start_paused = true)]
+async fn previous_hosts_on_a_hashed_route_walks_the_ring() {
+    use mesh_core::{
+        mesh::Mesh,
+        model::{Cluster, Endpoint, HashPolicy, HashSource, LbPolicy, RouteAction},
+    };
+    for policy in [
+        LbPolicy::RingHash {
+            min_ring_size: 1024,
+            max_ring_size: 1024,
+        },
+        LbPolicy::Maglev { table_size: 65_537 },
+    ] {
+        let mut r = retry(RetryOn::GATEWAY_ERROR, 1);
+        r.previous_hosts = true;
+        r.host_selection_max_attempts = 5;
+        let mut route = route("r", "/", RouteAction::Cluster("c".into()), with_retry(r));
+        route.hash_policy = std::sync::Arc::new([HashPolicy {
+            source: HashSource::Header {
+                name: "x-user".into(),
+                rewrite: None,
+            },
+            terminal: false,
+        }]);
+        let eps = endpoints(3).into_iter().map(Endpoint::healthy).collect();
+        let cache = cache(vec![route], RetryLimits::default(), eps);
+        cache.accept("c", Cluster::eds("c", policy), "2");
+        let mesh = Mesh::from_cache(cache);
+        let (svc, mut handle) = stack(&mesh, 1024).await;
+        for user in 0..20 {
+            let mut req = get("/");
+            req.headers_mut()
+                .insert("x-user", format!("u{user}").parse().unwrap());
+            let call = tokio::spawn(svc.clone().oneshot(req));
+            let (first, send) = handle.next_request().await.unwrap();
+            send.send_response(status(503));
+            let (second, send) = handle.next_request().await.unwrap();
+            send.send_response(status(200));
+            call.await.unwrap().unwrap();
+            // Deterministic: the ring / table depends only on the endpoint addresses and the
+            // hash only on the header, so each key fails or passes the same way every run.
+            assert_ne!(
+                endpoint_of(&first),
+                endpoint_of(&second),
+                "{policy:?} user u{user}: the retry went back to the failed endpoint"
+            );
+        }
+    }
+}

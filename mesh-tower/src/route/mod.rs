@@ -336,8 +336,8 @@ pub(crate) fn pick_and_rewrite<B>(
         }
     }
     let mut picked = None;
-    for _ in 0..tries.max(1) {
-        let Some(p) = cluster.pick_with_hash(routed.hash) else {
+    for attempt in 0..tries.max(1) {
+        let Some(p) = cluster.pick_with_hash_attempt(routed.hash, attempt) else {
             break;
         };
         let ok = !avoid.contains(&p.address());

@@ -368,6 +368,19 @@ impl Balancer {
     /// Picks an endpoint using the request hash when the policy is RING_HASH or MAGLEV (`None`
     /// = no hash policy produced one: a random hash, gRFC A42). Other policies ignore it.
     pub fn pick_with_hash(&self, hash: Option<u64>) -> Option<PickedEndpoint> {
+        self.pick_with_hash_attempt(hash, 0)
+    }
+
+    /// [`Balancer::pick_with_hash`] for host-selection try `attempt` (0 = the first) of one
+    /// request attempt, when a retry host predicate (`previous_hosts`) rejected the earlier
+    /// tries. RING_HASH walks `attempt` entries further along the ring and MAGLEV mixes
+    /// `attempt` into the hash (Envoy `Ring::chooseHost` / Maglev `chooseHost`), so a request
+    /// hash does not land on the same endpoint again; other policies draw afresh anyway.
+    pub fn pick_with_hash_attempt(
+        &self,
+        hash: Option<u64>,
+        attempt: u32,
+    ) -> Option<PickedEndpoint> {
         if self.levels.is_empty() {
             return None;
         }
@@ -395,13 +408,13 @@ impl Balancer {
         // Nothing in the chosen level can take it: the others, in priority order. A level in
         // panic balances over all its endpoints, ejected ones included (Envoy).
         let index = self
-            .pick_level(&self.levels[chosen], hash, in_panic(chosen))
+            .pick_level(&self.levels[chosen], hash, attempt, in_panic(chosen))
             .or_else(|| {
                 self.levels
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| *i != chosen)
-                    .find_map(|(i, l)| self.pick_level(l, hash, in_panic(i)))
+                    .find_map(|(i, l)| self.pick_level(l, hash, attempt, in_panic(i)))
             })?;
         let endpoint = &self.endpoints[index as usize];
         endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
@@ -410,10 +423,10 @@ impl Balancer {
         })
     }
 
-    fn pick_level(&self, level: &Level, hash: u64, panic: bool) -> Option<u32> {
+    fn pick_level(&self, level: &Level, hash: u64, attempt: u32, panic: bool) -> Option<u32> {
         match level {
             Level::Empty => None,
-            Level::Hosts(p) => self.pick_in(p, hash, panic),
+            Level::Hosts(p) => self.pick_in(p, hash, attempt, panic),
             Level::Localities {
                 schedule,
                 cursor,
@@ -423,13 +436,14 @@ impl Balancer {
                 let start = cursor.fetch_add(1, Ordering::Relaxed);
                 // A locality with no candidate left: move on to the next in the schedule.
                 (0..n).find_map(|i| {
-                    self.pick_in(&children[schedule[(start + i) % n] as usize], hash, panic)
+                    let child = &children[schedule[(start + i) % n] as usize];
+                    self.pick_in(child, hash, attempt, panic)
                 })
             }
         }
     }
 
-    fn pick_in(&self, picker: &Picker, hash: u64, panic: bool) -> Option<u32> {
+    fn pick_in(&self, picker: &Picker, hash: u64, attempt: u32, panic: bool) -> Option<u32> {
         let ok = |i: u32| panic || self.endpoints[i as usize].is_candidate();
         match picker {
             Picker::RoundRobin { schedule, cursor } => {
@@ -442,8 +456,18 @@ impl Balancer {
                 choice_count,
             } => least_request::pick(hosts, *choice_count, &self.endpoints, ok),
             Picker::Random { hosts } => random::pick(hosts, hash, ok),
-            Picker::Ring(ring) => ring.walk(hash).find(|i| ok(*i)),
-            Picker::Maglev(table) => table.walk(hash).find(|i| ok(*i)),
+            Picker::Ring(ring) => {
+                let skip = attempt as usize;
+                ring.walk(hash)
+                    .skip(skip)
+                    .chain(ring.walk(hash).take(skip))
+                    .find(|i| ok(*i))
+            }
+            Picker::Maglev(table) => {
+                // A fixed odd multiplier spreads consecutive attempts over the table.
+                let h = hash ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                table.walk(h).find(|i| ok(*i))
+            }
         }
     }
 }
