@@ -41,6 +41,7 @@
 
 pub mod client;
 mod error;
+mod file_watcher;
 mod read_ahead;
 pub mod server;
 pub mod upstream;

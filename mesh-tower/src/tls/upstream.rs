@@ -91,10 +91,11 @@ impl CertificateProviders {
     }
 
     /// The bootstrap's `certificate_providers` (gRFC A29): every `file_watcher` instance
-    /// (`certificate_file`, `private_key_file`, `ca_certificate_file`) read once into a
-    /// workload identity. Other plugins are skipped (a cluster naming one fails with
-    /// `missing_provider`). The files are not watched: rotate the identity with
-    /// [`WorkloadIdentity::rotate_files`] (gRPC re-reads them every `refresh_interval`).
+    /// (`certificate_file`, `private_key_file`, `ca_certificate_file`) loaded into a workload
+    /// identity and, inside a tokio runtime, re-read every `refresh_interval` (default 600 s)
+    /// — changed files that parse are swapped in, broken ones keep the current identity (see
+    /// `tls/file_watcher.rs`). Other plugins are skipped (a cluster naming one fails with
+    /// `missing_provider`).
     pub fn from_bootstrap(bootstrap: &mesh_core::bootstrap::Bootstrap) -> Result<Self, TlsError> {
         let mut out = Self::new();
         for (name, p) in &bootstrap.certificate_providers {
@@ -112,11 +113,22 @@ impl CertificateProviders {
                         reason: "missing".into(),
                     })
             };
-            let identity = WorkloadIdentity::from_files(
-                &file("certificate_file")?,
-                &file("private_key_file")?,
-                &file("ca_certificate_file")?,
-            )?;
+            let refresh = match p.config.get("refresh_interval") {
+                None => super::file_watcher::DEFAULT_REFRESH,
+                Some(v) => v
+                    .as_str()
+                    .and_then(super::file_watcher::parse_duration)
+                    .ok_or_else(|| TlsError::InvalidIdentity {
+                        what: format!("certificate_providers.{name}.config.refresh_interval"),
+                        reason: format!("`{v}` is not a positive duration like \"600s\""),
+                    })?,
+            };
+            let files = super::file_watcher::Files {
+                cert: file("certificate_file")?,
+                key: file("private_key_file")?,
+                ca: file("ca_certificate_file")?,
+            };
+            let identity = super::file_watcher::load(name, files, refresh)?;
             out = out.with_instance(name, identity);
         }
         Ok(out)

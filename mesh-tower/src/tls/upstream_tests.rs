@@ -193,3 +193,106 @@ fn file_watcher_instances_come_from_the_bootstrap() {
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fresh key and certificate for `san` signed by `ca`, as PEM.
+fn cert_and_key(ca: &(Issuer<'static, KeyPair>, String), san: &str) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![uri(san)];
+    let cert = params.signed_by(&key, &ca.0).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Lets the refresh task run after the paused clock moved.
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn file_watcher_files_are_re_read_every_refresh_interval() {
+    let ca = ca();
+    let dir = std::env::temp_dir().join(format!("mesh-file-watcher-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |cert: &str, key: &str| {
+        std::fs::write(dir.join("cert.pem"), cert).unwrap();
+        std::fs::write(dir.join("key.pem"), key).unwrap();
+    };
+    let (cert, key) = cert_and_key(&ca, CLIENT);
+    write(&cert, &key);
+    std::fs::write(dir.join("ca.pem"), &ca.1).unwrap();
+    let json = format!(
+        r#"{{"xds_servers":[{{"server_uri":"127.0.0.1:1","channel_creds":[{{"type":"insecure"}}]}}],
+            "node":{{"id":"n"}},
+            "certificate_providers":{{
+              "default":{{"plugin_name":"file_watcher","config":{{
+                "certificate_file":"{d}/cert.pem","private_key_file":"{d}/key.pem",
+                "ca_certificate_file":"{d}/ca.pem","refresh_interval":"5s"}}}}}}}}"#,
+        d = dir.display()
+    );
+    let bootstrap = mesh_core::bootstrap::Bootstrap::from_json(&json).unwrap();
+    let providers = CertificateProviders::from_bootstrap(&bootstrap).unwrap();
+    let identity = providers.get("default").unwrap().clone();
+    let first = identity.serial();
+    settle().await; // the refresh task starts its first wait now
+
+    // New files: picked up at the next refresh, not before.
+    let (cert2, key2) = cert_and_key(&ca, CLIENT);
+    write(&cert2, &key2);
+    tokio::time::advance(Duration::from_secs(4)).await;
+    settle().await;
+    assert_eq!(identity.serial(), first, "read before refresh_interval");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    settle().await;
+    let second = identity.serial();
+    assert_ne!(
+        second, first,
+        "new files not picked up after refresh_interval"
+    );
+
+    // A certificate with another key (a half-done rotation) and then garbage: both refused,
+    // the current identity stays.
+    let (cert3, _) = cert_and_key(&ca, CLIENT);
+    write(&cert3, &key2);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    settle().await;
+    assert_eq!(identity.serial(), second, "mismatched key swapped in");
+    write("-----BEGIN CERTIFICATE-----\nnot base64\n", &key2);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    settle().await;
+    assert_eq!(identity.serial(), second, "garbage swapped in");
+    // Fixed files are taken at the next refresh.
+    let (cert4, key4) = cert_and_key(&ca, CLIENT);
+    write(&cert4, &key4);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    settle().await;
+    assert_ne!(identity.serial(), second);
+
+    // The task holds only a Weak: once every holder is gone, the identity is freed.
+    let weak = Arc::downgrade(&identity);
+    drop((identity, providers));
+    tokio::time::advance(Duration::from_secs(6)).await;
+    settle().await;
+    assert!(
+        weak.upgrade().is_none(),
+        "the refresh task kept the identity alive"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_refresh_interval_names_the_field() {
+    let json = r#"{"xds_servers":[{"server_uri":"127.0.0.1:1","channel_creds":[{"type":"insecure"}]}],
+        "node":{"id":"n"},
+        "certificate_providers":{"default":{"plugin_name":"file_watcher","config":{
+          "certificate_file":"/nonexistent/c","private_key_file":"/nonexistent/k",
+          "ca_certificate_file":"/nonexistent/ca","refresh_interval":"ten minutes"}}}}"#;
+    let bootstrap = mesh_core::bootstrap::Bootstrap::from_json(json).unwrap();
+    let err = CertificateProviders::from_bootstrap(&bootstrap).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("certificate_providers.default.config.refresh_interval"),
+        "{err}"
+    );
+}
