@@ -21,7 +21,7 @@ use crate::ca::{Ca, CaError, SpiffeId};
 use crate::cache::Snapshot;
 use crate::source::watch::{self as dirwatch, LoadResult, WatchOptions};
 use crate::source::{load_str, ConfigError, MeshConfig, Warning};
-use crate::translate::{translate, XdsResources};
+use crate::translate::{translate_with, TranslateOptions, XdsResources};
 
 /// How long graceful shutdown waits for connections to drain before closing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -72,6 +72,7 @@ pub struct ControlPlaneBuilder {
     watch: WatchOptions,
     ca: Option<CaServerOptions>,
     tokens: Option<Arc<TokenAuthority>>,
+    trust_domain: Option<String>,
 }
 
 /// Where and how the CSR endpoint runs (see [`crate::ca::server`]).
@@ -92,6 +93,7 @@ impl Default for ControlPlaneBuilder {
             watch: WatchOptions::default(),
             ca: None,
             tokens: None,
+            trust_domain: None,
         }
     }
 }
@@ -148,6 +150,14 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// The trust domain of the SPIFFE IDs the translation writes (ISTIO_MUTUAL's expected
+    /// server SANs). Default: the trust domain of [`ControlPlaneBuilder::ca_server`]'s CA, else
+    /// `cluster.local`.
+    pub fn trust_domain(mut self, trust_domain: impl Into<String>) -> Self {
+        self.trust_domain = Some(trust_domain.into());
+        self
+    }
+
     /// Debounce and poll interval of the config directory watcher.
     pub fn watch_options(mut self, options: WatchOptions) -> Self {
         self.watch = options;
@@ -159,7 +169,15 @@ impl ControlPlaneBuilder {
     /// starts serving.
     pub async fn start(self) -> Result<ControlPlaneHandle, StartError> {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared::new());
+        let trust_domain = self
+            .trust_domain
+            .clone()
+            .or_else(|| self.ca.as_ref().map(|c| c.ca.trust_domain().to_owned()));
+        let mut options = TranslateOptions::default();
+        if let Some(td) = trust_domain {
+            options.trust_domain = td;
+        }
+        let shared = Arc::new(Shared::new(options));
 
         let mut fingerprint = None;
         if let Some(config) = self.config {
@@ -292,16 +310,18 @@ pub(crate) struct Shared {
     /// Serializes directory read-and-apply (watcher vs. manual reload).
     pub load_lock: Arc<tokio::sync::Mutex<()>>,
     status: Mutex<ConfigStatus>,
+    options: TranslateOptions,
 }
 
 impl Shared {
-    fn new() -> Self {
+    fn new(options: TranslateOptions) -> Self {
         let (snapshots, _) = watch::channel(Arc::new(Snapshot::default()));
         Shared {
             snapshots,
             clients: ClientRegistry::default(),
             load_lock: Arc::default(),
             status: Mutex::new(ConfigStatus::default()),
+            options,
         }
     }
 
@@ -316,7 +336,7 @@ impl Shared {
                 for w in &warnings {
                     tracing::warn!("{w}");
                 }
-                let snapshot = Arc::new(Snapshot::build(translate(&config)));
+                let snapshot = Arc::new(Snapshot::build(translate_with(&config, &self.options)));
                 {
                     let mut st = self.status();
                     st.ready = true;

@@ -43,4 +43,4 @@ pub use control_plane::{
 };
 pub use source::watch::WatchOptions;
 pub use source::{load_dir, load_sources, load_str, ConfigError, MeshConfig, Warning};
-pub use translate::{translate, ResourceType, XdsResources};
+pub use translate::{translate, translate_with, ResourceType, TranslateOptions, XdsResources};

@@ -59,7 +59,8 @@ struct Args {
     /// empty).
     #[arg(long, value_name = "DIR", default_value = "./mesh-ca")]
     ca_dir: PathBuf,
-    /// Trust domain of the CA for `--ca-listen`.
+    /// Trust domain: the CA's for `--ca-listen`, and the one the SPIFFE IDs in translated
+    /// config (ISTIO_MUTUAL's expected server SANs) are written in.
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
 }
@@ -205,7 +206,8 @@ async fn main() -> anyhow::Result<()> {
     let mut builder = ControlPlane::builder()
         .config_dir(&config)
         .listen_addr(args.listen)
-        .admin_addr(args.admin);
+        .admin_addr(args.admin)
+        .trust_domain(&args.trust_domain);
     if let Some(addr) = args.ca_listen {
         let ca = Ca::load_or_create(&args.ca_dir, &args.trust_domain)
             .with_context(|| format!("loading the ca from {}", args.ca_dir.display()))?;

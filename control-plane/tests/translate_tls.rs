@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
-use mesh_control_plane::{load_str, translate, XdsResources};
+use mesh_control_plane::{load_str, translate, translate_with, TranslateOptions, XdsResources};
 use prost::Message;
 
 const YAML: &str = r#"
@@ -149,6 +149,27 @@ fn istio_mutual_names_the_destination_service_accounts() {
     // A subset without its own tls inherits the rule's.
     let v1 = xds.cluster("outbound|50051|v1|greeter.demo").unwrap();
     assert_eq!(tls_context(v1), tls_context(c));
+}
+
+#[test]
+fn istio_mutual_sans_use_the_configured_trust_domain() {
+    let (cfg, _) = load_str("tls.yaml", YAML).unwrap();
+    let options = TranslateOptions {
+        trust_domain: "prod.example.com".into(),
+    };
+    let xds = translate_with(&cfg, &options);
+    let c = xds.cluster("outbound|50051||greeter.demo").unwrap();
+    assert_eq!(
+        tls_context(c).expect("tls"),
+        expected(
+            true,
+            &[
+                "spiffe://prod.example.com/ns/demo/sa/greeter",
+                "spiffe://prod.example.com/ns/demo/sa/greeter-canary",
+            ],
+            ""
+        )
+    );
 }
 
 #[test]

@@ -54,11 +54,13 @@ pub(crate) fn clusters(
     svc: &Service,
     port: &ServicePort,
     dr: Option<&DestinationRule>,
+    trust_domain: &str,
 ) -> Vec<Built> {
     let default_max = dr.and_then(|d| d.max_requests);
     let default_res = dr.map(|d| d.resilience.clone()).unwrap_or_default();
     let empty = Labels::new();
     let mut out = vec![build(svc, port, "", &empty, dr, default_max, &default_res)];
+    let mut subsets = vec![""];
     for subset in dr.map(|d| d.subsets.as_slice()).unwrap_or_default() {
         let max = subset.max_requests.or(default_max);
         let res = subset.resilience.or(&default_res);
@@ -71,6 +73,11 @@ pub(crate) fn clusters(
             max,
             &res,
         ));
+        subsets.push(&subset.name);
+    }
+    for ((c, _, _), subset) in out.iter_mut().zip(subsets) {
+        let tls = super::tls::effective(dr, subset, port.number);
+        super::tls::apply(c, tls, svc, trust_domain);
     }
     out
 }
@@ -89,7 +96,6 @@ fn build(
     let (lb, locality_weighted) = load_balancer::effective(dr, subset);
     load_balancer::apply(&mut c, &lb, locality_weighted);
     super::outlier::apply(&mut c, max_requests, resilience);
-    super::tls::apply(&mut c, super::tls::effective(dr, subset, port.number), svc);
     let (cla, endpoint_labels) = load_assignment(&name, svc, port, labels);
     let setting = dr.and_then(|d| {
         d.subsets

@@ -248,9 +248,32 @@ pub(crate) fn ads_config_source() -> ConfigSource {
     }
 }
 
-/// Translates a configuration into xDS resources. Never fails: the configuration was validated
-/// when loaded; unresolvable destinations still produce the cluster name istiod would use.
+/// Settings of the translation that do not come from the YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateOptions {
+    /// The trust domain service accounts' SPIFFE IDs are written in (ISTIO_MUTUAL's expected
+    /// SANs): the control plane CA's, Istio's `meshConfig.trustDomain`. Default
+    /// [`DEFAULT_TRUST_DOMAIN`].
+    pub trust_domain: String,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        TranslateOptions {
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_owned(),
+        }
+    }
+}
+
+/// Translates a configuration into xDS resources with the default [`TranslateOptions`]. Never
+/// fails: the configuration was validated when loaded; unresolvable destinations still produce
+/// the cluster name istiod would use.
 pub fn translate(config: &MeshConfig) -> XdsResources {
+    translate_with(config, &TranslateOptions::default())
+}
+
+/// [`translate`] with explicit options.
+pub fn translate_with(config: &MeshConfig, options: &TranslateOptions) -> XdsResources {
     let registry = Registry::build(config);
     let mut out = XdsResources::default();
     for svc in registry.services() {
@@ -264,7 +287,7 @@ pub fn translate(config: &MeshConfig) -> XdsResources {
             out.routes.push(route::route_configuration(
                 config, &registry, svc, port, &vss,
             ));
-            for (c, cla, plan) in cluster::clusters(svc, port, dr) {
+            for (c, cla, plan) in cluster::clusters(svc, port, dr, &options.trust_domain) {
                 if let Some(plan) = plan {
                     out.locality_plans.insert(c.name.clone(), plan);
                 }

@@ -66,8 +66,9 @@ pub(crate) fn effective<'d>(
     from_subset.or_else(|| dr.tls.for_port(port))
 }
 
-/// Sets `c.transport_socket` for `tls` towards `svc`.
-pub(crate) fn apply(c: &mut Cluster, tls: Option<&ClientTls>, svc: &Service) {
+/// Sets `c.transport_socket` for `tls` towards `svc`; ISTIO_MUTUAL without `subjectAltNames`
+/// expects the SPIFFE IDs of the service's accounts in `trust_domain`.
+pub(crate) fn apply(c: &mut Cluster, tls: Option<&ClientTls>, svc: &Service, trust_domain: &str) {
     let Some(tls) = tls else { return };
     let (identity, sans) = match tls.mode {
         TlsMode::Disable => return,
@@ -76,7 +77,7 @@ pub(crate) fn apply(c: &mut Cluster, tls: Option<&ClientTls>, svc: &Service) {
         TlsMode::IstioMutual if !tls.subject_alt_names.is_empty() => {
             (true, tls.subject_alt_names.clone())
         }
-        TlsMode::IstioMutual => (true, service_accounts(svc)),
+        TlsMode::IstioMutual => (true, service_accounts(svc, trust_domain)),
     };
     let ctx = UpstreamTlsContext {
         common_tls_context: Some(common_tls_context(identity, &sans)),
@@ -90,17 +91,12 @@ pub(crate) fn apply(c: &mut Cluster, tls: Option<&ClientTls>, svc: &Service) {
 }
 
 /// The SPIFFE IDs of the service's workloads, sorted and without duplicates.
-fn service_accounts(svc: &Service) -> Vec<String> {
+fn service_accounts(svc: &Service, trust_domain: &str) -> Vec<String> {
     let mut ids: Vec<String> = svc
         .endpoints
         .iter()
         .filter_map(|e| e.service_account.as_deref())
-        .map(|sa| {
-            format!(
-                "spiffe://{DEFAULT_TRUST_DOMAIN}/ns/{}/sa/{sa}",
-                svc.namespace
-            )
-        })
+        .map(|sa| format!("spiffe://{trust_domain}/ns/{}/sa/{sa}", svc.namespace))
         .collect();
     ids.sort();
     ids.dedup();
