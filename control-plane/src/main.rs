@@ -56,7 +56,7 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     ca_listen: Option<SocketAddr>,
     /// CA directory for `--ca-listen` (`ca-cert.pem`, `ca-key.pem`, `token-key.pem`; created if
-    /// empty).
+    /// empty; an optional `root-cert.pem` holds the roots to trust during a root rotation).
     #[arg(long, value_name = "DIR", default_value = "./mesh-ca")]
     ca_dir: PathBuf,
     /// Trust domain: the CA's for `--ca-listen`, and the one the SPIFFE IDs in translated

@@ -547,3 +547,84 @@ async fn no_secrets_in_logs() -> Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// Root rotation with an overlap window (`Ca::with_trust_bundle`, `root-cert.pem`): while the
+/// bundle holds the old and the new root, a client whose SVID chains to the old root and a
+/// server whose SVID chains to the new one accept each other; once the server's bundle holds
+/// only the new root, a new connection from the old-root client is refused while the
+/// connection already established keeps serving.
+#[tokio::test]
+async fn root_rotation_overlap_then_the_old_root_is_dropped() -> Result<()> {
+    use mesh_control_plane::ca::{CaError, ROOT_CERT_FILE};
+    let (dir_a, dir_b) = (tests::temp_dir("root-a"), tests::temp_dir("root-b"));
+    let (old, new) = (
+        Ca::load_or_create(&dir_a, TD)?,
+        Ca::load_or_create(&dir_b, TD)?,
+    );
+    let both = format!("{}{}", old.trust_bundle_pem(), new.trust_bundle_pem());
+    // Step 1 (old root signs, both trusted) and step 2 (new root signs, both trusted).
+    std::fs::write(dir_a.join(ROOT_CERT_FILE), &both)?;
+    std::fs::write(dir_b.join(ROOT_CERT_FILE), &both)?;
+    let (old, new) = (
+        Ca::load_or_create(&dir_a, TD)?,
+        Ca::load_or_create(&dir_b, TD)?,
+    );
+    assert_eq!(old.trust_bundle_pem(), new.trust_bundle_pem());
+
+    let server_id = tests::workload_identity(&new, "greeter")?;
+    let mut server = Server::start(MeshTlsAcceptor::new(
+        server_id.clone(),
+        PeerAuthMode::Strict,
+    ))
+    .await?;
+    let old_client_id = tests::workload_identity(&old, "frontend")?;
+    let greeter = ["spiffe://cluster.local/ns/default/sa/greeter"];
+    let old_client = tls_client(old_client_id.clone(), &greeter);
+    let (body, peer) = get(&old_client, &server.https()).await?;
+    assert!(
+        body.starts_with("1 spiffe://cluster.local/ns/default/sa/frontend"),
+        "{body}"
+    );
+    assert_eq!(peer.map(|p| p.serial().to_vec()), Some(server_id.serial()));
+
+    // Step 3: the new root alone. The server renews onto a bundle without the old root.
+    std::fs::remove_file(dir_b.join(ROOT_CERT_FILE))?;
+    let new_only = Ca::load_or_create(&dir_b, TD)?;
+    let req = CertificateRequest::generate()?;
+    let svid = new_only.sign_csr(req.csr_pem(), &id("greeter"), None)?;
+    req.rotate(&server_id, &svid.cert_chain_pem, &svid.trust_bundle_pem)?;
+
+    // The established connection (number 1) keeps serving.
+    let (body, _) = get(&old_client, &server.https()).await?;
+    assert!(
+        body.starts_with("1 "),
+        "the pooled connection was dropped: {body}"
+    );
+    // A new connection from the old-root client is refused by the server.
+    let fresh = tls_client(old_client_id, &greeter);
+    assert!(
+        get(&fresh, &server.https()).await.is_err(),
+        "old root still trusted"
+    );
+    let err = server.next_error().await?;
+    assert!(
+        err.to_string().contains("unknown") || err.to_string().contains("issuer"),
+        "{err}"
+    );
+    // A client renewed from the new root connects.
+    let renewed = tls_client(tests::workload_identity(&new_only, "frontend")?, &greeter);
+    let (body, _) = get(&renewed, &server.https()).await?;
+    assert!(body.contains("sa/frontend"), "{body}");
+
+    // A root-cert.pem without the signing root is refused, naming the file.
+    let old_root = std::fs::read_to_string(dir_a.join(mesh_control_plane::ca::CA_CERT_FILE))?;
+    std::fs::write(dir_b.join(ROOT_CERT_FILE), old_root)?;
+    let err = Ca::load_or_create(&dir_b, TD).unwrap_err();
+    assert!(matches!(err, CaError::InvalidCa { .. }), "{err}");
+    assert!(err.to_string().contains(ROOT_CERT_FILE), "{err}");
+    let _ = (
+        std::fs::remove_dir_all(&dir_a),
+        std::fs::remove_dir_all(&dir_b),
+    );
+    Ok(())
+}

@@ -67,6 +67,11 @@ pub const CA_CERT_FILE: &str = "ca-cert.pem";
 /// File name of the CA private key inside a CA directory (mode 0600).
 pub const CA_KEY_FILE: &str = "ca-key.pem";
 
+/// Optional file in the CA directory: the roots to distribute as the trust bundle when it must
+/// hold more than the signing chain's own root — during a root rotation, the old and the new
+/// root (Istio's plugged-in CA `root-cert.pem`). See [`Ca::with_trust_bundle`].
+pub const ROOT_CERT_FILE: &str = "root-cert.pem";
+
 /// Why the CA could not start or could not issue.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -205,7 +210,22 @@ impl Ca {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         if cert_path.exists() || key_path.exists() {
-            return Self::from_files(&cert_path, &key_path, trust_domain);
+            let ca = Self::from_files(&cert_path, &key_path, trust_domain)?;
+            let roots_path = dir.join(ROOT_CERT_FILE);
+            if !roots_path.exists() {
+                return Ok(ca);
+            }
+            let roots = std::fs::read_to_string(&roots_path).map_err(|source| CaError::Io {
+                path: roots_path.clone(),
+                source,
+            })?;
+            return ca.with_trust_bundle(&roots).map_err(|e| match e {
+                CaError::InvalidCa { reason, .. } => CaError::InvalidCa {
+                    what: roots_path.display().to_string(),
+                    reason,
+                },
+                other => other,
+            });
         }
         let (ca, key_pem) = Self::generate_with_key(trust_domain)?;
         std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
@@ -267,6 +287,52 @@ impl Ca {
             trust_bundle_pem,
             default_ttl: DEFAULT_TTL,
         })
+    }
+
+    /// Distributes `roots_pem` (one or more root certificates) as the trust bundle instead of
+    /// the signing chain's own root, which it must contain. This is the overlap window of a
+    /// root rotation: every SVID handed out carries both roots, so workloads accept peers
+    /// chained to either while they renew onto the new one.
+    ///
+    /// Operator procedure (each step a restart of the control plane with a new CA directory
+    /// content; wait at least one SVID lifetime between steps so every workload has renewed):
+    /// 1. `root-cert.pem` = old root + new root, still signing with the old root;
+    /// 2. `ca-cert.pem` / `ca-key.pem` = the new root, `root-cert.pem` unchanged — new SVIDs
+    ///    chain to the new root, old ones are still trusted;
+    /// 3. `root-cert.pem` = the new root only (or removed) — the old root is trusted no more.
+    ///
+    /// A workload swaps its trust bundle at renewal; established connections keep what they
+    /// negotiated.
+    pub fn with_trust_bundle(mut self, roots_pem: &str) -> Result<Self, CaError> {
+        let invalid = |reason: String| CaError::InvalidCa {
+            what: ROOT_CERT_FILE.into(),
+            reason,
+        };
+        let roots = pem_blocks(roots_pem, "CERTIFICATE");
+        if roots.is_empty() {
+            return Err(invalid("no CERTIFICATE block".into()));
+        }
+        let der = |pem: &str| -> Result<Vec<u8>, String> {
+            let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                .map_err(|e| format!("not valid pem: {e}"))?;
+            let cert = pem.parse_x509().map_err(|e| e.to_string())?;
+            if !cert.is_ca() {
+                return Err("not a ca certificate".into());
+            }
+            Ok(pem.contents.clone())
+        };
+        let mut ders = Vec::with_capacity(roots.len());
+        for (i, root) in roots.iter().enumerate() {
+            ders.push(der(root).map_err(|e| invalid(format!("certificate {i}: {e}")))?);
+        }
+        let own = der(&self.trust_bundle_pem).map_err(invalid)?;
+        if !ders.contains(&own) {
+            return Err(invalid(
+                "does not contain the root of the signing certificate (ca-cert.pem)".into(),
+            ));
+        }
+        self.trust_bundle_pem = roots.concat();
+        Ok(self)
     }
 
     /// Sets the lifetime used when [`Ca::sign_csr`] is given `None`.
