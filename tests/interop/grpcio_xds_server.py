@@ -3,7 +3,9 @@ tests/tests/grpcio_server_interop.rs.
 
 Protocol (one JSON object per line):
   1. reads {"ads": "127.0.0.1:PORT", "port": N, "template": T, "target": "xds:///HOST:PORT"}
-     from stdin;
+     from stdin, optionally with "certs": {"cert": F, "key": F, "ca": F}: then the bootstrap
+     has a `file_watcher` certificate provider `default` (gRFC A29) and the client channel
+     uses `xds_channel_credentials`, so TLS comes from the xDS security config;
   2. starts `helloworld.Greeter` (SayHello, SayGoodbye) as an xDS server on 127.0.0.1:N — its
      inbound Listener is the template T with `%s` = `127.0.0.1:N`, fetched from our control
      plane — and prints {"event": "started"};
@@ -25,6 +27,7 @@ import time
 from concurrent import futures
 
 import grpc
+import grpc.experimental
 
 WATCHDOG_S = 100
 CLIENT_READY_S = 20
@@ -97,13 +100,19 @@ def main():
     if not line:
         sys.exit("grpcio_xds_server.py: stdin closed before the setup line arrived")
     setup = json.loads(line)
-    os.environ["GRPC_XDS_BOOTSTRAP_CONFIG"] = json.dumps({
+    bootstrap = {
         "xds_servers": [{"server_uri": setup["ads"], "channel_creds": [{"type": "insecure"}],
                          "server_features": ["xds_v3"]}],
         "node": {"id": "grpcio-server", "cluster": "interop",
                  "metadata": {"GENERATOR": "grpc"}, "locality": {"zone": "z1"}},
         "server_listener_resource_name_template": setup["template"],
-    })
+    }
+    certs = setup.get("certs")
+    if certs:
+        bootstrap["certificate_providers"] = {"default": {"plugin_name": "file_watcher", "config": {
+            "certificate_file": certs["cert"], "private_key_file": certs["key"],
+            "ca_certificate_file": certs["ca"], "refresh_interval": "600s"}}}
+    os.environ["GRPC_XDS_BOOTSTRAP_CONFIG"] = json.dumps(bootstrap)
     greeter = Greeter()
     handlers = grpc.method_handlers_generic_handler(SERVICE, {
         "SayHello": greeter.handler("SayHello", "hello"),
@@ -124,6 +133,9 @@ def main():
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd.get("client"):
+            if channel is None and certs:
+                creds = grpc.xds_channel_credentials(grpc.experimental.insecure_channel_credentials())
+                channel = grpc.secure_channel(setup["target"], creds)
             channel = channel or grpc.insecure_channel(setup["target"])
             hello = call(channel, "SayHello", CLIENT_READY_S, wait_for_ready=True)
             goodbye = call(channel, "SayGoodbye", 10)

@@ -18,6 +18,11 @@
 //! (server and client streams) was ACKed — no NACK — and the server's stream holds the inbound
 //! listener; when the workload moves away, its listener goes and grpcio stops serving.
 //!
+//! The third test runs the same server under PeerAuthentication STRICT with the service
+//! ISTIO_MUTUAL: grpcio takes its SVID from a `file_watcher` provider and TLS from our Listener
+//! and Cluster (gRFC A29); our `MeshChannel::with_tls` and grpcio's own xDS client are served
+//! over mTLS, plaintext is refused, nothing is NACKed.
+//!
 //! Interpreter: `$MESH_INTEROP_PYTHON`, else `.venv-interop/bin/python` at the workspace root
 //! (see `grpcio_interop.rs`); without one the test fails, unless `MESH_SKIP_INTEROP=1`.
 
@@ -334,6 +339,174 @@ async fn grpcio_xds_server(prefix: &str) -> Result<()> {
         .expect("found by it");
     assert!(lds.acked_version.is_some(), "{lds:?}");
 
+    drop(py);
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    cp.shutdown().await;
+    Ok(())
+}
+
+/// mTLS both ways with grpcio's own xDS security (gRFC A29): the service is ISTIO_MUTUAL
+/// (DestinationRule) and its workload — the grpcio server — STRICT (PeerAuthentication). The
+/// grpcio process reads its SVID from a `file_watcher` provider (files our CA wrote, as
+/// `mesh-control-plane issue` does) and takes TLS from the Listener and Cluster we serve.
+fn mtls_yaml(port: u16) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{ name: pyserver, namespace: default }}
+spec:
+  hosts: [{HOST}]
+  ports: [{{ number: {SERVICE_PORT}, name: grpc, protocol: GRPC }}]
+  resolution: STATIC
+  workloadSelector: {{ labels: {{ app: pyserver }} }}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{ name: pyserver, namespace: default }}
+spec:
+  address: 127.0.0.1
+  ports: {{ grpc: {port} }}
+  labels: {{ app: pyserver }}
+  serviceAccount: pyserver
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{ name: strict, namespace: default }}
+spec:
+  selector: {{ matchLabels: {{ app: pyserver }} }}
+  mtls: {{ mode: STRICT }}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{ name: pyserver, namespace: default }}
+spec:
+  host: {HOST}
+  trafficPolicy: {{ tls: {{ mode: ISTIO_MUTUAL }} }}
+"#
+    )
+}
+
+/// Observed: our `MeshChannel` with an SVID from the same CA is served by the STRICT grpcio
+/// server (and checks the server is `sa/pyserver`); grpcio's own xDS client, with
+/// `xds_channel_credentials`, is served too; a plaintext client is refused; no grpcio stream
+/// NACKed the TLS contexts.
+#[tokio::test]
+async fn grpcio_xds_mtls_both_ways() -> Result<()> {
+    use mesh_control_plane::ca::{Ca, SpiffeId};
+    use mesh_tower::tls::CertificateProviders;
+    let Some(python) = interop::python("grpcio mTLS interop")? else {
+        return Ok(());
+    };
+    let port = free_port()?;
+    let dir = tests::temp_dir("grpcio-mtls");
+    tests::write(&dir, "pyserver.yaml", &mtls_yaml(port));
+    let ca = Ca::generate("cluster.local")?;
+    let (svid, key) = ca.issue(
+        &SpiffeId::new("cluster.local", "default", "pyserver")?,
+        None,
+    )?;
+    let certs = tests::temp_dir("grpcio-mtls-certs");
+    tests::write(&certs, "cert.pem", &svid.cert_chain_pem);
+    tests::write(&certs, "key.pem", key.expose());
+    tests::write(&certs, "ca.pem", &svid.trust_bundle_pem);
+    let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
+    let status = cp.config_status();
+    ensure!(status.ready, "config rejected: {:?}", status.last_error);
+    ensure!(status.warnings.is_empty(), "{:?}", status.warnings);
+
+    let script = interop::workspace_root().join("tests/interop/grpcio_xds_server.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("run {} {}", python.display(), script.display()))?;
+    let stderr = interop::drain_stderr(&mut child);
+    let mut py = Script {
+        stdin: child.stdin.take().context("stdin")?,
+        lines: BufReader::new(child.stdout.take().context("stdout")?).lines(),
+    };
+    let path = |f: &str| certs.join(f).display().to_string();
+    let run = async {
+        py.send(serde_json::json!({
+            "ads": cp.ads_addr().to_string(),
+            "port": port,
+            "template": format!("{INBOUND_PREFIX}%s"),
+            "target": TARGET,
+            "certs": { "cert": path("cert.pem"), "key": path("key.pem"), "ca": path("ca.pem") },
+        }))
+        .await?;
+        py.next("started").await?;
+
+        let mesh = tests::mesh(&cp, "rust-client")?;
+        let me = tests::workload_identity(&ca, "rust-client")?;
+        let channel =
+            MeshChannel::new(&mesh, TARGET)?.with_tls(CertificateProviders::default_identity(me));
+        channel.wait_ready(STEP).await?;
+        let deadline = tokio::time::Instant::now() + STEP;
+        let hello = loop {
+            match call(channel.clone(), "/helloworld.Greeter/SayHello").await? {
+                Ok(answer) => break answer,
+                Err(s) if tokio::time::Instant::now() >= deadline => {
+                    bail!("grpcio never served SayHello over mTLS within {STEP:?}: {s:?}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        // Plaintext to the STRICT server: refused at the transport.
+        let plain = call(direct(port)?, "/helloworld.Greeter/SayHello").await?;
+        py.send(serde_json::json!({ "client": true })).await?;
+        let grpcio_client = py.next("client").await?;
+        anyhow::Ok((hello, plain, grpcio_client))
+    };
+    let (hello, plain, grpcio_client) = match tokio::time::timeout(RUN_TIMEOUT, run).await {
+        Ok(Ok(v)) => v,
+        failure => {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            let err = tokio::time::timeout(Duration::from_secs(5), stderr)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            let why = match failure {
+                Ok(Err(e)) => format!("{e:#}"),
+                _ => format!("timed out after {RUN_TIMEOUT:?}"),
+            };
+            bail!(
+                "grpcio mTLS interop failed: {why}\n--- control plane clients ---\n{:#?}\n\
+                 --- grpcio stderr ---\n{err}",
+                cp.client_status()
+            );
+        }
+    };
+    println!("client: {grpcio_client:#}");
+    assert_eq!(hello, "hello rust from grpcio");
+    let plain = plain.expect_err("plaintext must not be served by a STRICT grpcio server");
+    assert!(
+        matches!(
+            plain.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal
+        ),
+        "{plain:?}"
+    );
+    let h = &grpcio_client["SayHello"];
+    assert_eq!(code(h), "OK", "grpcio's xDS client over mTLS: {h}");
+    for c in cp
+        .client_status()
+        .into_iter()
+        .filter(|c| c.node.id == "grpcio-server")
+    {
+        for (ty, t) in &c.types {
+            assert!(
+                t.nacks == 0 && t.nack.is_none(),
+                "{ty:?} NACKed on stream {}: {t:?}",
+                c.stream_id
+            );
+        }
+    }
     drop(py);
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     cp.shutdown().await;
