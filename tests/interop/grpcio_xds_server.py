@@ -9,7 +9,8 @@ Protocol (one JSON object per line):
   2. starts `helloworld.Greeter` (SayHello, SayGoodbye) as an xDS server on 127.0.0.1:N — its
      inbound Listener is the template T with `%s` = `127.0.0.1:N`, fetched from our control
      plane — and prints {"event": "started"};
-  3. on {"client": true} calls the server through grpcio's xDS client on `target` and prints
+  3. on {"client": true} (optionally with "target": another xds:/// target) calls the server
+     through grpcio's xDS client on `target` and prints
      {"event": "client", ...}: SayHello (waiting up to CLIENT_READY_S for the server to serve)
      and SayGoodbye, each with its status code;
   4. on {"counts": true} prints {"event": "counts", "SayHello": n, "SayGoodbye": m}: the calls
@@ -129,14 +130,19 @@ def main():
     server.start()
     print(json.dumps({"event": "started", "grpcio_version": grpc.__version__}), flush=True)
 
-    channel = None
+    channels = {}
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd.get("client"):
-            if channel is None and certs:
-                creds = grpc.xds_channel_credentials(grpc.experimental.insecure_channel_credentials())
-                channel = grpc.secure_channel(setup["target"], creds)
-            channel = channel or grpc.insecure_channel(setup["target"])
+            target = cmd.get("target", setup["target"])
+            if target not in channels:
+                if certs:
+                    fallback = grpc.experimental.insecure_channel_credentials()
+                    creds = grpc.xds_channel_credentials(fallback)
+                    channels[target] = grpc.secure_channel(target, creds)
+                else:
+                    channels[target] = grpc.insecure_channel(target)
+            channel = channels[target]
             hello = call(channel, "SayHello", CLIENT_READY_S, wait_for_ready=True)
             goodbye = call(channel, "SayGoodbye", 10)
             print(json.dumps({"event": "client", "SayHello": hello, "SayGoodbye": goodbye}),
@@ -145,7 +151,7 @@ def main():
             with greeter.lock:
                 counts = dict(greeter.counts)
             print(json.dumps({"event": "counts", **counts}), flush=True)
-    if channel is not None:
+    for channel in channels.values():
         channel.close()
     server.stop(0)
     os._exit(0)

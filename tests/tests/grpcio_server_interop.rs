@@ -56,6 +56,8 @@ const HOST: &str = "pyserver.test";
 const SERVICE_PORT: u16 = 50061;
 const TARGET: &str = "xds:///pyserver.test:50061";
 const DENIED: &str = "/helloworld.Greeter/SayGoodbye";
+/// Our own `XdsServer` in the mTLS test.
+const RUST_HOST: &str = "rustgreeter.test";
 
 /// The service, the grpcio server as its workload, and the DENY policy on `deny_path`.
 fn config_yaml(port: u16, deny_path: &str) -> String {
@@ -349,9 +351,34 @@ async fn grpcio_xds_server(prefix: &str) -> Result<()> {
 /// (DestinationRule) and its workload — the grpcio server — STRICT (PeerAuthentication). The
 /// grpcio process reads its SVID from a `file_watcher` provider (files our CA wrote, as
 /// `mesh-control-plane issue` does) and takes TLS from the Listener and Cluster we serve.
-fn mtls_yaml(port: u16) -> String {
+fn mtls_yaml(port: u16, rust_port: u16) -> String {
     format!(
         r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{ name: rustgreeter, namespace: default }}
+spec:
+  hosts: [{RUST_HOST}]
+  ports: [{{ number: {SERVICE_PORT}, name: grpc, protocol: GRPC }}]
+  resolution: STATIC
+  workloadSelector: {{ labels: {{ app: rustgreeter }} }}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{ name: rustgreeter, namespace: default }}
+spec:
+  address: 127.0.0.1
+  ports: {{ grpc: {rust_port} }}
+  labels: {{ app: rustgreeter }}
+  serviceAccount: rustgreeter
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{ name: rustgreeter, namespace: default }}
+spec:
+  host: {RUST_HOST}
+  trafficPolicy: {{ tls: {{ mode: ISTIO_MUTUAL }} }}
+---
+apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{ name: pyserver, namespace: default }}
 spec:
@@ -373,7 +400,6 @@ apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {{ name: strict, namespace: default }}
 spec:
-  selector: {{ matchLabels: {{ app: pyserver }} }}
   mtls: {{ mode: STRICT }}
 ---
 apiVersion: networking.istio.io/v1
@@ -388,8 +414,9 @@ spec:
 
 /// Observed: our `MeshChannel` with an SVID from the same CA is served by the STRICT grpcio
 /// server (and checks the server is `sa/pyserver`); grpcio's own xDS client, with
-/// `xds_channel_credentials`, is served too; a plaintext client is refused; no grpcio stream
-/// NACKed the TLS contexts.
+/// `xds_channel_credentials`, is served by it and by our STRICT `XdsServer` (given only its
+/// workload identity); plaintext clients are refused by both; no grpcio stream NACKed the TLS
+/// contexts.
 #[tokio::test]
 async fn grpcio_xds_mtls_both_ways() -> Result<()> {
     use mesh_control_plane::ca::{Ca, SpiffeId};
@@ -398,9 +425,22 @@ async fn grpcio_xds_mtls_both_ways() -> Result<()> {
         return Ok(());
     };
     let port = free_port()?;
-    let dir = tests::temp_dir("grpcio-mtls");
-    tests::write(&dir, "pyserver.yaml", &mtls_yaml(port));
     let ca = Ca::generate("cluster.local")?;
+    let dir = tests::temp_dir("grpcio-mtls");
+    let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
+    // Our STRICT server: only its workload identity is given; mTLS comes from its Listener.
+    let greeter = examples::greeter::GreeterServer::new(
+        examples::greeter::GreeterService::new("rust").map_err(|s| anyhow::anyhow!("{s}"))?,
+    );
+    let rust_server = mesh_grpc::XdsServer::builder(tests::mesh(&cp, "rustgreeter")?)
+        .identity(tests::workload_identity(&ca, "rustgreeter")?)
+        .drain_timeout(STEP)
+        .bind("127.0.0.1:0".parse()?, greeter)
+        .await?;
+    cp.load_yaml(
+        "pyserver.yaml",
+        &mtls_yaml(port, rust_server.local_addr().port()),
+    )?;
     let (svid, key) = ca.issue(
         &SpiffeId::new("cluster.local", "default", "pyserver")?,
         None,
@@ -409,10 +449,10 @@ async fn grpcio_xds_mtls_both_ways() -> Result<()> {
     tests::write(&certs, "cert.pem", &svid.cert_chain_pem);
     tests::write(&certs, "key.pem", key.expose());
     tests::write(&certs, "ca.pem", &svid.trust_bundle_pem);
-    let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
     let status = cp.config_status();
     ensure!(status.ready, "config rejected: {:?}", status.last_error);
     ensure!(status.warnings.is_empty(), "{:?}", status.warnings);
+    rust_server.serving(STEP).await?;
 
     let script = interop::workspace_root().join("tests/interop/grpcio_xds_server.py");
     let mut child = Command::new(&python)
@@ -459,29 +499,40 @@ async fn grpcio_xds_mtls_both_ways() -> Result<()> {
         let plain = call(direct(port)?, "/helloworld.Greeter/SayHello").await?;
         py.send(serde_json::json!({ "client": true })).await?;
         let grpcio_client = py.next("client").await?;
-        anyhow::Ok((hello, plain, grpcio_client))
+        // grpcio's xDS client → our STRICT XdsServer, and a plaintext call to it.
+        let rust_target = format!("xds:///{RUST_HOST}:{SERVICE_PORT}");
+        py.send(serde_json::json!({ "client": true, "target": rust_target }))
+            .await?;
+        let to_rust = py.next("client").await?;
+        let rust_plain = call(
+            direct(rust_server.local_addr().port())?,
+            "/helloworld.Greeter/SayHello",
+        )
+        .await?;
+        anyhow::Ok((hello, plain, grpcio_client, to_rust, rust_plain))
     };
-    let (hello, plain, grpcio_client) = match tokio::time::timeout(RUN_TIMEOUT, run).await {
-        Ok(Ok(v)) => v,
-        failure => {
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-            let err = tokio::time::timeout(Duration::from_secs(5), stderr)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
-            let why = match failure {
-                Ok(Err(e)) => format!("{e:#}"),
-                _ => format!("timed out after {RUN_TIMEOUT:?}"),
-            };
-            bail!(
-                "grpcio mTLS interop failed: {why}\n--- control plane clients ---\n{:#?}\n\
+    let (hello, plain, grpcio_client, to_rust, rust_plain) =
+        match tokio::time::timeout(RUN_TIMEOUT, run).await {
+            Ok(Ok(v)) => v,
+            failure => {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                let err = tokio::time::timeout(Duration::from_secs(5), stderr)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                let why = match failure {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    _ => format!("timed out after {RUN_TIMEOUT:?}"),
+                };
+                bail!(
+                    "grpcio mTLS interop failed: {why}\n--- control plane clients ---\n{:#?}\n\
                  --- grpcio stderr ---\n{err}",
-                cp.client_status()
-            );
-        }
-    };
+                    cp.client_status()
+                );
+            }
+        };
     println!("client: {grpcio_client:#}");
     assert_eq!(hello, "hello rust from grpcio");
     let plain = plain.expect_err("plaintext must not be served by a STRICT grpcio server");
@@ -494,6 +545,23 @@ async fn grpcio_xds_mtls_both_ways() -> Result<()> {
     );
     let h = &grpcio_client["SayHello"];
     assert_eq!(code(h), "OK", "grpcio's xDS client over mTLS: {h}");
+    let r = &to_rust["SayHello"];
+    assert_eq!(
+        code(r),
+        "OK",
+        "grpcio's xDS client to our STRICT XdsServer: {r}"
+    );
+    assert_eq!(r["answer"], "hello py from rust", "{r}");
+    let rust_plain = rust_plain.expect_err("plaintext must not be served by our STRICT server");
+    assert!(
+        // Our server closes a plaintext connection on a STRICT port: tonic reports the
+        // closed connection as CANCELLED.
+        matches!(
+            rust_plain.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+        ),
+        "{rust_plain:?}"
+    );
     for c in cp
         .client_status()
         .into_iter()
