@@ -4,13 +4,13 @@
 //! Supported: `selector.matchLabels` (absent ⇒ every workload of the namespace; in the root
 //! namespace every workload of the mesh) and `jwtRules[]` with `issuer` (required), `audiences`,
 //! `jwks` (inline JSON, checked to be a JWKS here; its keys are validated by mesh-core when the
-//! listener is converted), `jwksUri`, `fromHeaders[]` (`name`, `prefix`), `fromParams`,
+//! listener is converted), `jwksUri`, `fromHeaders[]` (`name`, `prefix`), `fromParams`, `fromCookies`,
 //! `outputPayloadToHeader` and `forwardOriginalToken`.
 //!
 //! `jwksUri` is never fetched (no network): a `file://` URI is read at load time and inlined, as
 //! istiod inlines what it fetches; any other URI is a warning and the rule gets an empty key set,
 //! so its tokens are refused — istiod likewise serves a JWKS that verifies nothing when it cannot
-//! fetch one. Refused, naming the field: `targetRef(s)`, `fromCookies`, `outputClaimToHeaders`,
+//! fetch one. Refused, naming the field: `targetRef(s)`, `outputClaimToHeaders`,
 //! and any other field of a rule (ignoring one would accept tokens Istio refuses). `timeout` (of
 //! a fetch we never make) is ignored with a warning.
 
@@ -47,6 +47,8 @@ pub struct JwtRule {
     pub from_headers: Vec<(String, String)>,
     /// `fromParams`.
     pub from_params: Vec<String>,
+    /// `fromCookies`.
+    pub from_cookies: Vec<String>,
     /// `outputPayloadToHeader`.
     pub output_payload_to_header: Option<String>,
     /// `forwardOriginalToken`.
@@ -99,15 +101,14 @@ fn check_jwks(ctx: &Ctx<'_>, path: &str, text: &str) -> Result<(), ConfigError> 
 
 fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<JwtRule, ConfigError> {
     let mut f = Fields::of(ctx, v, path)?;
-    for key in ["fromCookies", "outputClaimToHeaders"] {
-        if f.has(key) {
-            return Err(ctx.invalid(&f.field(key), "not supported"));
-        }
+    if f.has("outputClaimToHeaders") {
+        return Err(ctx.invalid(&f.field("outputClaimToHeaders"), "not supported"));
     }
     let mut out = JwtRule {
         issuer: f.required_string(ctx, "issuer")?,
         audiences: f.strings(ctx, "audiences")?,
         from_params: f.strings(ctx, "fromParams")?,
+        from_cookies: f.strings(ctx, "fromCookies")?,
         output_payload_to_header: f.string(ctx, "outputPayloadToHeader")?,
         forward_original_token: f.bool(ctx, "forwardOriginalToken")?.unwrap_or(false),
         ..Default::default()

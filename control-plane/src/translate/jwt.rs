@@ -57,6 +57,7 @@ fn provider(r: &JwtRule) -> JwtProvider {
             })
             .collect(),
         from_params: r.from_params.clone(),
+        from_cookies: r.from_cookies.clone(),
         jwks_source_specifier: Some(JwksSourceSpecifier::LocalJwks(DataSource {
             specifier: Some(Specifier::InlineString(r.jwks.clone())),
             ..Default::default()

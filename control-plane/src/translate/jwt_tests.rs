@@ -55,6 +55,7 @@ spec:
     jwks: '{JWKS}'
     fromHeaders: [{{name: x-token, prefix: "Token "}}]
     fromParams: [jwt]
+    fromCookies: [session]
     outputPayloadToHeader: x-jwt-payload
     forwardOriginalToken: true
 ---
@@ -98,6 +99,7 @@ filter_chains:
               forward: true
               from_headers: [{{name: x-token, value_prefix: "Token "}}]
               from_params: [jwt]
+              from_cookies: [session]
               forward_payload_header: x-jwt-payload
               payload_in_metadata: https://issuer.example
           rules:
@@ -224,8 +226,12 @@ fn bad_rules_name_file_line_and_field() {
             "spec.jwtRules[0].jwksUri",
         ),
         (
-            "{issuer: a, fromCookies: [s]}",
-            "spec.jwtRules[0].fromCookies",
+            "{issuer: a, outputClaimToHeaders: [{header: x-sub, claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders",
+        ),
+        (
+            "{issuer: a, fromCookies: [[s]]}",
+            "spec.jwtRules[0].fromCookies[0]",
         ),
         (
             "{issuer: a, fromHeaders: [{name: 'bad header'}]}",

@@ -167,7 +167,21 @@ fn extract<'h>(
             (k == name && !v.is_empty()).then_some(v)
         })
     }
-    if p.from_headers.is_empty() && p.from_params.is_empty() {
+    /// The value of cookie `name` in the `cookie` header(s) (RFC 6265 `name=value` pairs
+    /// separated by `;`), without allocating; an empty value counts as absent.
+    fn from_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+        headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                let v = v.trim().trim_matches('"');
+                (k.trim() == name && !v.is_empty()).then_some(v)
+            })
+    }
+    if p.from_headers.is_empty() && p.from_params.is_empty() && p.from_cookies.is_empty() {
         let auth = JwtHeader {
             name: http::header::AUTHORIZATION,
             value_prefix: "Bearer ".into(),
@@ -184,6 +198,11 @@ fn extract<'h>(
     p.from_params
         .iter()
         .find_map(|n| from_param(query, n).map(|t| (t, None)))
+        .or_else(|| {
+            p.from_cookies
+                .iter()
+                .find_map(|n| from_cookie(headers, n).map(|t| (t, None)))
+        })
 }
 
 /// A failed check: its kind and a short explanation.

@@ -83,6 +83,7 @@ fn provider(name: &str, iss: &str, jwks: &[&Value]) -> JwtProvider {
         jwks: Arc::new(Jwks::parse(&doc).unwrap()),
         from_headers: Arc::from([]),
         from_params: Arc::from([]),
+        from_cookies: Arc::from([]),
         forward: false,
         forward_payload_header: None,
         payload_in_metadata: Some(iss.into()),
@@ -399,6 +400,43 @@ fn custom_header_prefix_and_query_parameter_locations() {
         .unwrap()
         .is_some());
     // The default Authorization location is not consulted when locations are configured.
+    assert_eq!(run(&a, "/", Some(&t), NOW), Ok(None));
+}
+
+#[test]
+fn cookie_location() {
+    let k = ec_key("k");
+    let mut p = provider("p", ISS, &[&k.jwk]);
+    p.from_cookies = vec![Arc::from("session")].into();
+    let a = istio(vec![p]);
+    let t = sign(&k, None, &claims(ISS, json!("api")));
+    let auth = |cookies: &[&str]| {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(http::header::COOKIE, c.parse().unwrap());
+        }
+        a.authenticate(&Method::GET, &Uri::from_static("/"), &mut h, NOW)
+    };
+    // Among other cookies, in a second `cookie` header, quoted.
+    assert!(auth(&[&format!("a=1; session={t}; b=2")])
+        .unwrap()
+        .is_some());
+    assert!(auth(&["a=1", &format!("session=\"{t}\"")])
+        .unwrap()
+        .is_some());
+    // Absent, empty, a similar name, malformed pairs: no token (passes as missing).
+    for c in [
+        "a=1",
+        "session=",
+        "sessionx=abc; xsession=abc",
+        ";;=; session",
+        "==",
+    ] {
+        assert_eq!(auth(&[c]).map(|v| v.is_some()), Ok(false), "{c}");
+    }
+    // A bad token in the cookie is refused, not ignored.
+    assert!(auth(&["session=not.a.jwt"]).is_err());
+    // Not in the Authorization header when only a cookie is configured.
     assert_eq!(run(&a, "/", Some(&t), NOW), Ok(None));
 }
 

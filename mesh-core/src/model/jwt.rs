@@ -32,11 +32,13 @@ pub struct JwtProvider {
     pub require_expiration: bool,
     /// `local_jwks`, parsed.
     pub jwks: Arc<Jwks>,
-    /// `from_headers`; with `from_params` both empty, the defaults (`Authorization: Bearer …`,
-    /// then the `access_token` query parameter) apply.
+    /// `from_headers`; with `from_params` and `from_cookies` all empty, the defaults
+    /// (`Authorization: Bearer …`, then the `access_token` query parameter) apply.
     pub from_headers: Arc<[JwtHeader]>,
     /// `from_params`: query parameters carrying the token.
     pub from_params: Arc<[Arc<str>]>,
+    /// `from_cookies`: cookies carrying the token (looked at after headers and parameters).
+    pub from_cookies: Arc<[Arc<str>]>,
     /// `forward`: keep the token header after a successful check (else it is removed).
     pub forward: bool,
     /// `forward_payload_header`: a header to receive the base64url payload after success.

@@ -130,6 +130,7 @@ fn jwt_chain() -> AuthzChain {
         jwks: Arc::new(Jwks::parse(&jwks).unwrap()),
         from_headers: Arc::from([]),
         from_params: Arc::from([]),
+        from_cookies: Arc::from([]),
         forward: false,
         forward_payload_header: None,
         payload_in_metadata: None,

@@ -3,7 +3,7 @@
 //!
 //! Supported: providers with `issuer`, `audiences`, `require_expiration`, `local_jwks`
 //! (`inline_string`, `inline_bytes`, `filename` — read now, as Envoy reads a local data source at
-//! config load), `from_headers`, `from_params`, `forward`, `forward_payload_header`,
+//! config load), `from_headers`, `from_params`, `from_cookies`, `forward`, `forward_payload_header`,
 //! `payload_in_metadata`, `clock_skew_seconds`; rules matching by path (`prefix`, `path`,
 //! `safe_regex`) with `requires` of any shape but `extract_only_without_validation`;
 //! `bypass_cors_preflight`. `jwt_cache_config`, `clear_route_cache`, `stat_prefix` and
@@ -11,7 +11,7 @@
 //!
 //! Refused as unsupported, naming the field (ignoring them would accept tokens Envoy refuses or
 //! drop what the config asked for): `remote_jwks` (no network fetch — inline the JWKS, as istiod
-//! does), `from_cookies`, `subjects`, `max_lifetime`, `claim_to_headers`, `header_in_metadata`,
+//! does), `subjects`, `max_lifetime`, `claim_to_headers`, `header_in_metadata`,
 //! `failed_status_in_metadata`, `normalize_payload_in_metadata`, `pad_forward_payload_header`,
 //! `filter_state_rules`, `requirement_map` / `requirement_name`, and rule matches on headers,
 //! query parameters or runtime fractions.
@@ -190,7 +190,6 @@ fn provider(
     p: ProviderProto,
 ) -> Result<JwtProvider, ModelError> {
     let unsupported = [
-        ("from_cookies", !p.from_cookies.is_empty()),
         ("subjects", p.subjects.is_some()),
         ("max_lifetime", p.max_lifetime.is_some()),
         ("claim_to_headers", !p.claim_to_headers.is_empty()),
@@ -264,6 +263,7 @@ fn provider(
         jwks: Arc::new(jwks),
         from_headers: from_headers.into(),
         from_params: p.from_params.iter().map(|a| a.as_str().into()).collect(),
+        from_cookies: p.from_cookies.iter().map(|a| a.as_str().into()).collect(),
         forward: p.forward,
         forward_payload_header,
         payload_in_metadata: (!p.payload_in_metadata.is_empty())

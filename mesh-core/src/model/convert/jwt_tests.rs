@@ -133,9 +133,17 @@ fn errors_name_the_field() {
     );
 
     let mut p = provider(&jwks());
-    p.from_cookies = vec!["session".into()];
+    p.claim_to_headers = vec![Default::default()];
     let e = convert(istio_shape(p)).unwrap_err();
-    assert_eq!(e.field, "providers[origins-0].from_cookies");
+    assert_eq!(e.field, "providers[origins-0].claim_to_headers");
+    // from_cookies is read.
+    let mut p = provider(&jwks());
+    p.from_cookies = vec!["session".into()];
+    let c = convert(istio_shape(p)).unwrap();
+    assert_eq!(
+        &*c.providers[0].from_cookies,
+        &[std::sync::Arc::<str>::from("session")]
+    );
 
     let mut cfg = istio_shape(provider(&jwks()));
     cfg.rules[0].requirement_type = Some(requirement_rule::RequirementType::Requires(req(
