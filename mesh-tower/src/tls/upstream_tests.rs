@@ -466,3 +466,30 @@ async fn file_watcher_rotation_over_real_tls() {
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a refused `file_watcher` re-read logs is the `TlsError`'s text: for a truncated, a
+/// corrupted or a mismatched key it names the problem and carries no key material.
+#[test]
+fn refused_key_files_leak_no_key_bytes() {
+    let ca = ca();
+    let (cert, key) = cert_and_key(&ca, CLIENT);
+    let (_, other_key) = cert_and_key(&ca, CLIENT);
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let truncated = &key[..key.len() / 2];
+    let corrupted = key.replacen(&body[10..14], "!!!!", 1);
+    for (what, bad) in [
+        ("truncated", truncated),
+        ("corrupted", corrupted.as_str()),
+        ("mismatched", other_key.as_str()),
+    ] {
+        let err = WorkloadIdentity::from_pem(cert.as_bytes(), bad.as_bytes(), ca.1.as_bytes())
+            .expect_err(what);
+        let text = format!("{err} {err:?}");
+        let bad_body: String = bad.lines().filter(|l| !l.starts_with("-----")).collect();
+        for start in 0..bad_body.len().saturating_sub(8) {
+            let w = &bad_body[start..start + 8];
+            assert!(!text.contains(w), "{what}: key bytes {w:?} in {text}");
+        }
+        assert!(text.contains("key"), "{what}: {text}");
+    }
+}
