@@ -151,6 +151,56 @@ fn istio_mutual_names_the_destination_service_accounts() {
     assert_eq!(tls_context(v1), tls_context(c));
 }
 
+/// A running control plane writes the SANs in its CA's trust domain, unless told another one.
+#[tokio::test]
+async fn the_control_plane_uses_its_cas_trust_domain() {
+    let (cfg, _) = load_str("tls.yaml", YAML).unwrap();
+    let sans = |td: &str| {
+        expected(
+            true,
+            &[
+                &format!("spiffe://{td}/ns/demo/sa/greeter"),
+                &format!("spiffe://{td}/ns/demo/sa/greeter-canary"),
+            ],
+            "",
+        )
+    };
+    let ca = std::sync::Arc::new(mesh_control_plane::ca::Ca::generate("corp.example").unwrap());
+    let free = "127.0.0.1:0".parse().unwrap();
+    for (explicit, want) in [
+        (None, "corp.example"),
+        (Some("other.example"), "other.example"),
+    ] {
+        let mut builder = mesh_control_plane::ControlPlane::builder()
+            .config(cfg.clone())
+            .ca_server(ca.clone(), free);
+        if let Some(td) = explicit {
+            builder = builder.trust_domain(td);
+        }
+        let cp = builder.start().await.unwrap();
+        let xds = cp.resources();
+        let c = xds.cluster("outbound|50051||greeter.demo").unwrap();
+        assert_eq!(tls_context(c).expect("tls"), sans(want), "{explicit:?}");
+        cp.shutdown().await;
+    }
+    let cp = mesh_control_plane::ControlPlane::builder()
+        .config(cfg)
+        .start()
+        .await
+        .unwrap();
+    let c = cp
+        .resources()
+        .cluster("outbound|50051||greeter.demo")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        tls_context(&c).expect("tls"),
+        sans("cluster.local"),
+        "default"
+    );
+    cp.shutdown().await;
+}
+
 #[test]
 fn istio_mutual_sans_use_the_configured_trust_domain() {
     let (cfg, _) = load_str("tls.yaml", YAML).unwrap();

@@ -586,6 +586,13 @@ async fn root_rotation_overlap_then_the_old_root_is_dropped() -> Result<()> {
         "{body}"
     );
     assert_eq!(peer.map(|p| p.serial().to_vec()), Some(server_id.serial()));
+    // A connector that keeps TLS session tickets from the overlap (its clients share them).
+    let resuming = MeshTlsConnector::new(
+        old_client_id.clone(),
+        greeter.iter().map(|s| s.to_string()).collect(),
+    );
+    let first: TlsClient = Client::builder(TokioExecutor::new()).build(resuming.clone());
+    get(&first, &server.https()).await?;
 
     // Step 3: the new root alone. The server renews onto a bundle without the old root.
     std::fs::remove_file(dir_b.join(ROOT_CERT_FILE))?;
@@ -611,6 +618,14 @@ async fn root_rotation_overlap_then_the_old_root_is_dropped() -> Result<()> {
         err.to_string().contains("unknown") || err.to_string().contains("issuer"),
         "{err}"
     );
+    // Nor can it come back by resuming a session from the overlap: the server's session
+    // cache went with its rotation, so the handshake is a full one and the old root is gone.
+    let again: TlsClient = Client::builder(TokioExecutor::new()).build(resuming);
+    assert!(
+        get(&again, &server.https()).await.is_err(),
+        "a session from the overlap was resumed past the old root's removal"
+    );
+    server.next_error().await?;
     // A client renewed from the new root connects.
     let renewed = tls_client(tests::workload_identity(&new_only, "frontend")?, &greeter);
     let (body, _) = get(&renewed, &server.https()).await?;

@@ -34,6 +34,30 @@
 //! Non-Rust proxyless clients use `mesh-control-plane issue`, which writes the files gRPC's
 //! `file_watcher` certificate provider reads (gRFC A29).
 //!
+//! # Root rotation
+//!
+//! The trust bundle handed out with every SVID can hold more than the signing root: an
+//! optional [`ROOT_CERT_FILE`] in the CA directory ([`Ca::with_trust_bundle`], Istio's
+//! plugged-in CA `root-cert.pem`) lists the roots to trust and must contain the signing one.
+//! Workloads take the new bundle at their next renewal ([`IssuedSvid::trust_bundle_pem`] over
+//! `CreateCertificate`) or at the next `refresh_interval` of a gRPC `file_watcher` provider
+//! (its `ca.pem`). Operator procedure, each step a restart of the control plane, waiting at
+//! least one SVID lifetime ([`DEFAULT_TTL`] or `--ttl`) plus the renewal margin between steps
+//! so every workload has renewed:
+//!
+//! 1. **Overlap on**: `root-cert.pem` = old root + new root, `ca-cert.pem` / `ca-key.pem`
+//!    still the old root. Every workload comes to trust both.
+//! 2. **Switch**: `ca-cert.pem` / `ca-key.pem` = the new root (or an intermediate under it),
+//!    `root-cert.pem` unchanged. New SVIDs chain to the new root; peers still holding an
+//!    old-root SVID are accepted because everyone trusts both.
+//! 3. **Overlap off**: `root-cert.pem` = the new root only (or removed). From each workload's
+//!    next renewal on, old-root certificates are refused on new handshakes.
+//!
+//! Established connections keep what they negotiated at every step; the workload's TLS session
+//! caches are emptied on each swap (`mesh_tower::tls`), so a session from before a step is never
+//! resumed after it — the first handshake after a swap is a full one against the new bundle.
+//! Tested end to end in `tests/tests/mtls.rs` (`root_rotation_overlap_then_the_old_root_is_dropped`).
+//!
 //! Keys never appear in `Debug` output or logs: [`Ca`] and [`PrivateKeyPem`] redact them.
 
 mod identity;

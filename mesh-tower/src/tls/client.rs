@@ -281,8 +281,12 @@ pub fn client_config(identity: Arc<WorkloadIdentity>, expected: Vec<String>) -> 
         .expect("the ring provider supports the default protocol versions")
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_cert_resolver(Arc::new(ClientCertResolver { identity }));
+        .with_client_cert_resolver(Arc::new(ClientCertResolver {
+            identity: identity.clone(),
+        }));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.resumption =
+        rustls::client::Resumption::store(super::resumption::ClientSessions::new(vec![identity]));
     config
 }
 

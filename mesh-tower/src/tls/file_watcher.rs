@@ -10,10 +10,11 @@
 //!   tries again. Nothing ever serves without a certificate.
 //! - The swap is [`WorkloadIdentity::rotate_pem`]: handshakes from then on use the new
 //!   material; established connections keep what they negotiated.
-//! - The refresh task holds only a `Weak` to the identity: it ends at the first refresh after
-//!   every [`super::CertificateProviders`] (and stack) holding the identity is dropped. Time is
-//!   `tokio::time`, so tests run it on a paused clock. Outside a tokio runtime the files are read
-//!   once, with a warning.
+//! - The refresh task's lifetime is the providers': [`load`] returns a [`Watcher`] the
+//!   [`super::CertificateProviders`] keep (shared by their clones); when the last clone is
+//!   dropped the task is aborted at once, not at its next refresh. It holds only a `Weak` to
+//!   the identity, so it never keeps the key alive either. Time is `tokio::time`, so tests run
+//!   it on a paused clock. Outside a tokio runtime the files are read once, with a warning.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -45,30 +46,53 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     (d.is_finite() && d > 0.0 && d < 1e12).then(|| Duration::from_secs_f64(d))
 }
 
-/// Loads the instance's identity and, inside a tokio runtime, starts its refresh task.
+/// An instance's refresh task: aborted when dropped.
+#[derive(Debug)]
+pub(crate) struct Watcher(tokio::task::AbortHandle);
+
+impl Watcher {
+    /// The task's handle, to see it end (tests).
+    #[cfg(test)]
+    pub(crate) fn handle(&self) -> tokio::task::AbortHandle {
+        self.0.clone()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Loads the instance's identity and, inside a tokio runtime, starts its refresh task, which
+/// runs until the returned [`Watcher`] is dropped.
 pub(crate) fn load(
     instance: &str,
     files: Files,
     refresh: Duration,
-) -> Result<Arc<WorkloadIdentity>, TlsError> {
+) -> Result<(Arc<WorkloadIdentity>, Option<Watcher>), TlsError> {
     let current = files.read()?;
     let identity = WorkloadIdentity::from_pem(&current[0], &current[1], &current[2])?;
-    match tokio::runtime::Handle::try_current() {
+    let watcher = match tokio::runtime::Handle::try_current() {
         Ok(rt) => {
-            rt.spawn(refresh_loop(
+            let task = rt.spawn(refresh_loop(
                 instance.to_owned(),
                 files,
                 refresh,
                 Arc::downgrade(&identity),
                 current,
             ));
+            Some(Watcher(task.abort_handle()))
         }
-        Err(_) => tracing::warn!(
-            instance,
-            "no tokio runtime: the certificate provider's files are read once, not every refresh_interval"
-        ),
-    }
-    Ok(identity)
+        Err(_) => {
+            tracing::warn!(
+                instance,
+                "no tokio runtime: the certificate provider's files are read once, not every refresh_interval"
+            );
+            None
+        }
+    };
+    Ok((identity, watcher))
 }
 
 async fn refresh_loop(

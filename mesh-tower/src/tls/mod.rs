@@ -19,7 +19,9 @@
 //! - **Rotation**: a [`WorkloadIdentity`] keeps its material in an `ArcSwap`; every handshake
 //!   reads the current one, so [`WorkloadIdentity::rotate_pem`] changes the certificate, key and
 //!   trust bundle for new handshakes without touching established connections or in-flight
-//!   calls. Nothing is rebuilt and no lock is taken on the handshake path.
+//!   calls. Nothing is rebuilt and no lock is taken on the handshake path. TLS session caches
+//!   are emptied on rotation ([`resumption`]), so a resumed handshake never carries an old
+//!   certificate or a peer the new trust bundle no longer accepts past a swap.
 //! - **Keys stay here**: [`CertificateRequest`] generates the key pair in the workload and
 //!   exports only a CSR for the control plane's CA (see `mesh_control_plane::ca` for why the CSR
 //!   path was chosen over SDS). No `Debug` impl in this module prints key material.
@@ -43,6 +45,7 @@ pub mod client;
 mod error;
 mod file_watcher;
 mod read_ahead;
+mod resumption;
 pub mod server;
 pub mod upstream;
 
@@ -163,6 +166,9 @@ pub(crate) struct IdentityState {
     pub(crate) spiffe_id: String,
     pub(crate) serial: Vec<u8>,
     pub(crate) not_after: SystemTime,
+    /// Unique per swap: TLS session caches made under an older generation are dropped
+    /// ([`resumption`]).
+    pub(crate) generation: u64,
 }
 
 /// This workload's SVID (chain + key) and trust bundle, swappable at runtime.
@@ -311,7 +317,9 @@ fn build_state(
     let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider)
         .build()
         .map_err(|e| invalid("trust bundle", e))?;
+    static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     Ok(IdentityState {
+        generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         certified: Arc::new(certified),
         roots,
         client_verifier,

@@ -296,8 +296,11 @@ pub fn server_config(identity: Arc<WorkloadIdentity>, allowed: Vec<String>) -> S
         .with_safe_default_protocol_versions()
         .expect("the ring provider supports the default protocol versions")
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(Arc::new(ServerCertResolver { identity }));
+        .with_cert_resolver(Arc::new(ServerCertResolver {
+            identity: identity.clone(),
+        }));
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config.session_storage = super::resumption::ServerSessions::new(identity);
     config
 }
 

@@ -54,10 +54,15 @@ fn next_id() -> u64 {
 
 /// The certificate provider instances a stack resolves TLS contexts against (gRFC A29):
 /// instance name → workload identity (its SVID and its trust bundle). Cheap to clone.
+///
+/// Instances from [`CertificateProviders::from_bootstrap`] re-read their files while any clone
+/// of the set is alive; dropping the last clone stops them.
 #[derive(Clone, Default)]
 pub struct CertificateProviders {
     instances: Arc<HashMap<Arc<str>, Arc<WorkloadIdentity>>>,
     id: u64,
+    /// The `file_watcher` refresh tasks, aborted when the last clone is dropped.
+    watchers: Arc<Vec<super::file_watcher::Watcher>>,
 }
 
 impl fmt::Debug for CertificateProviders {
@@ -98,6 +103,7 @@ impl CertificateProviders {
     /// `missing_provider`).
     pub fn from_bootstrap(bootstrap: &mesh_core::bootstrap::Bootstrap) -> Result<Self, TlsError> {
         let mut out = Self::new();
+        let mut watchers = Vec::new();
         for (name, p) in &bootstrap.certificate_providers {
             if p.plugin_name != "file_watcher" {
                 tracing::warn!(instance = %name, plugin = %p.plugin_name, "certificate provider plugin not supported; skipped");
@@ -128,9 +134,18 @@ impl CertificateProviders {
                 key: file("private_key_file")?,
                 ca: file("ca_certificate_file")?,
             };
-            let identity = super::file_watcher::load(name, files, refresh)?;
+            let (identity, watcher) =
+                super::file_watcher::load(name, files, refresh).map_err(|e| match e {
+                    TlsError::InvalidIdentity { what, reason } => TlsError::InvalidIdentity {
+                        what: format!("certificate_providers.{name}: {what}"),
+                        reason,
+                    },
+                    other => other,
+                })?;
+            watchers.extend(watcher);
             out = out.with_instance(name, identity);
         }
+        out.watchers = Arc::new(watchers);
         Ok(out)
     }
 
@@ -190,6 +205,10 @@ impl ClusterTls {
                 }
             })?),
         };
+        // Sessions are forgotten when the SVID or the roots rotate (see `tls/resumption.rs`).
+        let sessions = super::resumption::ClientSessions::new(
+            identity.iter().cloned().chain([roots.clone()]).collect(),
+        );
         let verifier = Arc::new(SanVerifier {
             roots,
             sans: tls.match_subject_alt_names.clone(),
@@ -208,6 +227,7 @@ impl ClusterTls {
                 None => builder.with_no_client_auth(),
             };
             config.alpn_protocols = vec![alpn.to_vec()];
+            config.resumption = rustls::client::Resumption::store(sessions.clone());
             tokio_rustls::TlsConnector::from(Arc::new(config))
         };
         Ok(ClusterTls {

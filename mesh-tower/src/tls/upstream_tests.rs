@@ -296,3 +296,200 @@ fn a_bad_refresh_interval_names_the_field() {
         "{err}"
     );
 }
+
+/// A STRICT server on loopback that reports each client certificate's serial and echoes what
+/// it reads, so a test can show an established connection still works.
+async fn echo_server(
+    id: Arc<WorkloadIdentity>,
+) -> (
+    SocketAddr,
+    tokio::sync::mpsc::Receiver<Vec<u8>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = MeshTlsAcceptor::new(id, PeerAuthMode::Strict);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let task = tokio::spawn(async move {
+        let mut conns = tokio::task::JoinSet::new();
+        // Bounded: the test makes a handful of connections.
+        for _ in 0..16 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok((mut stream, Some(peer))) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let _ = tx.send(peer.serial().to_vec()).await;
+            conns.spawn(async move {
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    if stream.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx, task)
+}
+
+/// Writes `bytes` on an established client connection and reads them back.
+async fn echo(stream: MeshTlsStream, bytes: &[u8]) -> MeshTlsStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut io = hyper_util::rt::TokioIo::new(stream);
+    let work = async {
+        io.write_all(bytes).await.unwrap();
+        let mut back = vec![0; bytes.len()];
+        io.read_exact(&mut back).await.unwrap();
+        back
+    };
+    let back = tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .expect("echo timed out");
+    assert_eq!(back, bytes, "the established connection stopped working");
+    io.into_inner()
+}
+
+/// Moves the paused clock past one refresh and lets the refresh task run; real time is
+/// resumed after, so the sockets of the test never run on an auto-advancing clock (which
+/// would fire the handshake timeouts while the kernel delivers loopback packets).
+async fn refresh(interval: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(interval + Duration::from_secs(1)).await;
+    settle().await;
+    tokio::time::resume();
+}
+
+/// gRFC A29 `file_watcher` end to end on loopback: files rewritten with a new SVID are picked
+/// up at the next refresh, new handshakes present the new certificate while the connection
+/// made with the old one keeps working; a mismatched key or a corrupt file keeps the current
+/// certificate; a new `ca.pem` changes whom new connections trust; dropping the providers
+/// stops the refresh task at once.
+#[tokio::test]
+async fn file_watcher_rotation_over_real_tls() {
+    let interval = Duration::from_secs(60);
+    let (ca, other_ca) = (ca(), ca());
+    let dir = std::env::temp_dir().join(format!("mesh-fw-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    let (cert1, key1) = cert_and_key(&ca, CLIENT);
+    write("cert.pem", &cert1);
+    write("key.pem", &key1);
+    write("ca.pem", &ca.1);
+    let json = format!(
+        r#"{{"xds_servers":[{{"server_uri":"127.0.0.1:1","channel_creds":[{{"type":"insecure"}}]}}],
+            "node":{{"id":"n"}},
+            "certificate_providers":{{"default":{{"plugin_name":"file_watcher","config":{{
+                "certificate_file":"{d}/cert.pem","private_key_file":"{d}/key.pem",
+                "ca_certificate_file":"{d}/ca.pem","refresh_interval":"60s"}}}}}}}}"#,
+        d = dir.display()
+    );
+    let bootstrap = mesh_core::bootstrap::Bootstrap::from_json(&json).unwrap();
+    let providers = CertificateProviders::from_bootstrap(&bootstrap).unwrap();
+    let mine = providers.get("default").unwrap().clone();
+    settle().await; // the refresh task starts its first wait
+    let (addr, mut seen, server) = echo_server(identity(&ca, vec![uri(SERVER)])).await;
+    let tls = ClusterTls::compile(
+        &tls(vec![exact(SERVER)], true),
+        &providers,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+
+    let first = mine.serial();
+    let old_conn = tls.connect(addr, Alpn::H2).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap(), first);
+    let old_conn = echo(old_conn, b"before").await;
+
+    // A new SVID on disk: new handshakes present it, the old connection keeps working.
+    let (cert2, key2) = cert_and_key(&ca, CLIENT);
+    write("cert.pem", &cert2);
+    write("key.pem", &key2);
+    refresh(interval).await;
+    let second = mine.serial();
+    assert_ne!(second, first, "the new files were not picked up");
+    let new_conn = tls.connect(addr, Alpn::H2).await.unwrap();
+    assert_eq!(
+        seen.recv().await.unwrap(),
+        second,
+        "new handshake, old cert"
+    );
+    let old_conn = echo(old_conn, b"after rotation").await;
+
+    // Half a rotation (a certificate for another key), then garbage: new handshakes keep
+    // presenting the current certificate.
+    let (cert3, _) = cert_and_key(&ca, CLIENT);
+    write("cert.pem", &cert3);
+    refresh(interval).await;
+    let _c = tls.connect(addr, Alpn::H2).await.unwrap();
+    assert_eq!(
+        seen.recv().await.unwrap(),
+        second,
+        "mismatched key swapped in"
+    );
+    write("cert.pem", "-----BEGIN CERTIFICATE-----\nnot base64\n");
+    refresh(interval).await;
+    let _c = tls.connect(addr, Alpn::H2).await.unwrap();
+    assert_eq!(
+        seen.recv().await.unwrap(),
+        second,
+        "corrupt file swapped in"
+    );
+
+    // The trust bundle changes too: with only another CA in ca.pem the server is refused on
+    // new connections; established ones are untouched; both CAs accept it again.
+    write("cert.pem", &cert2);
+    write("ca.pem", &other_ca.1);
+    refresh(interval).await;
+    let err = tls.connect(addr, Alpn::H2).await.unwrap_err();
+    assert_eq!(err.reason(), Some(TlsReason::UnknownCa), "{err}");
+    let new_conn = echo(new_conn, b"bundle changed").await;
+    write("ca.pem", &format!("{}{}", other_ca.1, ca.1));
+    refresh(interval).await;
+    let _c = tls.connect(addr, Alpn::H2).await.unwrap();
+    assert_eq!(seen.recv().await.unwrap(), second);
+    let _ = echo(old_conn, b"still").await;
+    let _ = echo(new_conn, b"still").await;
+
+    // Dropping the providers (and what was compiled from them) stops the task at once.
+    let handles: Vec<_> = providers.watchers.iter().map(|w| w.handle()).collect();
+    assert_eq!(handles.len(), 1);
+    assert!(!handles[0].is_finished());
+    drop((providers, tls, mine));
+    settle().await;
+    assert!(
+        handles[0].is_finished(),
+        "the refresh task outlived its providers"
+    );
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a refused `file_watcher` re-read logs is the `TlsError`'s text: for a truncated, a
+/// corrupted or a mismatched key it names the problem and carries no key material.
+#[test]
+fn refused_key_files_leak_no_key_bytes() {
+    let ca = ca();
+    let (cert, key) = cert_and_key(&ca, CLIENT);
+    let (_, other_key) = cert_and_key(&ca, CLIENT);
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let truncated = &key[..key.len() / 2];
+    let corrupted = key.replacen(&body[10..14], "!!!!", 1);
+    for (what, bad) in [
+        ("truncated", truncated),
+        ("corrupted", corrupted.as_str()),
+        ("mismatched", other_key.as_str()),
+    ] {
+        let err = WorkloadIdentity::from_pem(cert.as_bytes(), bad.as_bytes(), ca.1.as_bytes())
+            .expect_err(what);
+        let text = format!("{err} {err:?}");
+        let bad_body: String = bad.lines().filter(|l| !l.starts_with("-----")).collect();
+        for start in 0..bad_body.len().saturating_sub(8) {
+            let w = &bad_body[start..start + 8];
+            assert!(!text.contains(w), "{what}: key bytes {w:?} in {text}");
+        }
+        assert!(text.contains("key"), "{what}: {text}");
+    }
+}
