@@ -13,7 +13,8 @@
 //! 2. Our `MeshChannel::with_tls` → grpcio's xDS **server** (`xds_server_credentials`) under
 //!    STRICT: the call succeeds and grpcio sees our SPIFFE ID; plaintext (a direct connection,
 //!    and the mesh under a `DISABLE` DestinationRule) is refused, and so is TLS without a client
-//!    certificate (`SIMPLE`); grpcio's own client reaches it over mTLS too.
+//!    certificate (`SIMPLE`); grpcio's own client reaches it over mTLS too. Live changes to
+//!    PERMISSIVE and DISABLE make grpcio serve plaintext, back to STRICT refuse it.
 //! 3. Every resource the control plane sent the grpcio process was ACKed: no NACK.
 //!
 //! The grpcio side is `tests/interop/grpcio_xds_server.py` (its `certs` option). Interpreter:
@@ -66,9 +67,15 @@ fn spiffe(sa: &str) -> String {
     format!("spiffe://{TD}/ns/default/sa/{sa}")
 }
 
-/// A workload `app` at `127.0.0.1:port` running as service account `app`, STRICT for it, and
-/// one ServiceEntry per `(host, port, destination rule tls)` selecting it.
-fn config_yaml(app: &str, port: u16, services: &[(&str, u16, &str)]) -> String {
+/// A DestinationRule body (after `host`) setting the whole rule's `tls` to `tls`.
+fn tls(tls: &str) -> String {
+    format!("trafficPolicy: {{ tls: {tls} }}")
+}
+
+/// A workload `app` at `127.0.0.1:port` running as service account `app` (label `app`,
+/// `version: v1`), PeerAuthentication `mode` for it, and per `(host, port, rule)` a
+/// ServiceEntry selecting it and a DestinationRule whose spec after `host` is `rule`.
+fn config_yaml(app: &str, port: u16, mode: &str, services: &[(&str, u16, String)]) -> String {
     let mut y = format!(
         r#"apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -76,7 +83,7 @@ metadata: {{ name: {app}, namespace: default }}
 spec:
   address: 127.0.0.1
   ports: {{ grpc: {port} }}
-  labels: {{ app: {app} }}
+  labels: {{ app: {app}, version: v1 }}
   serviceAccount: {app}
 ---
 apiVersion: security.istio.io/v1
@@ -84,10 +91,10 @@ kind: PeerAuthentication
 metadata: {{ name: {app}, namespace: default }}
 spec:
   selector: {{ matchLabels: {{ app: {app} }} }}
-  mtls: {{ mode: STRICT }}
+  mtls: {{ mode: {mode} }}
 "#
     );
-    for (host, sport, tls) in services {
+    for (host, sport, rule) in services {
         let name = host.replace('.', "-");
         y += &format!(
             r#"---
@@ -105,7 +112,7 @@ kind: DestinationRule
 metadata: {{ name: {name}, namespace: default }}
 spec:
   host: {host}
-  trafficPolicy: {{ tls: {tls} }}
+  {rule}
 "#
         );
     }
@@ -147,6 +154,16 @@ where
         .await
         .with_context(|| format!("SayHello: no answer within {STEP:?}"))?;
     Ok(out.map(|r| r.into_inner().message))
+}
+
+/// A plain tonic channel straight to `127.0.0.1:port` (no mesh, no TLS), connecting lazily:
+/// a refused connection shows up as the call's error.
+fn direct_channel(port: u16) -> Result<tonic::transport::Channel> {
+    Ok(
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy(),
+    )
 }
 
 /// Asserts that no stream of the grpcio process `node` NACKed anything, and that some stream
@@ -243,21 +260,62 @@ async fn grpcio_xds_client_calls_our_strict_server_over_mtls() -> Result<()> {
         )
         .await?;
     let port = server.local_addr().port();
-    let other_sa = spiffe("nobody");
+    let (ours, other) = (spiffe("greeter"), spiffe("nobody"));
     let services = [
-        ("mtls.test", 50071, "{ mode: ISTIO_MUTUAL }".to_owned()),
-        ("plain.test", 50072, "{ mode: DISABLE }".to_owned()),
+        ("mtls.test", 50071, tls("{ mode: ISTIO_MUTUAL }")),
+        ("plain.test", 50072, tls("{ mode: DISABLE }")),
         (
             "wrong-san.test",
             50073,
-            format!("{{ mode: ISTIO_MUTUAL, subjectAltNames: [\"{other_sa}\"] }}"),
+            tls(&format!(
+                "{{ mode: ISTIO_MUTUAL, subjectAltNames: [\"{other}\"] }}"
+            )),
+        ),
+        // The other shapes of context we emit, each to be ACKed (and served) by grpcio: `sni`
+        // and explicit SANs; MUTUAL; SIMPLE (no client certificate: our STRICT server refuses
+        // it); TLS from a subset's and from a port's settings over a DISABLE rule.
+        (
+            "sni.test",
+            50074,
+            tls(&format!(
+                "{{ mode: ISTIO_MUTUAL, sni: greeter.default.svc, subjectAltNames: [\"{ours}\"] }}"
+            )),
+        ),
+        (
+            "mutual.test",
+            50075,
+            tls(&format!(
+                "{{ mode: MUTUAL, subjectAltNames: [\"{ours}\"] }}"
+            )),
+        ),
+        ("simple.test", 50076, tls("{ mode: SIMPLE }")),
+        (
+            "subset.test",
+            50077,
+            "trafficPolicy: { tls: { mode: DISABLE } }\n  subsets: [{ name: v1, labels: \
+             { version: v1 }, trafficPolicy: { tls: { mode: ISTIO_MUTUAL } } }]"
+                .to_owned(),
+        ),
+        (
+            "port.test",
+            50078,
+            "trafficPolicy:\n    tls: { mode: DISABLE }\n    portLevelSettings: \
+             [{ port: { number: 50078 }, tls: { mode: ISTIO_MUTUAL } }]"
+                .to_owned(),
         ),
     ];
-    let services: Vec<(&str, u16, &str)> = services
-        .iter()
-        .map(|(h, p, t)| (*h, *p, t.as_str()))
-        .collect();
-    cp.load_yaml("mesh.yaml", &config_yaml("greeter", port, &services))?;
+    let subset_route = r#"---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: subset, namespace: default }
+spec:
+  hosts: [subset.test]
+  http: [{ route: [{ destination: { host: subset.test, subset: v1 } }] }]
+"#;
+    cp.load_yaml(
+        "mesh.yaml",
+        &(config_yaml("greeter", port, "STRICT", &services) + subset_route),
+    )?;
     let status = cp.config_status();
     ensure!(status.ready, "config rejected: {:?}", status.last_error);
     ensure!(status.warnings.is_empty(), "{:?}", status.warnings);
@@ -281,9 +339,20 @@ async fn grpcio_xds_client_calls_our_strict_server_over_mtls() -> Result<()> {
         let mtls = ask(&mut py, "xds:///mtls.test:50071", true).await?;
         let plain = ask(&mut py, "xds:///plain.test:50072", false).await?;
         let wrong_san = ask(&mut py, "xds:///wrong-san.test:50073", false).await?;
-        anyhow::Ok((mtls, plain, wrong_san))
+        let mut variants = Vec::new();
+        for (target, wait) in [
+            ("sni.test:50074", true),
+            ("mutual.test:50075", true),
+            ("simple.test:50076", false),
+            ("subset.test:50077", true),
+            ("port.test:50078", true),
+        ] {
+            let got = ask(&mut py, &format!("xds:///{target}"), wait).await?;
+            variants.push((target, got));
+        }
+        anyhow::Ok((mtls, plain, wrong_san, variants))
     };
-    let (mtls, plain, wrong_san) = match bounded(run).await {
+    let (mtls, plain, wrong_san, variants) = match bounded(run).await {
         Ok(v) => v,
         Err(why) => return Err(report(&mut py, &cp, why).await),
     };
@@ -309,6 +378,23 @@ async fn grpcio_xds_client_calls_our_strict_server_over_mtls() -> Result<()> {
         "a SAN grpcio should have refused: {wrong_san:?}"
     );
 
+    // The other shapes: served over mTLS, except SIMPLE (no client certificate) under STRICT.
+    println!("variants: {variants:#?}");
+    let served = (
+        "OK".to_owned(),
+        format!("hello py from rust as {}", spiffe("pyclient")),
+    );
+    for (target, got) in &variants {
+        if target.starts_with("simple.") {
+            assert_eq!(
+                got.0, "UNAVAILABLE",
+                "{target}: TLS without a client certificate against STRICT: {got:?}"
+            );
+        } else {
+            assert_eq!(got, &served, "{target}");
+        }
+    }
+
     // No NACK: grpcio accepted every TLS context we sent (the clusters') and the rest.
     assert_no_nacks(&cp, "grpcio-client", &ResourceType::PUSH_ORDER);
     py.finish().await;
@@ -331,11 +417,12 @@ async fn our_mesh_channel_calls_grpcio_xds_server_over_mtls() -> Result<()> {
         .local_addr()?
         .port();
     let services = [
-        ("pyserver.test", 50061, "{ mode: ISTIO_MUTUAL }"),
-        ("pyserver-plain.test", 50062, "{ mode: DISABLE }"),
-        ("pyserver-simple.test", 50063, "{ mode: SIMPLE }"),
+        ("pyserver.test", 50061, tls("{ mode: ISTIO_MUTUAL }")),
+        ("pyserver-plain.test", 50062, tls("{ mode: DISABLE }")),
+        ("pyserver-simple.test", 50063, tls("{ mode: SIMPLE }")),
     ];
-    tests::write(&dir, "mesh.yaml", &config_yaml("pyserver", port, &services));
+    let config = |mode: &str| config_yaml("pyserver", port, mode, &services);
+    tests::write(&dir, "mesh.yaml", &config("STRICT"));
     let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
     let status = cp.config_status();
     ensure!(status.ready, "config rejected: {:?}", status.last_error);
@@ -382,10 +469,7 @@ async fn our_mesh_channel_calls_grpcio_xds_server_over_mtls() -> Result<()> {
         };
 
         // Plaintext, straight to the port and through the mesh under DISABLE: refused.
-        let direct = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
-        let direct = say_hello(direct).await?;
+        let direct = say_hello(direct_channel(port)?).await?;
         plain_channel.wait_ready(STEP).await?;
         let via_mesh = say_hello(plain_channel.clone()).await?;
         simple_channel.wait_ready(STEP).await?;
@@ -395,6 +479,46 @@ async fn our_mesh_channel_calls_grpcio_xds_server_over_mtls() -> Result<()> {
         py.send(json!({ "client": true, "methods": ["SayHello"] }))
             .await?;
         let grpcio_client = outcome(&py.next("client").await?);
+
+        // Live PeerAuthentication changes reach grpcio's server, each Listener ACKed:
+        // PERMISSIVE (our mTLS chain on `transport_protocol: tls`, which gRPC skips, and the
+        // plaintext chain on `raw_buffer`) and DISABLE serve plaintext; STRICT refuses it again.
+        let sh = |mode: &'static str, want_served: bool| {
+            let cp = &cp;
+            let config = &config;
+            async move {
+                cp.load_yaml("mesh.yaml", &config(mode))?;
+                let deadline = tokio::time::Instant::now() + STEP;
+                loop {
+                    let got = say_hello(direct_channel(port)?).await?;
+                    if got.is_ok() == want_served {
+                        return anyhow::Ok(());
+                    }
+                    ensure!(
+                        tokio::time::Instant::now() < deadline,
+                        "{mode}: plaintext {} {STEP:?} after the change: {got:?}",
+                        if want_served {
+                            "still refused"
+                        } else {
+                            "still served"
+                        }
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        sh("PERMISSIVE", true).await?;
+        sh("DISABLE", true).await?;
+        sh("STRICT", false).await?;
+        // And mTLS is served again under STRICT.
+        let deadline = tokio::time::Instant::now() + STEP;
+        while let Err(s) = say_hello(channel.clone()).await? {
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "mTLS not served again {STEP:?} after STRICT came back: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         anyhow::Ok((hello, direct, via_mesh, no_client_cert, grpcio_client))
     };
     let (hello, direct, via_mesh, no_client_cert, grpcio_client) = match bounded(run).await {
