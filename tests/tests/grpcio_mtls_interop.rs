@@ -17,7 +17,13 @@
 //!    PERMISSIVE and DISABLE make grpcio serve plaintext, back to STRICT refuse it.
 //! 3. Every resource the control plane sent the grpcio process was ACKed: no NACK.
 //!
-//! The grpcio side is `tests/interop/grpcio_xds_server.py` (its `certs` option). Interpreter:
+//! `grpcio_server_interop.rs` (`grpcio_xds_mtls_both_ways`) has the basic round trip both
+//! ways; this file adds what each side's peer identity is, the refusals (DISABLE, a wrong SAN,
+//! no client certificate), every shape of TLS context the translator emits, and live
+//! PeerAuthentication changes on grpcio's server.
+//!
+//! The grpcio side is `tests/interop/grpcio_xds_server.py` (its `certs`, `node`, no-`port`,
+//! `methods` and `wait` options). Interpreter:
 //! `$MESH_INTEROP_PYTHON`, else `.venv-interop/bin/python` at the workspace root (see
 //! `grpcio_interop.rs`); without one the test fails, unless `MESH_SKIP_INTEROP=1`.
 
