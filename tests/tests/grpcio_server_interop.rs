@@ -26,7 +26,7 @@
 //! Interpreter: `$MESH_INTEROP_PYTHON`, else `.venv-interop/bin/python` at the workspace root
 //! (see `grpcio_interop.rs`); without one the test fails, unless `MESH_SKIP_INTEROP=1`.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use examples::greeter::{HelloReply, HelloRequest};
@@ -37,11 +37,7 @@ use mesh_control_plane::{
 };
 use mesh_grpc::MeshChannel;
 use serde_json::Value;
-use tests::interop;
-use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    process::{ChildStdin, ChildStdout, Command},
-};
+use tests::interop::{self, Script};
 use tonic::{
     codegen::{Body, Bytes, StdError},
     Code,
@@ -93,33 +89,6 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-/// The script: its stdin, and its stdout one JSON object per line, each read bounded in time.
-struct Script {
-    stdin: ChildStdin,
-    lines: tokio::io::Lines<BufReader<ChildStdout>>,
-}
-
-impl Script {
-    async fn send(&mut self, v: Value) -> Result<()> {
-        self.stdin.write_all(format!("{v}\n").as_bytes()).await?;
-        Ok(self.stdin.flush().await?)
-    }
-
-    async fn next(&mut self, event: &str) -> Result<Value> {
-        loop {
-            let line = tokio::time::timeout(STEP, self.lines.next_line())
-                .await
-                .with_context(|| format!("no {event} from grpcio within {STEP:?}"))??
-                .with_context(|| format!("grpcio script ended before {event}"))?;
-            // grpcio may log to stdout; only our JSON objects count.
-            if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(&line) {
-                ensure!(v["event"] == event, "wanted {event}, got {v}");
-                return Ok(v);
-            }
-        }
-    }
 }
 
 /// One unary call of `path` through `channel`, bounded by [`STEP`].
@@ -191,20 +160,7 @@ async fn grpcio_xds_server(prefix: &str) -> Result<()> {
         "no inbound listener {inbound} translated"
     );
 
-    let script = interop::workspace_root().join("tests/interop/grpcio_xds_server.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("run {} {}", python.display(), script.display()))?;
-    let stderr = interop::drain_stderr(&mut child);
-    let mut py = Script {
-        stdin: child.stdin.take().context("stdin")?,
-        lines: BufReader::new(child.stdout.take().context("stdout")?).lines(),
-    };
+    let mut py = Script::spawn(&python, "grpcio_xds_server.py", STEP)?;
 
     let run = async {
         py.send(serde_json::json!({
@@ -279,13 +235,7 @@ async fn grpcio_xds_server(prefix: &str) -> Result<()> {
     let (started, hello, denied, grpcio_client, counts) = match outcome {
         Ok(Ok(v)) => v,
         failure => {
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-            let err = tokio::time::timeout(Duration::from_secs(5), stderr)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            let err = py.kill().await;
             let why = match failure {
                 Ok(Err(e)) => format!("{e:#}"),
                 _ => format!("timed out after {RUN_TIMEOUT:?}"),
@@ -299,7 +249,7 @@ async fn grpcio_xds_server(prefix: &str) -> Result<()> {
     };
     println!("grpcio {started}\nclient: {grpcio_client:#}\nhandlers: {counts}");
 
-    // (a) served by grpcio; (c) denied by its RBAC filter.
+    // (a) served by grpcio (in plaintext: no peer identity); (c) denied by its RBAC filter.
     assert_eq!(hello, "hello rust from grpcio");
     let denied = denied.expect_err("SayGoodbye is denied");
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
@@ -341,8 +291,7 @@ async fn grpcio_xds_server(prefix: &str) -> Result<()> {
         .expect("found by it");
     assert!(lds.acked_version.is_some(), "{lds:?}");
 
-    drop(py);
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    py.finish().await;
     cp.shutdown().await;
     Ok(())
 }
@@ -454,20 +403,7 @@ async fn grpcio_xds_mtls_both_ways() -> Result<()> {
     ensure!(status.warnings.is_empty(), "{:?}", status.warnings);
     rust_server.serving(STEP).await?;
 
-    let script = interop::workspace_root().join("tests/interop/grpcio_xds_server.py");
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("run {} {}", python.display(), script.display()))?;
-    let stderr = interop::drain_stderr(&mut child);
-    let mut py = Script {
-        stdin: child.stdin.take().context("stdin")?,
-        lines: BufReader::new(child.stdout.take().context("stdout")?).lines(),
-    };
+    let mut py = Script::spawn(&python, "grpcio_xds_server.py", STEP)?;
     let path = |f: &str| certs.join(f).display().to_string();
     let run = async {
         py.send(serde_json::json!({
@@ -515,13 +451,7 @@ async fn grpcio_xds_mtls_both_ways() -> Result<()> {
         match tokio::time::timeout(RUN_TIMEOUT, run).await {
             Ok(Ok(v)) => v,
             failure => {
-                let _ = child.start_kill();
-                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-                let err = tokio::time::timeout(Duration::from_secs(5), stderr)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
+                let err = py.kill().await;
                 let why = match failure {
                     Ok(Err(e)) => format!("{e:#}"),
                     _ => format!("timed out after {RUN_TIMEOUT:?}"),
@@ -534,7 +464,11 @@ async fn grpcio_xds_mtls_both_ways() -> Result<()> {
             }
         };
     println!("client: {grpcio_client:#}");
-    assert_eq!(hello, "hello rust from grpcio");
+    // grpcio saw our SVID.
+    assert_eq!(
+        hello,
+        "hello rust from grpcio as spiffe://cluster.local/ns/default/sa/rust-client"
+    );
     let plain = plain.expect_err("plaintext must not be served by a STRICT grpcio server");
     assert!(
         matches!(
@@ -575,8 +509,7 @@ async fn grpcio_xds_mtls_both_ways() -> Result<()> {
             );
         }
     }
-    drop(py);
-    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    py.finish().await;
     cp.shutdown().await;
     Ok(())
 }

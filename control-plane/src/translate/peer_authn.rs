@@ -6,10 +6,15 @@
 //!   (`envoy.transport_sockets.tls`) is a `DownstreamTlsContext` with
 //!   `require_client_certificate: true`, the certificate from certificate provider instance
 //!   `default` (certificate name `default`) and the roots from instance `default`, certificate
-//!   name `ROOTCA` — istiod's `buildCommonTLSContext`, using the deprecated
-//!   `tls_certificate_certificate_provider_instance` and
-//!   `combined_validation_context.validation_context_certificate_provider_instance` fields that
-//!   gRPC reads (A29).
+//!   name `ROOTCA` — istiod's `buildCommonTLSContext`, the same context as the client's
+//!   (`translate::tls`), without SANs (A29: gRPC servers NACK `match_subject_alt_names`). Both
+//!   the current fields (`tls_certificate_provider_instance`,
+//!   `default_validation_context.ca_certificate_provider_instance`) and the deprecated ones
+//!   (`tls_certificate_certificate_provider_instance`,
+//!   `combined_validation_context.validation_context_certificate_provider_instance`) are sent:
+//!   gRPC C-core reads the current ones first and keeps the deprecated ones only as a fallback
+//!   it means to remove (`xds_common_types_parser.cc`, "TODO: Remove this once it's no longer
+//!   needed"), older gRPC releases read only the deprecated ones.
 //! - **DISABLE**: one chain `inbound-plaintext` without a transport socket.
 //! - **PERMISSIVE**: istiod turns it into DISABLE for gRPC (a comment there: gRPC's filter chain
 //!   match cannot tell TLS from plaintext, "only effective transport_protocol match is
@@ -28,12 +33,7 @@
 use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    common_tls_context::{
-        CertificateProviderInstance, CombinedCertificateValidationContext, ValidationContextType,
-    },
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext,
-};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 use envoy_types::pb::google::protobuf::BoolValue;
 
 use super::authz::{inbound_hcm, socket_address};
@@ -52,30 +52,10 @@ pub const MTLS_CHAIN: &str = "inbound-mtls";
 pub const PLAINTEXT_CHAIN: &str = "inbound-plaintext";
 
 /// istiod's server `DownstreamTlsContext`: certificate and roots from provider instance
-/// `default`, client certificate required.
+/// `default` (current and deprecated fields), client certificate required.
 pub fn downstream_tls_context() -> DownstreamTlsContext {
-    #[allow(deprecated)]
-    let common = CommonTlsContext {
-        tls_certificate_certificate_provider_instance: Some(CertificateProviderInstance {
-            instance_name: CERTIFICATE_PROVIDER_INSTANCE.into(),
-            certificate_name: "default".into(),
-        }),
-        validation_context_type: Some(ValidationContextType::CombinedValidationContext(
-            CombinedCertificateValidationContext {
-                default_validation_context: Some(CertificateValidationContext::default()),
-                validation_context_certificate_provider_instance: Some(
-                    CertificateProviderInstance {
-                        instance_name: CERTIFICATE_PROVIDER_INSTANCE.into(),
-                        certificate_name: ROOT_CERTIFICATE_NAME.into(),
-                    },
-                ),
-                ..Default::default()
-            },
-        )),
-        ..Default::default()
-    };
     DownstreamTlsContext {
-        common_tls_context: Some(common),
+        common_tls_context: Some(super::tls::common_tls_context(true, &[])),
         require_client_certificate: Some(BoolValue { value: true }),
         ..Default::default()
     }

@@ -109,33 +109,50 @@ spec: {mtls: {mode: DISABLE}}
 }
 
 #[test]
+#[allow(deprecated)] // the deprecated fields (and match_subject_alt_names) are what gRPC reads
 fn the_tls_context_is_istiods_certificate_provider_form() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
     let ctx = downstream_tls_context();
     assert_eq!(
         ctx.require_client_certificate,
         Some(BoolValue { value: true })
     );
     let common = ctx.common_tls_context.unwrap();
-    #[allow(deprecated)]
-    let cert = common
+    let pair = |name: &str, cert: &str| (name.to_owned(), cert.to_owned());
+    // The identity, in the current field gRPC reads first and the deprecated one older
+    // releases read (C-core keeps that fallback only until it removes it).
+    let cert = common.tls_certificate_provider_instance.as_ref().unwrap();
+    assert_eq!(
+        pair(&cert.instance_name, &cert.certificate_name),
+        pair("default", "default")
+    );
+    let legacy = common
         .tls_certificate_certificate_provider_instance
+        .as_ref()
         .unwrap();
     assert_eq!(
-        (cert.instance_name.as_str(), cert.certificate_name.as_str()),
-        ("default", "default")
+        pair(&legacy.instance_name, &legacy.certificate_name),
+        pair("default", "default")
     );
     let Some(ValidationContextType::CombinedValidationContext(v)) = common.validation_context_type
     else {
         panic!("combined validation context")
     };
-    #[allow(deprecated)]
-    let roots = v.validation_context_certificate_provider_instance.unwrap();
+    // The roots, likewise in both places; no SAN matcher (gRPC NACKs one on a server, A29).
+    let default = v.default_validation_context.as_ref().unwrap();
+    assert!(default.match_subject_alt_names.is_empty());
+    let roots = default.ca_certificate_provider_instance.as_ref().unwrap();
     assert_eq!(
-        (
-            roots.instance_name.as_str(),
-            roots.certificate_name.as_str()
-        ),
-        ("default", "ROOTCA")
+        pair(&roots.instance_name, &roots.certificate_name),
+        pair("default", "ROOTCA")
+    );
+    let legacy = v
+        .validation_context_certificate_provider_instance
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        pair(&legacy.instance_name, &legacy.certificate_name),
+        pair("default", "ROOTCA")
     );
 }
 

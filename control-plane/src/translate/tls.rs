@@ -39,6 +39,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 
+use super::peer_authn::{CERTIFICATE_PROVIDER_INSTANCE, ROOT_CERTIFICATE_NAME};
 use super::to_any;
 use crate::registry::Service;
 use crate::source::model::{ClientTls, DestinationRule, TlsMode};
@@ -103,16 +104,18 @@ fn service_accounts(svc: &Service, trust_domain: &str) -> Vec<String> {
     ids
 }
 
-/// istiod's `buildCommonTLSContext`: identity and roots from provider instance `default`, in
-/// the current and the deprecated fields.
+/// istiod's `buildCommonTLSContext`: identity (when `identity`) and roots from provider
+/// instance `default`, in the current and the deprecated fields, SANs matched exactly. Shared
+/// by the client's `UpstreamTlsContext` and the server's `DownstreamTlsContext`
+/// (`translate::peer_authn`, which passes no SANs: gRPC refuses them on servers).
 #[allow(deprecated)] // the deprecated instance fields are what older gRPC clients read
-fn common_tls_context(identity: bool, sans: &[String]) -> CommonTlsContext {
+pub(crate) fn common_tls_context(identity: bool, sans: &[String]) -> CommonTlsContext {
     let plugin = |cert: &str| CertificateProviderPluginInstance {
-        instance_name: "default".into(),
+        instance_name: CERTIFICATE_PROVIDER_INSTANCE.into(),
         certificate_name: cert.into(),
     };
     let legacy = |cert: &str| CertificateProviderInstance {
-        instance_name: "default".into(),
+        instance_name: CERTIFICATE_PROVIDER_INSTANCE.into(),
         certificate_name: cert.into(),
     };
     CommonTlsContext {
@@ -128,10 +131,12 @@ fn common_tls_context(identity: bool, sans: &[String]) -> CommonTlsContext {
                             ignore_case: false,
                         })
                         .collect(),
-                    ca_certificate_provider_instance: Some(plugin("ROOTCA")),
+                    ca_certificate_provider_instance: Some(plugin(ROOT_CERTIFICATE_NAME)),
                     ..Default::default()
                 }),
-                validation_context_certificate_provider_instance: Some(legacy("ROOTCA")),
+                validation_context_certificate_provider_instance: Some(legacy(
+                    ROOT_CERTIFICATE_NAME,
+                )),
                 ..Default::default()
             },
         )),
