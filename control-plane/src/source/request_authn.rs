@@ -4,14 +4,16 @@
 //! Supported: `selector.matchLabels` (absent ⇒ every workload of the namespace; in the root
 //! namespace every workload of the mesh) and `jwtRules[]` with `issuer` (required), `audiences`,
 //! `jwks` (inline JSON, checked to be a JWKS here; its keys are validated by mesh-core when the
-//! listener is converted), `jwksUri`, `fromHeaders[]` (`name`, `prefix`), `fromParams`, `fromCookies`,
-//! `outputPayloadToHeader` and `forwardOriginalToken`.
+//! listener is converted), `jwksUri`, `fromHeaders[]` (`name`, `prefix`), `fromParams`,
+//! `fromCookies` (each an RFC 6265 cookie name), `outputPayloadToHeader`,
+//! `outputClaimToHeaders[]` (`header`, `claim`: both required, `header` checked as istiod's
+//! validation does — `ValidateStrictHTTPHeaderName`, letters, digits and `-` only, so no
+//! pseudo-header — a header named twice a warning) and `forwardOriginalToken`.
 //!
 //! `jwksUri` is never fetched (no network): a `file://` URI is read at load time and inlined, as
 //! istiod inlines what it fetches; any other URI is a warning and the rule gets an empty key set,
 //! so its tokens are refused — istiod likewise serves a JWKS that verifies nothing when it cannot
-//! fetch one. Refused, naming the field: `targetRef(s)`, `outputClaimToHeaders`,
-//! and any other field of a rule (ignoring one would accept tokens Istio refuses). `timeout` (of
+//! fetch one. Refused, naming the field: `targetRef(s)`, and any other field of a rule (ignoring one would accept tokens Istio refuses). `timeout` (of
 //! a fetch we never make) is ignored with a warning.
 
 use serde_yaml_ng::Value;
@@ -51,6 +53,8 @@ pub struct JwtRule {
     pub from_cookies: Vec<String>,
     /// `outputPayloadToHeader`.
     pub output_payload_to_header: Option<String>,
+    /// `outputClaimToHeaders`: `(header, claim)`, the claim a `.`-separated path.
+    pub output_claim_to_headers: Vec<(String, String)>,
     /// `forwardOriginalToken`.
     pub forward_original_token: bool,
 }
@@ -90,6 +94,13 @@ pub(crate) fn parse(
     })
 }
 
+/// An RFC 7230 / RFC 6265 token: what a cookie name may be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 fn check_jwks(ctx: &Ctx<'_>, path: &str, text: &str) -> Result<(), ConfigError> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ctx.invalid(path, format!("not json: {e}")))?;
@@ -101,9 +112,6 @@ fn check_jwks(ctx: &Ctx<'_>, path: &str, text: &str) -> Result<(), ConfigError> 
 
 fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<JwtRule, ConfigError> {
     let mut f = Fields::of(ctx, v, path)?;
-    if f.has("outputClaimToHeaders") {
-        return Err(ctx.invalid(&f.field("outputClaimToHeaders"), "not supported"));
-    }
     let mut out = JwtRule {
         issuer: f.required_string(ctx, "issuer")?,
         audiences: f.strings(ctx, "audiences")?,
@@ -120,6 +128,43 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<JwtRule, ConfigError
                 format!("`{h}` is not a header name"),
             ));
         }
+    }
+    for (i, c) in out.from_cookies.iter().enumerate() {
+        if !is_token(c) {
+            return Err(ctx.invalid(
+                &super::yaml::index(&f.field("fromCookies"), i),
+                format!("`{c}` is not a cookie name (an RFC 6265 token)"),
+            ));
+        }
+    }
+    for (p, cv) in f.list(ctx, "outputClaimToHeaders")? {
+        let mut c = Fields::of(ctx, cv, &p)?;
+        let header = c.string(ctx, "header")?.unwrap_or_default();
+        let claim = c.string(ctx, "claim")?.unwrap_or_default();
+        if header.is_empty() || claim.is_empty() {
+            return Err(ctx.invalid(&p, "`header` and `claim` must be non-empty strings"));
+        }
+        if !header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(ctx.invalid(
+                &c.field("header"),
+                format!("`{header}` is not a valid header name (letters, digits and `-`)"),
+            ));
+        }
+        c.finish_strict(ctx)?;
+        if out
+            .output_claim_to_headers
+            .iter()
+            .any(|(h, _)| h.eq_ignore_ascii_case(&header))
+        {
+            ctx.warn(
+                &super::yaml::join(&p, "header"),
+                format!("header `{header}` is already set by another claim; both are added"),
+            );
+        }
+        out.output_claim_to_headers.push((header, claim));
     }
     for (p, hv) in f.list(ctx, "fromHeaders")? {
         let mut h = Fields::of(ctx, hv, &p)?;

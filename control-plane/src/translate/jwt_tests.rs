@@ -1,4 +1,6 @@
 use envoy_types::pb::envoy::config::listener::v3::Listener;
+use std::sync::Arc;
+
 use mesh_core::source::{decode_resources, DecodedResource, Format};
 
 use crate::source::{load_str, ConfigError, MeshConfig};
@@ -55,7 +57,6 @@ spec:
     jwks: '{JWKS}'
     fromHeaders: [{{name: x-token, prefix: "Token "}}]
     fromParams: [jwt]
-    fromCookies: [session]
     outputPayloadToHeader: x-jwt-payload
     forwardOriginalToken: true
 ---
@@ -99,7 +100,6 @@ filter_chains:
               forward: true
               from_headers: [{{name: x-token, value_prefix: "Token "}}]
               from_params: [jwt]
-              from_cookies: [session]
               forward_payload_header: x-jwt-payload
               payload_in_metadata: https://issuer.example
           rules:
@@ -226,12 +226,44 @@ fn bad_rules_name_file_line_and_field() {
             "spec.jwtRules[0].jwksUri",
         ),
         (
-            "{issuer: a, outputClaimToHeaders: [{header: x-sub, claim: sub}]}",
-            "spec.jwtRules[0].outputClaimToHeaders",
+            "{issuer: a, fromCookies: [s, 'a b']}",
+            "spec.jwtRules[0].fromCookies[1]",
         ),
         (
             "{issuer: a, fromCookies: [[s]]}",
             "spec.jwtRules[0].fromCookies[0]",
+        ),
+        (
+            "{issuer: a, fromCookies: ['']}",
+            "spec.jwtRules[0].fromCookies[0]",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: ':authority', claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: x-a, claim: a}, {header: 'x_b', claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[1].header",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: 'x b', claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: x-a}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0]",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: '', claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0]",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: x-a, claim: sub, extra: 1}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0].extra",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: {header: x-a, claim: sub}}",
+            "spec.jwtRules[0].outputClaimToHeaders",
         ),
         (
             "{issuer: a, fromHeaders: [{name: 'bad header'}]}",
@@ -252,4 +284,58 @@ fn bad_rules_name_file_line_and_field() {
         assert!(msg.contains(field), "{rule}: {msg}");
         assert!(msg.starts_with("jwt.yaml:12"), "{rule}: {msg}");
     }
+}
+
+#[test]
+fn cookies_and_claims_to_headers_reach_the_provider() {
+    use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtClaimToHeader;
+    let (cfg, warnings) = config(&format!(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: greeter}}}}
+  jwtRules:
+  - issuer: https://issuer.example
+    jwks: '{JWKS}'
+    fromCookies: [session, auth]
+    outputClaimToHeaders:
+    - {{header: x-jwt-sub, claim: sub}}
+    - {{header: X-Jwt-Level, claim: nested.level}}
+    - {{header: x-jwt-sub, claim: azp}}
+"#
+    ))
+    .unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        warnings[0].field,
+        "spec.jwtRules[0].outputClaimToHeaders[2].header"
+    );
+    let rules: Vec<_> = cfg.request_authentications[0].jwt_rules.iter().collect();
+    let authn = super::jwt_authentication(&rules).unwrap();
+    let p = &authn.providers["origins-0"];
+    assert_eq!(p.from_cookies, ["session", "auth"]);
+    let cth = |h: &str, c: &str| JwtClaimToHeader {
+        header_name: h.into(),
+        claim_name: c.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.claim_to_headers,
+        [
+            cth("x-jwt-sub", "sub"),
+            cth("X-Jwt-Level", "nested.level"),
+            cth("x-jwt-sub", "azp")
+        ]
+    );
+    // mesh-core accepts what was emitted: the listener converts.
+    let l = mesh_core::model::ServerListener::try_from(inbound(&cfg, "10.0.0.1")).unwrap();
+    let chain = mesh_core::authz::AuthzChain::from_http_filters(l.uniform_http_filters().unwrap());
+    let p = &chain.jwt().unwrap().config().providers[0];
+    assert_eq!(p.claim_to_headers[1].header.as_str(), "x-jwt-level");
+    assert_eq!(
+        &*p.claim_to_headers[1].claim,
+        [Arc::from("nested"), Arc::from("level")]
+    );
 }
