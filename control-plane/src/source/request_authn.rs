@@ -10,11 +10,17 @@
 //! validation does — `ValidateStrictHTTPHeaderName`, letters, digits and `-` only, so no
 //! pseudo-header — a header named twice a warning) and `forwardOriginalToken`.
 //!
-//! `jwksUri` is never fetched (no network): a `file://` URI is read at load time and inlined, as
-//! istiod inlines what it fetches; any other URI is a warning and the rule gets an empty key set,
-//! so its tokens are refused — istiod likewise serves a JWKS that verifies nothing when it cannot
-//! fetch one. Refused, naming the field: `targetRef(s)`, and any other field of a rule (ignoring one would accept tokens Istio refuses). `timeout` (of
-//! a fetch we never make) is ignored with a warning.
+//! `jwksUri`: a `file://` URI is read at load time and inlined. An `http://` or `https://` URI
+//! is recorded as a [`RemoteJwks`] (with `timeout`, Istio's default 5 s) and fetched by the
+//! control plane, not here (loading stays pure and offline): [`crate::jwks`] fetches, caches and
+//! refreshes it and inlines what it got, as istiod inlines what it fetches, so proxies never
+//! fetch. Until a fetch succeeds the rule's `jwks` is [`EMPTY_JWKS`] and its tokens are refused —
+//! istiod likewise serves a JWKS that verifies nothing when it cannot fetch one. Any other URI
+//! scheme is a warning and the empty set. Refused, naming the field: `targetRef(s)`, and any
+//! other field of a rule (ignoring one would accept tokens Istio refuses).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
@@ -24,6 +30,26 @@ use super::ConfigError;
 
 /// The JWKS a rule gets when its keys cannot be had: every token fails verification.
 pub const EMPTY_JWKS: &str = r#"{"keys":[]}"#;
+
+/// istiod's default `timeout` for fetching a `jwksUri`.
+pub const DEFAULT_JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `jwksUri` to fetch over HTTP(S), and where it was configured (for warnings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    /// The URI (`http://` or `https://`).
+    pub uri: String,
+    /// `timeout` of one fetch ([`DEFAULT_JWKS_TIMEOUT`] when absent).
+    pub timeout: Duration,
+    /// The file the rule was read from.
+    pub file: Arc<str>,
+    /// 1-based line of its resource.
+    pub line: usize,
+    /// `Kind/namespace/name` of its resource.
+    pub resource: String,
+    /// The field path, `spec.jwtRules[i].jwksUri`.
+    pub field: String,
+}
 
 /// A `RequestAuthentication`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +69,11 @@ pub struct JwtRule {
     pub issuer: String,
     /// `audiences`; empty accepts any.
     pub audiences: Vec<String>,
-    /// The JWKS JSON: `jwks`, or what a `file://` `jwksUri` held, or [`EMPTY_JWKS`].
+    /// The JWKS JSON: `jwks`, or what a `file://` `jwksUri` held, or [`EMPTY_JWKS`] (until the
+    /// control plane inlines a fetched [`JwtRule::jwks_uri`]).
     pub jwks: String,
+    /// An `http(s)://` `jwksUri` the control plane fetches (when `jwks` is not set inline).
+    pub jwks_uri: Option<RemoteJwks>,
     /// `fromHeaders`: `(name, prefix)`.
     pub from_headers: Vec<(String, String)>,
     /// `fromParams`.
@@ -178,12 +207,16 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<JwtRule, ConfigError
     }
     let jwks = f.string(ctx, "jwks")?;
     let uri = f.string(ctx, "jwksUri")?;
-    if f.take("timeout").is_some() {
-        ctx.warn(
-            &f.field("timeout"),
-            "jwks are never fetched over the network; ignored",
-        );
-    }
+    let timeout = match f.take("timeout") {
+        Some(v) => {
+            let t = super::duration::field(ctx, v, &f.field("timeout"))?;
+            if t < Duration::from_millis(1) {
+                return Err(ctx.invalid(&f.field("timeout"), "must be at least 1ms"));
+            }
+            t
+        }
+        None => DEFAULT_JWKS_TIMEOUT,
+    };
     out.jwks = match (jwks, uri) {
         (Some(j), _) => {
             check_jwks(ctx, &f.field("jwks"), &j)?;
@@ -197,11 +230,25 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<JwtRule, ConfigError
                 check_jwks(ctx, &f.field("jwksUri"), &text)?;
                 text
             }
+            None if u.starts_with("http://") || u.starts_with("https://") => {
+                if http::Uri::try_from(u.as_str()).is_err() {
+                    return Err(ctx.invalid(&f.field("jwksUri"), format!("`{u}` is not a uri")));
+                }
+                out.jwks_uri = Some(RemoteJwks {
+                    uri: u,
+                    timeout,
+                    file: ctx.file.as_str().into(),
+                    line: ctx.line,
+                    resource: ctx.resource.clone(),
+                    field: f.field("jwksUri"),
+                });
+                EMPTY_JWKS.to_string()
+            }
             None => {
                 ctx.warn(
                     &f.field("jwksUri"),
                     format!(
-                        "`{u}` is not fetched (only file:// URIs are read); \
+                        "`{u}` is not fetched (only file://, http:// and https:// are); \
                          every token of this rule will be refused"
                     ),
                 );

@@ -188,7 +188,7 @@ spec:
 }
 
 #[test]
-fn jwks_uri_file_is_inlined_and_other_uris_warn() {
+fn jwks_uri_file_is_inlined_http_recorded_and_other_uris_warn() {
     let path = std::env::temp_dir().join(format!("cp-jwks-{}.json", std::process::id()));
     std::fs::write(&path, JWKS).unwrap();
     let (cfg, warnings) = config(&format!(
@@ -199,19 +199,32 @@ metadata: {{name: a, namespace: demo}}
 spec:
   jwtRules:
   - {{issuer: a, jwksUri: "file://{}"}}
-  - {{issuer: b, jwksUri: "https://issuer.example/jwks"}}
+  - {{issuer: b, jwksUri: "https://issuer.example/jwks", timeout: 1500ms}}
+  - {{issuer: c, jwksUri: "ftp://issuer.example/jwks"}}
 "#,
         path.display()
     ))
     .unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(cfg.request_authentications[0].jwt_rules[0].jwks, JWKS);
+    let rules = &cfg.request_authentications[0].jwt_rules;
+    assert!(rules[0].jwks_uri.is_none());
+    // Fetched by the control plane (crate::jwks), not at load.
+    assert_eq!(rules[1].jwks, crate::source::model::EMPTY_JWKS);
+    let remote = rules[1].jwks_uri.as_ref().unwrap();
     assert_eq!(
-        cfg.request_authentications[0].jwt_rules[1].jwks,
-        crate::source::model::EMPTY_JWKS
+        (remote.uri.as_str(), remote.timeout, remote.field.as_str()),
+        (
+            "https://issuer.example/jwks",
+            std::time::Duration::from_millis(1500),
+            "spec.jwtRules[1].jwksUri"
+        )
     );
+    assert_eq!(remote.resource, "RequestAuthentication/demo/a");
+    assert_eq!(rules[2].jwks, crate::source::model::EMPTY_JWKS);
+    assert!(rules[2].jwks_uri.is_none());
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert_eq!(warnings[0].field, "spec.jwtRules[1].jwksUri");
+    assert_eq!(warnings[0].field, "spec.jwtRules[2].jwksUri");
     assert!(warnings[0].message.contains("not fetched"));
 }
 
@@ -223,6 +236,18 @@ fn bad_rules_name_file_line_and_field() {
         ("{issuer: a, jwks: '{}'}", "spec.jwtRules[0].jwks"),
         (
             "{issuer: a, jwksUri: 'file:///nonexistent/jwks'}",
+            "spec.jwtRules[0].jwksUri",
+        ),
+        (
+            "{issuer: a, jwksUri: 'http://x/j', timeout: 'soon'}",
+            "spec.jwtRules[0].timeout",
+        ),
+        (
+            "{issuer: a, jwksUri: 'http://x/j', timeout: 0s}",
+            "spec.jwtRules[0].timeout",
+        ),
+        (
+            "{issuer: a, jwksUri: 'http://exa mple/j'}",
             "spec.jwtRules[0].jwksUri",
         ),
         (
