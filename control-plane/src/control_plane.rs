@@ -19,6 +19,7 @@ use crate::ads::AdsService;
 use crate::ca::token::TokenAuthority;
 use crate::ca::{Ca, CaError, SpiffeId};
 use crate::cache::Snapshot;
+use crate::jwks::{JwksCache, JwksOptions};
 use crate::source::watch::{self as dirwatch, LoadResult, WatchOptions};
 use crate::source::{load_str, ConfigError, MeshConfig, Warning};
 use crate::translate::{translate_with, TranslateOptions, XdsResources};
@@ -70,6 +71,7 @@ pub struct ControlPlaneBuilder {
     listen: SocketAddr,
     admin: Option<SocketAddr>,
     watch: WatchOptions,
+    jwks: JwksOptions,
     ca: Option<CaServerOptions>,
     tokens: Option<Arc<TokenAuthority>>,
     trust_domain: Option<String>,
@@ -91,6 +93,7 @@ impl Default for ControlPlaneBuilder {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: None,
             watch: WatchOptions::default(),
+            jwks: JwksOptions::default(),
             ca: None,
             tokens: None,
             trust_domain: None,
@@ -164,6 +167,13 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// How remote `jwksUri` keys are refreshed (see [`crate::jwks`]; istiod's 20 minutes by
+    /// default).
+    pub fn jwks_options(mut self, options: JwksOptions) -> Self {
+        self.jwks = options;
+        self
+    }
+
     /// Loads the initial configuration (a bad one is recorded, not fatal: the control plane
     /// serves nothing and reports not-ready until a good one arrives), binds both listeners and
     /// starts serving.
@@ -177,7 +187,7 @@ impl ControlPlaneBuilder {
         if let Some(td) = trust_domain {
             options.trust_domain = td;
         }
-        let shared = Arc::new(Shared::new(options));
+        let shared = Arc::new(Shared::new(options, self.jwks.clone()));
 
         let mut fingerprint = None;
         if let Some(config) = self.config {
@@ -186,6 +196,10 @@ impl ControlPlaneBuilder {
             let (fp, result) = dirwatch::read_and_load(dir.clone()).await;
             fingerprint = fp;
             shared.apply(result);
+        }
+        // The first load waits for its remote JWKS (each fetch bounded by its rule's timeout).
+        if shared.jwks.fetch_due(false).await {
+            shared.republish();
         }
 
         let bind = |what, addr| async move {
@@ -205,6 +219,12 @@ impl ControlPlaneBuilder {
         };
 
         let mut tasks = Vec::new();
+        let sh = shared.clone();
+        tasks.push(crate::jwks::spawn(
+            shared.jwks.clone(),
+            shutdown_rx.clone(),
+            move || sh.republish(),
+        ));
         let mut ca_endpoint = None;
         if let Some(opts) = self.ca {
             let listener = bind("ca", opts.listen).await?;
@@ -309,19 +329,60 @@ pub(crate) struct Shared {
     pub clients: ClientRegistry,
     /// Serializes directory read-and-apply (watcher vs. manual reload).
     pub load_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Remote JWKS, inlined into what is published.
+    pub jwks: Arc<JwksCache>,
     status: Mutex<ConfigStatus>,
     options: TranslateOptions,
+    /// Serializes translate-and-publish (config loads vs. JWKS refreshes), so an older
+    /// configuration is never published over a newer one.
+    publish: Mutex<()>,
+    /// The warnings of the served configuration's load (JWKS warnings are added to these).
+    load_warnings: Mutex<Vec<Warning>>,
 }
 
 impl Shared {
-    fn new(options: TranslateOptions) -> Self {
+    fn new(options: TranslateOptions, jwks: JwksOptions) -> Self {
         let (snapshots, _) = watch::channel(Arc::new(Snapshot::default()));
         Shared {
             snapshots,
             clients: ClientRegistry::default(),
             load_lock: Arc::default(),
+            jwks: Arc::new(JwksCache::new(jwks)),
             status: Mutex::new(ConfigStatus::default()),
             options,
+            publish: Mutex::new(()),
+            load_warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// `config` translated with its remote JWKS inlined, and the JWKS warnings.
+    fn translate(&self, config: &MeshConfig) -> (XdsResources, Vec<Warning>) {
+        let (resolved, warnings) = self.jwks.resolve(config);
+        (
+            translate_with(resolved.as_ref().unwrap_or(config), &self.options),
+            warnings,
+        )
+    }
+
+    /// Re-translates the served configuration (a remote JWKS changed) and publishes it when the
+    /// resources differ.
+    pub fn republish(&self) {
+        let _publish = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(config) = self.status().config.clone() else {
+            return;
+        };
+        let (resources, jwks_warnings) = self.translate(&config);
+        let mut warnings = self
+            .load_warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        warnings.extend(jwks_warnings);
+        self.status().warnings = warnings;
+        if **self.snapshots.borrow().resources() != resources {
+            self.snapshots
+                .send_replace(Arc::new(Snapshot::build(resources)));
+            tracing::info!("configuration re-published with refreshed jwks");
         }
     }
 
@@ -336,13 +397,17 @@ impl Shared {
                 for w in &warnings {
                     tracing::warn!("{w}");
                 }
-                let snapshot = Arc::new(Snapshot::build(translate_with(&config, &self.options)));
+                let _publish = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+                let (resources, jwks_warnings) = self.translate(&config);
+                let snapshot = Arc::new(Snapshot::build(resources));
+                *self.load_warnings.lock().unwrap_or_else(|p| p.into_inner()) = warnings.clone();
                 {
                     let mut st = self.status();
                     st.ready = true;
                     st.generation += 1;
                     st.config = Some(Arc::new(config));
                     st.warnings = warnings;
+                    st.warnings.extend(jwks_warnings);
                     st.last_error = None;
                 }
                 self.snapshots.send_replace(snapshot);
@@ -429,6 +494,15 @@ impl ControlPlaneHandle {
             .map_err(Clone::clone);
         self.shared.apply(result);
         out
+    }
+
+    /// Fetches every remote `jwksUri` of the served configuration now (each bounded by its
+    /// rule's timeout) and publishes a new snapshot when a JWKS changed — what the periodic
+    /// refresh does, on demand.
+    pub async fn refresh_jwks(&self) {
+        if self.shared.jwks.fetch_due(true).await {
+            self.shared.republish();
+        }
     }
 
     /// True once a configuration loaded successfully.

@@ -32,6 +32,7 @@ pub mod ads;
 pub mod ca;
 pub mod cache;
 mod control_plane;
+pub mod jwks;
 pub mod registry;
 pub mod source;
 pub mod translate;
@@ -41,6 +42,7 @@ pub use control_plane::{
     ConfigStatus, ControlPlane, ControlPlaneBuilder, ControlPlaneHandle, StartError, DEFAULT_ADMIN,
     DEFAULT_LISTEN,
 };
+pub use jwks::JwksOptions;
 pub use source::watch::WatchOptions;
 pub use source::{load_dir, load_sources, load_str, ConfigError, MeshConfig, Warning};
 pub use translate::{translate, translate_with, ResourceType, TranslateOptions, XdsResources};

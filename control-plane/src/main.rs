@@ -63,6 +63,10 @@ struct Args {
     /// config (ISTIO_MUTUAL's expected server SANs) are written in.
     #[arg(long, default_value = "cluster.local")]
     trust_domain: String,
+    /// How often remote `jwksUri` keys are fetched again (istiod's
+    /// PILOT_JWT_PUB_KEY_REFRESH_INTERVAL).
+    #[arg(long, default_value = "20m", value_parser = parse_duration)]
+    jwks_refresh_interval: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,7 +211,11 @@ async fn main() -> anyhow::Result<()> {
         .config_dir(&config)
         .listen_addr(args.listen)
         .admin_addr(args.admin)
-        .trust_domain(&args.trust_domain);
+        .trust_domain(&args.trust_domain)
+        .jwks_options(mesh_control_plane::JwksOptions {
+            refresh_interval: args.jwks_refresh_interval,
+            ..Default::default()
+        });
     if let Some(addr) = args.ca_listen {
         let ca = Ca::load_or_create(&args.ca_dir, &args.trust_domain)
             .with_context(|| format!("loading the ca from {}", args.ca_dir.display()))?;

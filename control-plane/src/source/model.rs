@@ -21,7 +21,9 @@ pub use super::locality::{
 };
 pub use super::outlier::{OutlierPolicy, Resilience};
 pub use super::peer_authn::{effective_mode, MtlsMode, PeerAuthentication};
-pub use super::request_authn::{JwtRule, RequestAuthentication, EMPTY_JWKS};
+pub use super::request_authn::{
+    JwtRule, RemoteJwks, RequestAuthentication, DEFAULT_JWKS_TIMEOUT, EMPTY_JWKS,
+};
 pub use super::retry::Retries;
 
 /// Labels as Kubernetes-style `key: value` pairs, ordered for deterministic output.

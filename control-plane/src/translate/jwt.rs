@@ -5,7 +5,8 @@
 //! Every `jwtRules[i]` of every RequestAuthentication selecting the workload (in load order)
 //! becomes provider `origins-i`: `issuer`, `audiences`, `forward` = `forwardOriginalToken`,
 //! `forward_payload_header` = `outputPayloadToHeader`, `payload_in_metadata` = the issuer,
-//! `from_headers` / `from_params`, and the JWKS inline in `local_jwks`. One rule on prefix `/`:
+//! `from_headers` / `from_params` / `from_cookies` (`fromCookies`), `claim_to_headers`
+//! (`outputClaimToHeaders`: `header_name` / `claim_name`), and the JWKS inline in `local_jwks`. One rule on prefix `/`:
 //! - one provider: `requires_any { origins-0, allow_missing }` — a token must verify if
 //!   present, an absent one passes (Istio: only an AuthorizationPolicy can demand a principal);
 //! - several: `requires_any { origins-0, …, origins-n, requires_all { any{origins-i,
@@ -22,8 +23,8 @@ use envoy_types::pb::envoy::config::core::v3::{data_source::Specifier, DataSourc
 use envoy_types::pb::envoy::config::route::v3::{route_match::PathSpecifier, RouteMatch};
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::{
     jwt_provider::JwksSourceSpecifier, jwt_requirement::RequiresType,
-    requirement_rule::RequirementType, JwtAuthentication, JwtHeader, JwtProvider, JwtRequirement,
-    JwtRequirementAndList, JwtRequirementOrList, RequirementRule,
+    requirement_rule::RequirementType, JwtAuthentication, JwtClaimToHeader, JwtHeader, JwtProvider,
+    JwtRequirement, JwtRequirementAndList, JwtRequirementOrList, RequirementRule,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_filter::ConfigType, HttpFilter,
@@ -58,6 +59,15 @@ fn provider(r: &JwtRule) -> JwtProvider {
             .collect(),
         from_params: r.from_params.clone(),
         from_cookies: r.from_cookies.clone(),
+        claim_to_headers: r
+            .output_claim_to_headers
+            .iter()
+            .map(|(header, claim)| JwtClaimToHeader {
+                header_name: header.clone(),
+                claim_name: claim.clone(),
+                ..Default::default()
+            })
+            .collect(),
         jwks_source_specifier: Some(JwksSourceSpecifier::LocalJwks(DataSource {
             specifier: Some(Specifier::InlineString(r.jwks.clone())),
             ..Default::default()

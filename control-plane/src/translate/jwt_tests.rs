@@ -1,4 +1,6 @@
 use envoy_types::pb::envoy::config::listener::v3::Listener;
+use std::sync::Arc;
+
 use mesh_core::source::{decode_resources, DecodedResource, Format};
 
 use crate::source::{load_str, ConfigError, MeshConfig};
@@ -55,7 +57,6 @@ spec:
     jwks: '{JWKS}'
     fromHeaders: [{{name: x-token, prefix: "Token "}}]
     fromParams: [jwt]
-    fromCookies: [session]
     outputPayloadToHeader: x-jwt-payload
     forwardOriginalToken: true
 ---
@@ -99,7 +100,6 @@ filter_chains:
               forward: true
               from_headers: [{{name: x-token, value_prefix: "Token "}}]
               from_params: [jwt]
-              from_cookies: [session]
               forward_payload_header: x-jwt-payload
               payload_in_metadata: https://issuer.example
           rules:
@@ -188,7 +188,7 @@ spec:
 }
 
 #[test]
-fn jwks_uri_file_is_inlined_and_other_uris_warn() {
+fn jwks_uri_file_is_inlined_http_recorded_and_other_uris_warn() {
     let path = std::env::temp_dir().join(format!("cp-jwks-{}.json", std::process::id()));
     std::fs::write(&path, JWKS).unwrap();
     let (cfg, warnings) = config(&format!(
@@ -199,19 +199,32 @@ metadata: {{name: a, namespace: demo}}
 spec:
   jwtRules:
   - {{issuer: a, jwksUri: "file://{}"}}
-  - {{issuer: b, jwksUri: "https://issuer.example/jwks"}}
+  - {{issuer: b, jwksUri: "https://issuer.example/jwks", timeout: 1500ms}}
+  - {{issuer: c, jwksUri: "ftp://issuer.example/jwks"}}
 "#,
         path.display()
     ))
     .unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(cfg.request_authentications[0].jwt_rules[0].jwks, JWKS);
+    let rules = &cfg.request_authentications[0].jwt_rules;
+    assert!(rules[0].jwks_uri.is_none());
+    // Fetched by the control plane (crate::jwks), not at load.
+    assert_eq!(rules[1].jwks, crate::source::model::EMPTY_JWKS);
+    let remote = rules[1].jwks_uri.as_ref().unwrap();
     assert_eq!(
-        cfg.request_authentications[0].jwt_rules[1].jwks,
-        crate::source::model::EMPTY_JWKS
+        (remote.uri.as_str(), remote.timeout, remote.field.as_str()),
+        (
+            "https://issuer.example/jwks",
+            std::time::Duration::from_millis(1500),
+            "spec.jwtRules[1].jwksUri"
+        )
     );
+    assert_eq!(remote.resource, "RequestAuthentication/demo/a");
+    assert_eq!(rules[2].jwks, crate::source::model::EMPTY_JWKS);
+    assert!(rules[2].jwks_uri.is_none());
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert_eq!(warnings[0].field, "spec.jwtRules[1].jwksUri");
+    assert_eq!(warnings[0].field, "spec.jwtRules[2].jwksUri");
     assert!(warnings[0].message.contains("not fetched"));
 }
 
@@ -226,12 +239,56 @@ fn bad_rules_name_file_line_and_field() {
             "spec.jwtRules[0].jwksUri",
         ),
         (
-            "{issuer: a, outputClaimToHeaders: [{header: x-sub, claim: sub}]}",
-            "spec.jwtRules[0].outputClaimToHeaders",
+            "{issuer: a, jwksUri: 'http://x/j', timeout: 'soon'}",
+            "spec.jwtRules[0].timeout",
+        ),
+        (
+            "{issuer: a, jwksUri: 'http://x/j', timeout: 0s}",
+            "spec.jwtRules[0].timeout",
+        ),
+        (
+            "{issuer: a, jwksUri: 'http://exa mple/j'}",
+            "spec.jwtRules[0].jwksUri",
+        ),
+        (
+            "{issuer: a, fromCookies: [s, 'a b']}",
+            "spec.jwtRules[0].fromCookies[1]",
         ),
         (
             "{issuer: a, fromCookies: [[s]]}",
             "spec.jwtRules[0].fromCookies[0]",
+        ),
+        (
+            "{issuer: a, fromCookies: ['']}",
+            "spec.jwtRules[0].fromCookies[0]",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: ':authority', claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: x-a, claim: a}, {header: 'x_b', claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[1].header",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: 'x b', claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0].header",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: x-a}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0]",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: '', claim: sub}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0]",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: [{header: x-a, claim: sub, extra: 1}]}",
+            "spec.jwtRules[0].outputClaimToHeaders[0].extra",
+        ),
+        (
+            "{issuer: a, outputClaimToHeaders: {header: x-a, claim: sub}}",
+            "spec.jwtRules[0].outputClaimToHeaders",
         ),
         (
             "{issuer: a, fromHeaders: [{name: 'bad header'}]}",
@@ -252,4 +309,58 @@ fn bad_rules_name_file_line_and_field() {
         assert!(msg.contains(field), "{rule}: {msg}");
         assert!(msg.starts_with("jwt.yaml:12"), "{rule}: {msg}");
     }
+}
+
+#[test]
+fn cookies_and_claims_to_headers_reach_the_provider() {
+    use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtClaimToHeader;
+    let (cfg, warnings) = config(&format!(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {{name: jwt, namespace: demo}}
+spec:
+  selector: {{matchLabels: {{app: greeter}}}}
+  jwtRules:
+  - issuer: https://issuer.example
+    jwks: '{JWKS}'
+    fromCookies: [session, auth]
+    outputClaimToHeaders:
+    - {{header: x-jwt-sub, claim: sub}}
+    - {{header: X-Jwt-Level, claim: nested.level}}
+    - {{header: x-jwt-sub, claim: azp}}
+"#
+    ))
+    .unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(
+        warnings[0].field,
+        "spec.jwtRules[0].outputClaimToHeaders[2].header"
+    );
+    let rules: Vec<_> = cfg.request_authentications[0].jwt_rules.iter().collect();
+    let authn = super::jwt_authentication(&rules).unwrap();
+    let p = &authn.providers["origins-0"];
+    assert_eq!(p.from_cookies, ["session", "auth"]);
+    let cth = |h: &str, c: &str| JwtClaimToHeader {
+        header_name: h.into(),
+        claim_name: c.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.claim_to_headers,
+        [
+            cth("x-jwt-sub", "sub"),
+            cth("X-Jwt-Level", "nested.level"),
+            cth("x-jwt-sub", "azp")
+        ]
+    );
+    // mesh-core accepts what was emitted: the listener converts.
+    let l = mesh_core::model::ServerListener::try_from(inbound(&cfg, "10.0.0.1")).unwrap();
+    let chain = mesh_core::authz::AuthzChain::from_http_filters(l.uniform_http_filters().unwrap());
+    let p = &chain.jwt().unwrap().config().providers[0];
+    assert_eq!(p.claim_to_headers[1].header.as_str(), "x-jwt-level");
+    assert_eq!(
+        &*p.claim_to_headers[1].claim,
+        [Arc::from("nested"), Arc::from("level")]
+    );
 }

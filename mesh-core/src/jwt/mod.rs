@@ -13,6 +13,20 @@
 //! HMAC never verify), `exp` / `nbf` against the clock with the provider's skew, Envoy's 60 s by
 //! default (`expired`, `not_yet_valid`), and `aud` holding one of the audiences (`audience`).
 //!
+//! Token locations (Envoy's extractor): `from_headers` (after `value_prefix`), then
+//! `from_params`, then `from_cookies` — each named cookie looked up in every `cookie` header line
+//! (RFC 6265 `name=value; …`, surrounding double quotes stripped), parsed in place with no
+//! allocation; a malformed `cookie` header simply holds no token. With none of them configured,
+//! `Authorization: Bearer …` then the `access_token` parameter. Without `forward`, a token taken
+//! from a header is removed after it verifies; a parameter or cookie token stays (Envoy too).
+//!
+//! `claim_to_headers` (Istio `outputClaimToHeaders`) follows Envoy's current semantics: every
+//! configured header is first removed from **every** request the filter sees — whatever its path,
+//! a CORS preflight, a missing or a refused token — so a client can never supply it; after a
+//! token verifies, its claim (a `.`-separated path into nested objects) is written there: strings
+//! as is, numbers and booleans as text, arrays and objects as base64 of their JSON (see
+//! `claim_value`). A claim that is absent writes nothing: the header is then absent.
+//!
 //! Requirements follow Envoy: `allow_missing` passes when no provider location holds a token and
 //! fails when a token is there but verifies for no provider — so, as in Istio, an absent token
 //! passes and an invalid one is refused with 401. (Envoy's `allow_missing` also lets a token
@@ -137,50 +151,69 @@ fn b64() -> base64::engine::GeneralPurpose {
     )
 }
 
-/// The token in `p`'s locations, and the header it came from.
+/// A value at a location that is not text still counts as a (malformed) token: it must not
+/// pass as a missing one.
+fn text(t: &[u8]) -> &str {
+    std::str::from_utf8(t).unwrap_or("\u{fffd}")
+}
+
+fn from_header<'h>(headers: &'h HeaderMap, h: &JwtHeader) -> Option<&'h str> {
+    let v = headers.get(&h.name)?.as_bytes().trim_ascii();
+    let prefix = h.value_prefix.as_bytes();
+    let rest = if prefix.is_empty() {
+        v
+    } else if v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        &v[prefix.len()..]
+    } else {
+        return None;
+    };
+    let t = rest.trim_ascii();
+    if t.is_empty() {
+        return None;
+    }
+    Some(text(t))
+}
+
+fn from_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name && !v.is_empty()).then_some(v)
+    })
+}
+
+/// The value of cookie `name` in the request's `cookie` headers (RFC 6265 §5.4: `name=value`
+/// pairs separated by `;`, every `cookie` header line considered, the first pair named `name`
+/// wins), without its surrounding double quotes as Envoy strips them. Pairs without `=` and
+/// other garbage are skipped; an empty value counts as no cookie. No allocation.
+fn from_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    let name = name.as_bytes();
+    for line in headers.get_all(http::header::COOKIE) {
+        for pair in line.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if pair[..eq].trim_ascii() != name {
+                continue;
+            }
+            let mut v = pair[eq + 1..].trim_ascii();
+            if v.len() >= 2 && v[0] == b'"' && v[v.len() - 1] == b'"' {
+                v = &v[1..v.len() - 1];
+            }
+            return (!v.is_empty()).then(|| text(v));
+        }
+    }
+    None
+}
+
+/// The token in `p`'s locations, and the header it came from (`None` for a query parameter or a
+/// cookie: Envoy removes only header tokens when not forwarding). Envoy's order: headers, then
+/// query parameters, then cookies; with no location configured, `Authorization: Bearer …` then
+/// the `access_token` parameter.
 fn extract<'h>(
     p: &JwtProvider,
     headers: &'h HeaderMap,
     query: Option<&'h str>,
 ) -> Option<(&'h str, Option<http::HeaderName>)> {
-    /// A value at the location that is not text still counts as a (malformed) token: it must
-    /// not pass as a missing one.
-    fn from_header<'h>(headers: &'h HeaderMap, h: &JwtHeader) -> Option<&'h str> {
-        let v = headers.get(&h.name)?.as_bytes().trim_ascii();
-        let prefix = h.value_prefix.as_bytes();
-        let rest = if prefix.is_empty() {
-            v
-        } else if v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix) {
-            &v[prefix.len()..]
-        } else {
-            return None;
-        };
-        let t = rest.trim_ascii();
-        if t.is_empty() {
-            return None;
-        }
-        Some(std::str::from_utf8(t).unwrap_or("\u{fffd}"))
-    }
-    fn from_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-        query?.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == name && !v.is_empty()).then_some(v)
-        })
-    }
-    /// The value of cookie `name` in the `cookie` header(s) (RFC 6265 `name=value` pairs
-    /// separated by `;`), without allocating; an empty value counts as absent.
-    fn from_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-        headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                let v = v.trim().trim_matches('"');
-                (k.trim() == name && !v.is_empty()).then_some(v)
-            })
-    }
     if p.from_headers.is_empty() && p.from_params.is_empty() && p.from_cookies.is_empty() {
         let auth = JwtHeader {
             name: http::header::AUTHORIZATION,
@@ -197,12 +230,45 @@ fn extract<'h>(
     }
     p.from_params
         .iter()
-        .find_map(|n| from_param(query, n).map(|t| (t, None)))
-        .or_else(|| {
-            p.from_cookies
-                .iter()
-                .find_map(|n| from_cookie(headers, n).map(|t| (t, None)))
-        })
+        .find_map(|n| from_param(query, n))
+        .or_else(|| p.from_cookies.iter().find_map(|n| from_cookie(headers, n)))
+        .map(|t| (t, None))
+}
+
+/// The header value Envoy copies for a claim (`claim_to_headers`): strings as they are, numbers
+/// as integers when integral (Envoy holds them as doubles) and in shortest form otherwise,
+/// booleans as `true` / `false`, and arrays or objects as their JSON, base64-encoded (standard
+/// alphabet, padded). `None` — no header — for a missing claim, `null`, an empty string, or a
+/// value a header cannot carry (control characters).
+fn claim_value(payload: &Map<String, Value>, path: &[Arc<str>]) -> Option<http::HeaderValue> {
+    let (first, rest) = path.split_first()?;
+    let mut v = payload.get(&**first)?;
+    for key in rest {
+        v = v.as_object()?.get(&**key)?;
+    }
+    let text = match v {
+        Value::String(s) if s.is_empty() => return None,
+        Value::String(s) => return http::HeaderValue::from_bytes(s.as_bytes()).ok(),
+        Value::Bool(b) => {
+            return Some(http::HeaderValue::from_static(if *b {
+                "true"
+            } else {
+                "false"
+            }))
+        }
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => (f as i64).to_string(),
+            (_, _, Some(f)) => f.to_string(),
+            _ => return None,
+        },
+        Value::Array(_) | Value::Object(_) => {
+            base64::engine::general_purpose::STANDARD.encode(v.to_string())
+        }
+        Value::Null => return None,
+    };
+    http::HeaderValue::from_str(&text).ok()
 }
 
 /// A failed check: its kind and a short explanation.
@@ -516,6 +582,13 @@ impl JwtAuthn {
         now: u64,
     ) -> Result<Option<Value>, JwtError> {
         let cfg = &*self.config;
+        // Envoy sanitizes `claim_to_headers` headers on every request the filter sees, whatever
+        // the path or outcome: only a verified claim can set them.
+        for p in cfg.providers.iter() {
+            for c in p.claim_to_headers.iter() {
+                headers.remove(&c.header);
+            }
+        }
         let path = uri.path();
         let Some(rule) = cfg.rules.iter().find(|r| path_matches(&r.path, path)) else {
             return Ok(None);
@@ -578,6 +651,11 @@ impl JwtAuthn {
             if let Some(h) = &p.forward_payload_header {
                 if let Ok(val) = http::HeaderValue::from_str(&v.encoded_payload) {
                     headers.insert(h.clone(), val);
+                }
+            }
+            for c in p.claim_to_headers.iter() {
+                if let Some(val) = claim_value(&v.payload, &c.claim) {
+                    headers.append(c.header.clone(), val);
                 }
             }
         }

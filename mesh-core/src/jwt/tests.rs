@@ -86,6 +86,7 @@ fn provider(name: &str, iss: &str, jwks: &[&Value]) -> JwtProvider {
         from_cookies: Arc::from([]),
         forward: false,
         forward_payload_header: None,
+        claim_to_headers: Arc::from([]),
         payload_in_metadata: Some(iss.into()),
         clock_skew_seconds: DEFAULT_CLOCK_SKEW_SECONDS,
     }
@@ -527,5 +528,209 @@ fn garbage_tokens_are_refused_never_panic() {
         }
         let r = a.authenticate(&Method::GET, &Uri::from_static("/"), &mut h, NOW);
         assert!(r.is_err(), "{token}: {r:?}");
+    }
+}
+
+fn with_headers(a: &JwtAuthn, uri: &str, h: &mut HeaderMap) -> Result<Option<Value>, JwtError> {
+    a.authenticate(&Method::GET, &uri.parse::<Uri>().unwrap(), h, NOW)
+}
+
+fn cookie_provider(ec: &TestKey) -> JwtProvider {
+    let mut p = provider("origins-0", ISS, &[&ec.jwk]);
+    p.from_cookies = vec![Arc::from("session"), Arc::from("auth")].into();
+    p
+}
+
+#[test]
+fn token_in_a_cookie() {
+    let ec = ec_key("k");
+    let a = istio(vec![cookie_provider(&ec)]);
+    let t = sign(&ec, None, &claims(ISS, json!("api")));
+    let cases = [
+        vec![format!("session={t}")],
+        vec![format!("a=b; session={t}; c=d")],
+        vec![format!("a=b;session=\"{t}\"")],
+        // The second configured name, and the token on a later `cookie` line.
+        vec!["theme=dark".to_string(), format!("x=1; auth={t}")],
+    ];
+    for lines in cases {
+        let mut h = HeaderMap::new();
+        for l in &lines {
+            h.append("cookie", HeaderValue::from_str(l).unwrap());
+        }
+        let md = with_headers(&a, "/", &mut h).unwrap();
+        let md = md.unwrap_or_else(|| panic!("{lines:?}: not verified"));
+        assert_eq!(
+            md[ISTIO_AUTHN_NAMESPACE]["request.auth.principal"],
+            json!(format!("{ISS}/alice"))
+        );
+        // Envoy removes only header tokens: the cookie stays.
+        assert_eq!(h.get_all("cookie").iter().count(), lines.len());
+    }
+    // A bad token in the cookie is refused, not ignored.
+    let forged = sign(&ec_key("k"), None, &claims(ISS, json!("api")));
+    let mut h = HeaderMap::new();
+    h.insert("cookie", format!("session={forged}").parse().unwrap());
+    assert_eq!(
+        with_headers(&a, "/", &mut h).unwrap_err().kind,
+        JwtErrorKind::BadSignature
+    );
+    // Without the default locations: a bearer token is not looked at.
+    assert!(run(&a, "/", Some(&t), NOW).unwrap().is_none());
+}
+
+#[test]
+fn malformed_cookie_headers_hold_no_token_and_never_panic() {
+    let ec = ec_key("k");
+    let a = istio(vec![cookie_provider(&ec)]);
+    for line in [
+        &b""[..],
+        b";;;",
+        b"=",
+        b"session",
+        b"session=",
+        b"session=\"\"",
+        b"sessionx=abc",
+        b" =session; ==; session ",
+        b"SESSION=abc",
+    ] {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", HeaderValue::from_bytes(line).unwrap());
+        assert!(
+            with_headers(&a, "/", &mut h).unwrap().is_none(),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    // Non-text in the named cookie is a malformed token, not a missing one.
+    let mut h = HeaderMap::new();
+    h.insert(
+        "cookie",
+        HeaderValue::from_bytes(b"session=\xff\xfe.a.b").unwrap(),
+    );
+    assert_eq!(
+        with_headers(&a, "/", &mut h).unwrap_err().kind,
+        JwtErrorKind::Malformed
+    );
+    // A header location wins over a cookie.
+    let mut p = cookie_provider(&ec);
+    p.from_headers = vec![JwtHeader {
+        name: http::HeaderName::from_static("x-token"),
+        value_prefix: "".into(),
+    }]
+    .into();
+    let a = istio(vec![p]);
+    let good = sign(&ec, None, &claims(ISS, json!("api")));
+    let mut h = HeaderMap::new();
+    h.insert("x-token", HeaderValue::from_static("garbage"));
+    h.insert("cookie", format!("session={good}").parse().unwrap());
+    assert_eq!(
+        with_headers(&a, "/", &mut h).unwrap_err().kind,
+        JwtErrorKind::Malformed
+    );
+}
+
+fn claims_provider(ec: &TestKey) -> JwtProvider {
+    let mut p = provider("origins-0", ISS, &[&ec.jwk]);
+    let c = |h: &'static str, path: &str| crate::model::ClaimToHeader {
+        header: http::HeaderName::from_static(h),
+        claim: path.split('.').map(Arc::from).collect(),
+    };
+    p.claim_to_headers = vec![
+        c("x-sub", "sub"),
+        c("x-level", "nested.level"),
+        c("x-ratio", "ratio"),
+        c("x-round", "round"),
+        c("x-admin", "admin"),
+        c("x-groups", "groups"),
+        c("x-nested", "nested"),
+        c("x-absent", "nope.nothing"),
+        c("x-empty", "empty"),
+        c("x-evil", "evil"),
+    ]
+    .into();
+    p
+}
+
+#[test]
+fn claims_are_copied_to_headers_after_verification() {
+    let ec = ec_key("k");
+    let a = istio(vec![claims_provider(&ec)]);
+    let mut c = claims(ISS, json!("api"));
+    c["ratio"] = json!(0.5);
+    c["round"] = json!(2.0);
+    c["admin"] = json!(true);
+    c["empty"] = json!("");
+    c["evil"] = json!("a\r\nx-injected: 1");
+    let t = sign(&ec, None, &c);
+    let mut h = HeaderMap::new();
+    h.insert("authorization", format!("Bearer {t}").parse().unwrap());
+    // Client-supplied values never survive.
+    h.insert("x-sub", HeaderValue::from_static("mallory"));
+    h.append("x-sub", HeaderValue::from_static("mallory-2"));
+    h.insert("x-absent", HeaderValue::from_static("forged"));
+    with_headers(&a, "/", &mut h).unwrap().unwrap();
+    let get = |n: &str| {
+        h.get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get("x-sub"), ["alice"]);
+    assert_eq!(get("x-level"), ["3"]);
+    assert_eq!(get("x-ratio"), ["0.5"]);
+    assert_eq!(get("x-round"), ["2"]);
+    assert_eq!(get("x-admin"), ["true"]);
+    let std = base64::engine::general_purpose::STANDARD;
+    assert_eq!(get("x-groups"), [std.encode(r#"["admin","dev"]"#)]);
+    assert_eq!(get("x-nested"), [std.encode(r#"{"level":3}"#)]);
+    for absent in ["x-absent", "x-empty", "x-evil", "x-injected"] {
+        assert!(!h.contains_key(absent), "{absent}");
+    }
+}
+
+#[test]
+fn claim_headers_are_removed_when_no_token_verifies() {
+    let ec = ec_key("k");
+    let mut p = claims_provider(&ec);
+    p.from_params = vec![Arc::from("jwt")].into();
+    let a = JwtAuthn::new(
+        "f",
+        Arc::new(JwtAuthentication {
+            providers: vec![p].into(),
+            rules: vec![
+                // `/open` has no requirement: the filter still sanitizes.
+                JwtRule {
+                    path: PathMatch::Prefix("/open".into()),
+                    requires: None,
+                },
+                JwtRule {
+                    path: PathMatch::Prefix("/".into()),
+                    requires: Some(JwtRequirement::Any(
+                        vec![
+                            JwtRequirement::Provider {
+                                provider: 0,
+                                audiences: None,
+                            },
+                            JwtRequirement::AllowMissing,
+                        ]
+                        .into(),
+                    )),
+                },
+            ]
+            .into(),
+            bypass_cors_preflight: true,
+        }),
+    );
+    let forged = sign(&ec_key("k"), None, &claims(ISS, json!("api")));
+    for (uri, refused) in [
+        ("/open/a".to_string(), false),
+        ("/a".to_string(), false),
+        (format!("/a?jwt={forged}"), true),
+    ] {
+        let mut h = HeaderMap::new();
+        h.insert("x-sub", HeaderValue::from_static("mallory"));
+        assert_eq!(with_headers(&a, &uri, &mut h).is_err(), refused, "{uri}");
+        assert!(!h.contains_key("x-sub"), "{uri}");
     }
 }

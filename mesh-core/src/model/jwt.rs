@@ -32,17 +32,21 @@ pub struct JwtProvider {
     pub require_expiration: bool,
     /// `local_jwks`, parsed.
     pub jwks: Arc<Jwks>,
-    /// `from_headers`; with `from_params` and `from_cookies` all empty, the defaults
-    /// (`Authorization: Bearer …`, then the `access_token` query parameter) apply.
+    /// `from_headers`; with `from_params` both empty, the defaults (`Authorization: Bearer …`,
+    /// then the `access_token` query parameter) apply.
     pub from_headers: Arc<[JwtHeader]>,
     /// `from_params`: query parameters carrying the token.
     pub from_params: Arc<[Arc<str>]>,
-    /// `from_cookies`: cookies carrying the token (looked at after headers and parameters).
+    /// `from_cookies`: cookies (in the `cookie` header) carrying the token, tried after the
+    /// headers and query parameters.
     pub from_cookies: Arc<[Arc<str>]>,
     /// `forward`: keep the token header after a successful check (else it is removed).
     pub forward: bool,
     /// `forward_payload_header`: a header to receive the base64url payload after success.
     pub forward_payload_header: Option<HeaderName>,
+    /// `claim_to_headers`: claims copied into request headers after success (the headers are
+    /// removed from every request first, see [`crate::jwt`]).
+    pub claim_to_headers: Arc<[ClaimToHeader]>,
     /// `payload_in_metadata`: the key under which the verified payload is put in the filter's
     /// dynamic metadata (Istio: the issuer).
     pub payload_in_metadata: Option<Arc<str>>,
@@ -57,6 +61,15 @@ pub struct JwtHeader {
     pub name: HeaderName,
     /// `value_prefix`: text before the token; empty for none.
     pub value_prefix: Arc<str>,
+}
+
+/// `JwtClaimToHeader`: the header that receives a claim of a verified token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimToHeader {
+    /// `header_name`.
+    pub header: HeaderName,
+    /// The claim's path: `claim_name` split on `.`, or `claim_path`'s keys.
+    pub claim: Arc<[Arc<str>]>,
 }
 
 /// `RequirementRule`.

@@ -35,7 +35,7 @@ pub use fault::{
     FaultOverride, FaultOverrides, FaultPercent, FaultPolicy,
 };
 pub use hash_policy::{HashPolicy, HashSource, RegexRewrite};
-pub use jwt::{JwtAuthentication, JwtHeader, JwtProvider, JwtRequirement, JwtRule};
+pub use jwt::{ClaimToHeader, JwtAuthentication, JwtHeader, JwtProvider, JwtRequirement, JwtRule};
 pub use listener::{
     HttpFilter, HttpFilterConfig, Listener, RouteSource, DEFAULT_STREAM_IDLE_TIMEOUT,
 };

@@ -133,6 +133,7 @@ fn jwt_chain() -> AuthzChain {
         from_cookies: Arc::from([]),
         forward: false,
         forward_payload_header: None,
+        claim_to_headers: Arc::from([]),
         payload_in_metadata: None,
         clock_skew_seconds: 60,
     };

@@ -3,7 +3,9 @@
 //!
 //! Supported: providers with `issuer`, `audiences`, `require_expiration`, `local_jwks`
 //! (`inline_string`, `inline_bytes`, `filename` — read now, as Envoy reads a local data source at
-//! config load), `from_headers`, `from_params`, `from_cookies`, `forward`, `forward_payload_header`,
+//! config load), `from_headers`, `from_params`, `from_cookies` (names must be RFC 6265 tokens),
+//! `forward`, `forward_payload_header`, `claim_to_headers` (`header_name` an HTTP header name —
+//! pseudo-headers refused — with exactly one of `claim_name` and `claim_path`),
 //! `payload_in_metadata`, `clock_skew_seconds`; rules matching by path (`prefix`, `path`,
 //! `safe_regex`) with `requires` of any shape but `extract_only_without_validation`;
 //! `bypass_cors_preflight`. `jwt_cache_config`, `clear_route_cache`, `stat_prefix` and
@@ -11,7 +13,7 @@
 //!
 //! Refused as unsupported, naming the field (ignoring them would accept tokens Envoy refuses or
 //! drop what the config asked for): `remote_jwks` (no network fetch — inline the JWKS, as istiod
-//! does), `subjects`, `max_lifetime`, `claim_to_headers`, `header_in_metadata`,
+//! does), `subjects`, `max_lifetime`, `header_in_metadata`,
 //! `failed_status_in_metadata`, `normalize_payload_in_metadata`, `pad_forward_payload_header`,
 //! `filter_state_rules`, `requirement_map` / `requirement_name`, and rule matches on headers,
 //! query parameters or runtime fractions.
@@ -30,7 +32,8 @@ use super::matcher::regex;
 use super::{Ctx, Path};
 use crate::jwt::{Jwks, DEFAULT_CLOCK_SKEW_SECONDS};
 use crate::model::{
-    JwtAuthentication, JwtHeader, JwtProvider, JwtRequirement, JwtRule, ModelError, PathMatch,
+    ClaimToHeader, JwtAuthentication, JwtHeader, JwtProvider, JwtRequirement, JwtRule, ModelError,
+    PathMatch,
 };
 
 /// `envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication`.
@@ -192,7 +195,6 @@ fn provider(
     let unsupported = [
         ("subjects", p.subjects.is_some()),
         ("max_lifetime", p.max_lifetime.is_some()),
-        ("claim_to_headers", !p.claim_to_headers.is_empty()),
         ("header_in_metadata", !p.header_in_metadata.is_empty()),
         (
             "failed_status_in_metadata",
@@ -243,6 +245,42 @@ fn provider(
             value_prefix: h.value_prefix.as_str().into(),
         });
     }
+    for (i, c) in p.from_cookies.iter().enumerate() {
+        if !is_token(c) {
+            return Err(cx.invalid(
+                &path.index("from_cookies", i),
+                format!("`{c}` is not a cookie name (an RFC 6265 token)"),
+            ));
+        }
+    }
+    let mut claim_to_headers = Vec::with_capacity(p.claim_to_headers.len());
+    for (i, c) in p.claim_to_headers.iter().enumerate() {
+        let cp = path.index("claim_to_headers", i);
+        let header = http::HeaderName::from_bytes(c.header_name.as_bytes()).map_err(|_| {
+            cx.invalid(
+                &cp.field("header_name"),
+                format!(
+                    "`{}` is not a header name (pseudo-headers cannot be set)",
+                    c.header_name
+                ),
+            )
+        })?;
+        let claim: Arc<[Arc<str>]> = match (c.claim_name.is_empty(), c.claim_path.is_empty()) {
+            (false, true) => c.claim_name.split('.').map(Arc::from).collect(),
+            (true, false) => c
+                .claim_path
+                .iter()
+                .map(|s| Arc::from(s.key.as_str()))
+                .collect(),
+            (true, true) => {
+                return Err(cx.invalid(&cp, "one of claim_name and claim_path is required"))
+            }
+            (false, false) => {
+                return Err(cx.invalid(&cp, "claim_name and claim_path are exclusive"))
+            }
+        };
+        claim_to_headers.push(ClaimToHeader { header, claim });
+    }
     let forward_payload_header = if p.forward_payload_header.is_empty() {
         None
     } else {
@@ -266,6 +304,7 @@ fn provider(
         from_cookies: p.from_cookies.iter().map(|a| a.as_str().into()).collect(),
         forward: p.forward,
         forward_payload_header,
+        claim_to_headers: claim_to_headers.into(),
         payload_in_metadata: (!p.payload_in_metadata.is_empty())
             .then(|| p.payload_in_metadata.as_str().into()),
         clock_skew_seconds: match p.clock_skew_seconds {
@@ -273,6 +312,13 @@ fn provider(
             s => u64::from(s),
         },
     })
+}
+
+/// An RFC 7230 / RFC 6265 token: what a cookie name may be.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

@@ -133,17 +133,54 @@ fn errors_name_the_field() {
     );
 
     let mut p = provider(&jwks());
-    p.claim_to_headers = vec![Default::default()];
+    p.from_cookies = vec!["session".into(), "bad name;".into()];
     let e = convert(istio_shape(p)).unwrap_err();
-    assert_eq!(e.field, "providers[origins-0].claim_to_headers");
-    // from_cookies is read.
+    assert_eq!(e.field, "providers[origins-0].from_cookies[1]");
+    assert!(e.reason.contains("cookie name"), "{e}");
+
+    use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::{
+        jwt_claim_to_header::PathSegment, JwtClaimToHeader,
+    };
+    let cth = |h: &str, c: &str, path: &[&str]| JwtClaimToHeader {
+        header_name: h.into(),
+        claim_name: c.into(),
+        claim_path: path
+            .iter()
+            .map(|k| PathSegment { key: (*k).into() })
+            .collect(),
+    };
+    for (bad, field, why) in [
+        (cth(":authority", "sub", &[]), "header_name", "pseudo"),
+        (cth("x y", "sub", &[]), "header_name", "header name"),
+        (cth("", "sub", &[]), "header_name", "header name"),
+        (cth("x-a", "", &[]), "", "required"),
+        (cth("x-a", "sub", &["sub"]), "", "exclusive"),
+    ] {
+        let mut p = provider(&jwks());
+        p.claim_to_headers = vec![cth("x-ok", "sub", &[]), bad];
+        let e = convert(istio_shape(p)).unwrap_err();
+        let want = match field {
+            "" => "providers[origins-0].claim_to_headers[1]".to_string(),
+            f => format!("providers[origins-0].claim_to_headers[1].{f}"),
+        };
+        assert_eq!(
+            (e.kind, e.field.as_str()),
+            (ErrorKind::Invalid, want.as_str())
+        );
+        assert!(e.reason.contains(why), "{e}");
+    }
     let mut p = provider(&jwks());
     p.from_cookies = vec!["session".into()];
-    let c = convert(istio_shape(p)).unwrap();
-    assert_eq!(
-        &*c.providers[0].from_cookies,
-        &[std::sync::Arc::<str>::from("session")]
-    );
+    p.claim_to_headers = vec![cth("x-a", "a.b", &[]), cth("x-b", "", &["a.b", "c"])];
+    let got = convert(istio_shape(p)).unwrap();
+    let got = &got.providers[0];
+    assert_eq!(&*got.from_cookies, [Arc::from("session")]);
+    let paths: Vec<Vec<&str>> = got
+        .claim_to_headers
+        .iter()
+        .map(|c| c.claim.iter().map(|k| &**k).collect())
+        .collect();
+    assert_eq!(paths, [vec!["a", "b"], vec!["a.b", "c"]]);
 
     let mut cfg = istio_shape(provider(&jwks()));
     cfg.rules[0].requirement_type = Some(requirement_rule::RequirementType::Requires(req(
