@@ -15,7 +15,10 @@
 //!    and the mesh under a `DISABLE` DestinationRule) is refused, and so is TLS without a client
 //!    certificate (`SIMPLE`); grpcio's own client reaches it over mTLS too. Live changes to
 //!    PERMISSIVE and DISABLE make grpcio serve plaintext, back to STRICT refuse it.
-//! 3. Every resource the control plane sent the grpcio process was ACKed: no NACK.
+//! 3. A grpcio server **without** certificate providers under PERMISSIVE serves plaintext (it
+//!    used to NACK our Listener: see `grpcio_server_without_certificate_providers_serves_permissive`).
+//! 4. grpcio's RBAC enforces an AuthorizationPolicy ALLOW on our principal over mTLS.
+//! 5. Every resource the control plane sent the grpcio process was ACKed: no NACK.
 //!
 //! `grpcio_server_interop.rs` (`grpcio_xds_mtls_both_ways`) has the basic round trip both
 //! ways; this file adds what each side's peer identity is, the refusals (DISABLE, a wrong SAN,
@@ -581,6 +584,156 @@ async fn our_mesh_channel_calls_grpcio_xds_server_over_mtls() -> Result<()> {
         server_stream.is_some(),
         "no grpcio stream asked for {inbound}"
     );
+    py.finish().await;
+    cp.shutdown().await;
+    Ok(())
+}
+
+/// A grpcio xDS server whose bootstrap has **no** certificate providers — any gRPC server not
+/// set up for mTLS — under PeerAuthentication PERMISSIVE (Istio's usual posture). gRPC validates
+/// the TLS context of every chain, even one it then drops for its `transport_protocol`, and
+/// NACKs a provider instance its bootstrap lacks ("unrecognized certificate provider instance
+/// name: default"): it used to NACK our PERMISSIVE Listener and never serve. gRPC clients now get
+/// the plaintext chain alone (`peer_authn::grpc_server_form`, istiod's form): served, no NACK.
+#[tokio::test]
+async fn grpcio_server_without_certificate_providers_serves_permissive() -> Result<()> {
+    let Some(python) = interop::python("grpcio PERMISSIVE interop")? else {
+        return Ok(());
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = tests::temp_dir("grpcio-permissive");
+    let services = [("pyplain.test", 50064, tls("{ mode: DISABLE }"))];
+    tests::write(
+        &dir,
+        "mesh.yaml",
+        &config_yaml("pyplain", port, "PERMISSIVE", &services),
+    );
+    let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
+    let node = "grpcio-no-providers";
+    let mut py = Script::spawn(&python, "grpcio_xds_server.py", STEP)?;
+    let run = async {
+        py.send(json!({
+            "ads": cp.ads_addr().to_string(),
+            "port": port,
+            "template": format!("{INBOUND_PREFIX}%s"),
+            "target": "xds:///pyplain.test:50064",
+            "node": node,
+        }))
+        .await?;
+        py.next("started").await?;
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            match say_hello(direct_channel(port)?).await? {
+                Ok(answer) => break anyhow::Ok(answer),
+                Err(s) => ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "grpcio never served plaintext under PERMISSIVE within {STEP:?}: {s:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let hello = match bounded(run).await {
+        Ok(v) => v,
+        Err(why) => return Err(report(&mut py, &cp, why).await),
+    };
+    assert_eq!(hello, "hello rust from grpcio");
+    assert_no_nacks(&cp, node, &[ResourceType::Listener]);
+    py.finish().await;
+    cp.shutdown().await;
+    Ok(())
+}
+
+/// Zero trust on grpcio's server: an AuthorizationPolicy ALLOW naming our principal (Istio
+/// form, `cluster.local/ns/default/sa/frontend`) under STRICT. grpcio's RBAC filter (gRFC A41)
+/// matches the `principal_name` our translation writes (`spiffe://` + principal) against the
+/// verified certificate: our identity is served, another identity from the same CA is denied
+/// before the handler, and the Listener is ACKed.
+#[tokio::test]
+async fn grpcio_rbac_enforces_our_principals_over_mtls() -> Result<()> {
+    let Some(python) = interop::python("grpcio RBAC over mTLS interop")? else {
+        return Ok(());
+    };
+    let ca = Ca::generate(TD)?;
+    let dir = tests::temp_dir("grpcio-mtls-rbac");
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)?;
+    issue(&ca, "pyauthz", &certs)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let services = [("pyauthz.test", 50065, tls("{ mode: ISTIO_MUTUAL }"))];
+    let allow = r#"---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: pyauthz, namespace: default }
+spec:
+  selector: { matchLabels: { app: pyauthz } }
+  action: ALLOW
+  rules:
+  - from: [{ source: { principals: ["cluster.local/ns/default/sa/frontend"] } }]
+"#;
+    let yaml = config_yaml("pyauthz", port, "STRICT", &services) + allow;
+    tests::write(&dir, "mesh.yaml", &yaml);
+    let cp = tests::control_plane(&dir, "127.0.0.1:0").await?;
+    let status = cp.config_status();
+    ensure!(status.ready, "config rejected: {:?}", status.last_error);
+    ensure!(status.warnings.is_empty(), "{:?}", status.warnings);
+
+    let mesh = tests::mesh(&cp, "rust-client")?;
+    let target = "xds:///pyauthz.test:50065";
+    let channel_as = |sa: &str| -> Result<MeshChannel> {
+        Ok(
+            MeshChannel::new(&mesh, target)?.with_tls(CertificateProviders::default_identity(
+                tests::workload_identity(&ca, sa)?,
+            )),
+        )
+    };
+    let (frontend, intruder) = (channel_as("frontend")?, channel_as("intruder")?);
+    let node = "grpcio-rbac";
+    let mut py = Script::spawn(&python, "grpcio_xds_server.py", STEP)?;
+    let run = async {
+        py.send(json!({
+            "ads": cp.ads_addr().to_string(),
+            "port": port,
+            "template": format!("{INBOUND_PREFIX}%s"),
+            "target": target,
+            "certs": cert_files(&certs),
+            "node": node,
+        }))
+        .await?;
+        py.next("started").await?;
+        frontend.wait_ready(STEP).await?;
+        let deadline = tokio::time::Instant::now() + STEP;
+        let allowed = loop {
+            match say_hello(frontend.clone()).await? {
+                Ok(answer) => break answer,
+                Err(s) if tokio::time::Instant::now() >= deadline => {
+                    bail!("grpcio never served the allowed principal within {STEP:?}: {s:?}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let denied = say_hello(intruder.clone()).await?;
+        py.send(json!({ "counts": true })).await?;
+        let counts = py.next("counts").await?;
+        anyhow::Ok((allowed, denied, counts))
+    };
+    let (allowed, denied, counts) = match bounded(run).await {
+        Ok(v) => v,
+        Err(why) => return Err(report(&mut py, &cp, why).await),
+    };
+    println!("allowed: {allowed}\ndenied: {denied:?}\ncounts: {counts}");
+    assert_eq!(
+        allowed,
+        format!("hello rust from grpcio as {}", spiffe("frontend"))
+    );
+    let denied = denied.expect_err("a principal outside ALLOW is served");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert_eq!(counts["SayHello"], 1, "the denied call reached the handler");
+    assert_no_nacks(&cp, node, &[ResourceType::Listener]);
     py.finish().await;
     cp.shutdown().await;
     Ok(())

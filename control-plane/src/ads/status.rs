@@ -66,6 +66,18 @@ impl NodeInfo {
                 .to_string(),
         }
     }
+
+    /// Whether this is one of gRPC's own xDS clients, which get resources in gRPC's form
+    /// ([`grpc_server_form`](crate::translate::peer_authn::grpc_server_form)): node metadata
+    /// `GENERATOR: grpc` (what istiod keys its grpcgen generator on, set by Istio's proxyless
+    /// bootstraps) or a gRPC user agent (`gRPC Python`, `grpc-go`, `grpc-java`, `gRPC C-core`…).
+    pub fn is_grpc(&self) -> bool {
+        self.generator.as_deref() == Some("grpc")
+            || self
+                .user_agent_name
+                .to_ascii_lowercase()
+                .starts_with("grpc")
+    }
 }
 
 /// One NACK as the client sent it.

@@ -16,7 +16,9 @@
 //! EDS is per client where a DestinationRule's `localityLbSetting` asks for it: the stream keeps
 //! the locality and labels of the node (first request) and takes each load assignment from
 //! [`Snapshot::get_for`], so its versions — and the response `version_info` — are those of what
-//! this client was sent (istiod likewise reshapes EDS per proxy).
+//! this client was sent (istiod likewise reshapes EDS per proxy). LDS likewise: gRPC's own
+//! clients ([`NodeInfo::is_grpc`]) get Listeners in gRPC's form
+//! ([`grpc_server_form`](crate::translate::peer_authn::grpc_server_form)).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,6 +55,8 @@ pub(crate) struct StreamState {
     node_seen: bool,
     /// The node's locality and labels (empty until a request carries the node).
     client: ClientLocality,
+    /// Whether the node is one of gRPC's own clients ([`NodeInfo::is_grpc`]).
+    grpc: bool,
     types: HashMap<ResourceType, TypeState>,
 }
 
@@ -63,6 +67,7 @@ impl StreamState {
             next_nonce: 0,
             node_seen: false,
             client: ClientLocality::default(),
+            grpc: false,
             types: HashMap::new(),
         }
     }
@@ -79,6 +84,7 @@ impl StreamState {
                 self.node_seen = true;
                 self.client = ClientLocality::from_node(node);
                 let info = NodeInfo::from_node(node);
+                self.grpc = info.is_grpc();
                 tracing::info!(
                     stream = self.stream_id,
                     node = %info.id,
@@ -184,10 +190,10 @@ impl StreamState {
         if st.wildcard {
             wanted.extend(snap.wildcard_names(ty).iter().map(String::as_str));
         }
-        let node = &self.client;
+        let (node, grpc) = (&self.client, self.grpc);
         let desired: Vec<(&str, Cow<'_, Entry>)> = wanted
             .into_iter()
-            .filter_map(|n| snap.get_for(ty, n, node).map(|e| (n, e)))
+            .filter_map(|n| snap.get_for(ty, n, node, grpc).map(|e| (n, e)))
             .collect();
 
         let to_send: Vec<(&str, Cow<'_, Entry>)> = if ty.is_full_state() {
@@ -388,5 +394,58 @@ mod tests {
             recorded.iter().any(|c| c.node.locality == "r2"),
             "{recorded:?}"
         );
+    }
+
+    #[test]
+    fn grpc_clients_get_a_permissive_listener_without_its_tls_chain() {
+        use envoy_types::pb::envoy::config::core::v3::Node;
+        use envoy_types::pb::envoy::config::listener::v3::Listener;
+        use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+        use prost::Message;
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: { name: w, namespace: d }\nspec: { address: 10.0.0.1, ports: { grpc: 8080 }, labels: { app: w } }\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: istio-system }\nspec: { mtls: { mode: PERMISSIVE } }\n";
+        let s = snap(yaml);
+        let name = "xds.istio.io/grpc/lds/inbound/10.0.0.1:8080";
+        let registry = ClientRegistry::default();
+        let lds = |id: u64, node: Node| {
+            let client = registry.open(id);
+            let mut st = StreamState::new(id);
+            let mut r = req(ResourceType::Listener, &[name], "");
+            r.node = Some(node);
+            let resp = st.on_request(&r, &s, &client).unwrap();
+            let l = Listener::decode(resp.resources[0].value.as_slice()).unwrap();
+            let chains: Vec<String> = l.filter_chains.into_iter().map(|c| c.name).collect();
+            (resp.version_info, chains)
+        };
+        let generator = Struct {
+            fields: [(
+                "GENERATOR".to_string(),
+                Value {
+                    kind: Some(Kind::StringValue("grpc".into())),
+                },
+            )]
+            .into(),
+        };
+        let ours = Node {
+            id: "mesh".into(),
+            user_agent_name: "mesh-core".into(),
+            ..Default::default()
+        };
+        let by_metadata = Node {
+            id: "istio-bootstrap".into(),
+            metadata: Some(generator),
+            ..Default::default()
+        };
+        let by_user_agent = Node {
+            id: "grpc-go".into(),
+            user_agent_name: "grpc-go".into(),
+            ..Default::default()
+        };
+        let (v_ours, ours) = lds(1, ours);
+        assert_eq!(ours, ["inbound-mtls", "inbound-plaintext"]);
+        for (id, node) in [(2, by_metadata), (3, by_user_agent)] {
+            let (v, chains) = lds(id, node);
+            assert_eq!(chains, ["inbound-plaintext"], "client {id}");
+            assert_ne!(v, v_ours, "different content, different version");
+        }
     }
 }

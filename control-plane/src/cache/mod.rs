@@ -11,6 +11,10 @@
 //! `version_info` differs from the shared one exactly when what it got differs) and cached in the
 //! snapshot per (cluster, locality, `failoverPriority` label values), so clients in the same
 //! place share one encoding per snapshot.
+//!
+//! Listeners have a second, precomputed form for gRPC's own clients where theirs differs
+//! ([`peer_authn::grpc_server_form`]: no chains gRPC would drop yet validate), versioned by its own
+//! content likewise.
 
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -21,7 +25,7 @@ use envoy_types::pb::google::protobuf::Any;
 
 use crate::source::model::Locality;
 use crate::translate::locality::{ClientLocality, LocalityPlan};
-use crate::translate::{to_any, ResourceType, XdsResources};
+use crate::translate::{peer_authn, to_any, ResourceType, XdsResources};
 
 /// (cluster, client locality, `failoverPriority` label values) → the reshaped assignment.
 type LocalityCache = HashMap<(String, Locality, Vec<Option<String>>), Entry>;
@@ -86,6 +90,8 @@ struct TypeSnapshot {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     types: [TypeSnapshot; 4],
+    /// LDS name → the Listener in gRPC's form, where it differs from the shared one.
+    grpc_listeners: BTreeMap<String, Entry>,
     resources: Arc<XdsResources>,
     /// Cluster name → index in `resources.endpoints`, for clusters with a locality plan.
     planned: HashMap<String, usize>,
@@ -118,6 +124,14 @@ impl Snapshot {
                 lds.entries.insert(alias.clone(), Entry::new(to_any(&l)));
             }
         }
+        let grpc_listeners = lds
+            .entries
+            .keys()
+            .filter_map(|name| {
+                let grpc = peer_authn::grpc_server_form(&resources.listener(name)?)?;
+                Some((name.clone(), Entry::new(to_any(&grpc))))
+            })
+            .collect();
         let planned = resources
             .endpoints
             .iter()
@@ -127,6 +141,7 @@ impl Snapshot {
             .collect();
         Snapshot {
             types,
+            grpc_listeners,
             resources: Arc::new(resources),
             planned,
             reshaped: Arc::default(),
@@ -134,14 +149,21 @@ impl Snapshot {
     }
 
     /// The resource `name` of type `ty` as `client` should get it: the shared one, except a
-    /// load assignment with a locality plan, reshaped for a client that sent a locality or labels.
+    /// load assignment with a locality plan, reshaped for a client that sent a locality or labels,
+    /// and, for one of gRPC's own clients (`grpc`), a Listener in gRPC's form.
     pub fn get_for(
         &self,
         ty: ResourceType,
         name: &str,
         client: &ClientLocality,
+        grpc: bool,
     ) -> Option<Cow<'_, Entry>> {
         let shared = self.get(ty, name)?;
+        if grpc && ty == ResourceType::Listener {
+            return Some(Cow::Borrowed(
+                self.grpc_listeners.get(name).unwrap_or(shared),
+            ));
+        }
         if ty != ResourceType::Endpoint || client.is_empty() {
             return Some(Cow::Borrowed(shared));
         }

@@ -30,7 +30,7 @@
 //! (gRFC A36) whose HttpConnectionManager runs the DENY then the ALLOW RBAC filter then the
 //! router, as istiod's grpcgen emits it ([`authz`]).
 //!
-//! **Which form is emitted.** Only one form exists today and it is the **gRPC-safe** one
+//! **Which form is emitted.** One form, the **gRPC-safe** one
 //! (INTEROP.md, last section), served to every client: no Envoy-only LB policies (no RANDOM,
 //! MAGLEV, MURMUR_HASH_2), no matcher-wrapped or RBAC filters on client listeners, only the fault
 //! filter and the router, fault/retry/timeout in the shapes gRPC reads (row 11, 12, 14 of
@@ -39,7 +39,11 @@
 //! be added later as a separate variant; gRPC's own clients must then keep receiving this form and
 //! are recognised by node metadata `GENERATOR: grpc` (what istiod keys its grpcgen generator on)
 //! or by `user_agent_name` (`gRPC Python`, `grpc-go`, `grpc-java`, …) — both recorded per stream
-//! in [`NodeInfo`](crate::NodeInfo).
+//! in [`NodeInfo`](crate::NodeInfo). One exception exists: a PERMISSIVE server Listener carries
+//! Envoy's `tls` + `raw_buffer` chain pair, which mesh-grpc's server serves on one port but a gRPC
+//! server without certificate providers NACKs; gRPC clients get it without the `tls` chain
+//! ([`peer_authn::grpc_server_form`], applied per stream; checked by
+//! `tests/tests/grpcio_mtls_interop.rs`).
 
 pub mod authz;
 mod cluster;

@@ -29,6 +29,16 @@
 //!   accept any TLS context, A29) keeps accepting the listener.
 //!
 //! Every chain carries the same HCM (RBAC filters, router), as istiod's do.
+//!
+//! **gRPC's form** ([`grpc_server_form`]). gRPC drops a chain matching a `transport_protocol`
+//! other than `raw_buffer` only *after* validating it (C-core `FilterChainParse` runs on every
+//! chain, then `AddFilterChainDataForTransportProtocol` skips it), and validating a
+//! `DownstreamTlsContext` NACKs the whole Listener when the bootstrap lacks the provider instance
+//! it names ("unrecognized certificate provider instance name: default"). So a gRPC server
+//! without certificate providers — any server not set up for mTLS — NACKs our PERMISSIVE
+//! Listener and never serves. gRPC clients (the ADS stream tells them apart,
+//! [`NodeInfo::is_grpc`](crate::NodeInfo::is_grpc)) are therefore sent the Listener without such
+//! chains: for PERMISSIVE exactly istiod's plaintext chain, which is all gRPC would have used.
 
 use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
 use envoy_types::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
@@ -102,6 +112,23 @@ pub fn inbound_listener(
         filter_chains,
         ..Default::default()
     }
+}
+
+/// The Listener as gRPC should get it (module docs): without the chains gRPC ignores for their
+/// `transport_protocol` (neither empty nor `raw_buffer`); `None` when there are none, so the
+/// shared form is already gRPC's.
+pub fn grpc_server_form(listener: &Listener) -> Option<Listener> {
+    let used_by_grpc = |c: &FilterChain| {
+        c.filter_chain_match
+            .as_ref()
+            .is_none_or(|m| matches!(m.transport_protocol.as_str(), "" | "raw_buffer"))
+    };
+    if listener.filter_chains.iter().all(used_by_grpc) {
+        return None;
+    }
+    let mut l = listener.clone();
+    l.filter_chains.retain(used_by_grpc);
+    Some(l)
 }
 
 #[cfg(test)]

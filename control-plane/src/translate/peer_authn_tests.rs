@@ -181,3 +181,44 @@ fn invalid_peer_authentications_name_file_line_and_field() {
         assert!(e.to_string().contains("PeerAuthentication/demo/p"), "{e}");
     }
 }
+
+#[test]
+fn grpc_clients_get_permissive_as_istiods_plaintext_chain() {
+    let c = load(
+        r#"
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews, namespace: demo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  mtls: {mode: STRICT}
+  portLevelMtls:
+    9090: {mode: PERMISSIVE}
+"#,
+    )
+    .unwrap();
+    let xds = translate(&c);
+    let listener = |port: u16| {
+        let name = format!("xds.istio.io/grpc/lds/inbound/10.0.0.1:{port}");
+        xds.listener(&name).unwrap_or_else(|| panic!("{name}"))
+    };
+    // PERMISSIVE: the `tls` chain (whose TLS context a gRPC server without certificate
+    // providers NACKs) is dropped; the plaintext chain is kept as it was.
+    let permissive = listener(9090);
+    let grpc = grpc_server_form(&permissive).expect("a gRPC form differs");
+    assert_eq!(grpc.name, permissive.name);
+    assert_eq!(grpc.address, permissive.address);
+    assert_eq!(grpc.filter_chains.len(), 1);
+    assert_eq!(grpc.filter_chains[0], permissive.filter_chains[1]);
+    assert_eq!(grpc.filter_chains[0].name, PLAINTEXT_CHAIN);
+    assert!(grpc.filter_chains[0].transport_socket.is_none());
+    // STRICT, DISABLE, no policy: gRPC uses every chain, so the shared form is already its own.
+    assert_eq!(grpc_server_form(&listener(8080)), None);
+    assert_eq!(
+        grpc_server_form(
+            &xds.listener("xds.istio.io/grpc/lds/inbound/10.0.0.2:50051")
+                .unwrap()
+        ),
+        None
+    );
+}
