@@ -11,8 +11,9 @@
 //!    identity that certificate proves, nothing else) and accepting only the CA's pinned SPIFFE
 //!    ID; a fresh connection each time, without TLS resumption, so the current certificate is
 //!    what authenticates;
-//! 3. installs the returned chain (leaf first, root last: the root becomes the trust bundle, so
-//!    a changed bundle is picked up too) with [`CertificateRequest::renew`]. Connectors and
+//! 3. installs the returned chain (leaf first, roots last: every trailing self-signed
+//!    certificate becomes the trust bundle, so a changed bundle — old and new root during a
+//!    root rotation — is picked up whole) with [`CertificateRequest::renew`]. Connectors and
 //!    acceptors built on the identity use it for new handshakes; established connections and
 //!    in-flight calls are untouched.
 //!
@@ -34,7 +35,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mesh_tower::tls::{CertificateRequest, MeshTlsConnector, TlsError, WorkloadIdentity};
+use mesh_tower::tls::{
+    split_chain_and_roots, CertificateRequest, MeshTlsConnector, TlsError, WorkloadIdentity,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -294,23 +297,17 @@ impl CertificateRenewer {
                 code: s.code(),
                 message: s.message().to_owned(),
             })?;
-        let (root, leaf_and_intermediates) = match chain.split_last() {
-            Some((root, rest)) if !rest.is_empty() => (root, rest),
-            _ => {
-                return Err(RenewError::BadResponse {
-                    ca: ca(),
-                    reason: format!(
-                        "{} certificate(s); expected the leaf, any intermediates, then the root",
-                        chain.len()
-                    ),
-                })
-            }
-        };
-        let chain_pem: String = leaf_and_intermediates
-            .iter()
-            .map(|c| with_newline(c))
-            .collect();
-        request.renew(&self.identity, &chain_pem, &with_newline(root))?;
+        // Leaf and intermediates, then the roots: one, or several during a root rotation
+        // (the CA's `root-cert.pem`); every trailing self-signed certificate is kept.
+        let (chain_pem, roots_pem) =
+            split_chain_and_roots(&chain).map_err(|e| RenewError::BadResponse {
+                ca: ca(),
+                reason: format!(
+                    "{} certificate(s); expected the leaf, any intermediates, then the roots: {e}",
+                    chain.len()
+                ),
+            })?;
+        request.renew(&self.identity, &chain_pem, &roots_pem)?;
         Ok(())
     }
 
@@ -402,14 +399,6 @@ fn remaining(not_after: SystemTime) -> Duration {
 /// When to renew: `fraction` of the remaining lifetime.
 fn renew_delay(remaining: Duration, fraction: f64) -> Duration {
     remaining.mul_f64(fraction)
-}
-
-fn with_newline(pem: &str) -> String {
-    if pem.ends_with('\n') {
-        pem.to_owned()
-    } else {
-        format!("{pem}\n")
-    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

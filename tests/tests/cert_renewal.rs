@@ -502,3 +502,36 @@ async fn renewal_refuses_a_certificate_for_another_identity() -> Result<()> {
     assert_eq!(ident.serial(), svid.serial);
     Ok(())
 }
+
+/// During a root rotation's overlap the CA answers `CreateCertificate` with every root of its
+/// bundle; the renewal keeps them all, so a workload renewed onto the new root still accepts a
+/// peer whose SVID chains to the old one (and the other way round). Taking only the last
+/// certificate as the bundle would drop the old root here and refuse that peer.
+#[tokio::test]
+async fn renewal_during_a_root_overlap_keeps_every_root() -> Result<()> {
+    let (_logs, _guard) = capture();
+    let old = Ca::generate(TD)?;
+    let next = Ca::generate(TD)?;
+    let bundle = format!("{}{}", old.trust_bundle_pem(), next.trust_bundle_pem());
+    // Step 1 (sign with the old root, trust both) for the peers, step 2 (sign with the new
+    // root, trust both) for the CA the workload renews against.
+    let old = old.with_trust_bundle(&bundle)?;
+    let next = Arc::new(next.with_trust_bundle(&bundle)?);
+    let cp = control_plane(next.clone()).await?;
+
+    let workload = tests::workload_identity(&old, "frontend")?;
+    let before = workload.serial();
+    renewer(&cp, workload.clone()).renew_once().await?;
+    assert_ne!(workload.serial(), before, "renewed");
+
+    // Servers on either root; the renewed workload (new-root SVID) calls both.
+    for (root, ca) in [("old", &old), ("new", &*next)] {
+        let server_id = tests::workload_identity(ca, "greeter")?;
+        let (url, task) = serve(MeshTlsAcceptor::new(server_id, PeerAuthMode::Strict)).await?;
+        let result = get(&client(workload.clone()), &url).await;
+        task.abort();
+        result.with_context(|| format!("renewed workload → server on the {root} root"))?;
+    }
+    cp.shutdown().await;
+    Ok(())
+}

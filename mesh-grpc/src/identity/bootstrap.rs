@@ -28,10 +28,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mesh_tower::tls::{CertificateRequest, MeshTlsConnector, TlsError, WorkloadIdentity};
+use mesh_tower::tls::{
+    split_chain_and_roots, CertificateRequest, MeshTlsConnector, TlsError, WorkloadIdentity,
+};
 use tonic::transport::Endpoint;
 
-use super::{error_chain, with_newline, CertificateRenewer};
+use super::{error_chain, CertificateRenewer};
 
 /// A bootstrap token as handed to the workload. `Debug` is redacted; there is no `Display`.
 #[derive(Clone)]
@@ -267,24 +269,18 @@ impl IdentityBootstrap {
             code: s.code(),
             message: s.message().to_owned(),
         })?;
-        let (root, leaf_and_intermediates) = match chain.split_last() {
-            Some((root, rest)) if !rest.is_empty() => (root, rest),
-            _ => {
-                return Err(BootstrapError::BadResponse {
-                    ca: ca(),
-                    reason: format!(
-                        "{} certificate(s); expected the leaf, any intermediates, then the root",
-                        chain.len()
-                    ),
-                })
-            }
-        };
-        let chain_pem: String = leaf_and_intermediates
-            .iter()
-            .map(|c| with_newline(c))
-            .collect();
+        // Leaf and intermediates, then the roots: one, or several during a root rotation
+        // (the CA's `root-cert.pem`); every trailing self-signed certificate is kept.
+        let (chain_pem, roots_pem) =
+            split_chain_and_roots(&chain).map_err(|e| BootstrapError::BadResponse {
+                ca: ca(),
+                reason: format!(
+                    "{} certificate(s); expected the leaf, any intermediates, then the roots: {e}",
+                    chain.len()
+                ),
+            })?;
         let identity = request
-            .into_identity(&chain_pem, &with_newline(root))
+            .into_identity(&chain_pem, &roots_pem)
             .map_err(BootstrapError::Identity)?;
         if let Some(expected) = &self.expected_identity {
             let got = identity.spiffe_id();

@@ -410,6 +410,45 @@ impl CertificateRequest {
     }
 }
 
+/// Splits a CA's answer — leaf first, then intermediates, then one or more roots, PEM, as
+/// Istio's `CreateCertificate` returns them — into the chain to present and the trust bundle.
+/// The roots are the trailing self-issued certificates (subject = issuer), so a bundle holding
+/// two roots during a root rotation is kept whole. Errors when there is no leaf or no root.
+pub fn split_chain_and_roots<S: AsRef<str>>(certs: &[S]) -> Result<(String, String), TlsError> {
+    let self_issued = |pem: &str| -> Result<bool, TlsError> {
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| invalid("cert", format!("not pem: {e}")))?;
+        let cert = block.parse_x509().map_err(|e| invalid("cert", e))?;
+        Ok(cert.subject().as_raw() == cert.issuer().as_raw())
+    };
+    let mut roots_from = certs.len();
+    while roots_from > 1 && self_issued(certs[roots_from - 1].as_ref())? {
+        roots_from -= 1;
+    }
+    if roots_from == certs.len() {
+        return Err(invalid(
+            "cert",
+            format!(
+                "{} certificate(s) and no self-signed root after the leaf",
+                certs.len()
+            ),
+        ));
+    }
+    let join = |part: &[S]| {
+        part.iter()
+            .map(|c| {
+                let c = c.as_ref();
+                if c.ends_with('\n') {
+                    c.to_owned()
+                } else {
+                    format!("{c}\n")
+                }
+            })
+            .collect::<String>()
+    };
+    Ok((join(&certs[..roots_from]), join(&certs[roots_from..])))
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -493,3 +493,20 @@ fn refused_key_files_leak_no_key_bytes() {
         assert!(text.contains("key"), "{what}: {text}");
     }
 }
+
+#[test]
+fn a_ca_answer_splits_into_chain_and_every_trailing_root() {
+    let (r1, r2) = (ca(), ca());
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![uri(SERVER)];
+    let leaf = params.signed_by(&key, &r2.0).unwrap().pem();
+    let (chain, roots) =
+        crate::tls::split_chain_and_roots(&[leaf.clone(), r1.1.clone(), r2.1.clone()]).unwrap();
+    assert_eq!(chain, leaf);
+    assert_eq!(roots, format!("{}{}", r1.1, r2.1));
+    for bad in [&leaf, &r1.1] {
+        let err = crate::tls::split_chain_and_roots(std::slice::from_ref(bad)).unwrap_err();
+        assert!(err.to_string().contains("no self-signed root"), "{err}");
+    }
+}
