@@ -212,6 +212,12 @@ impl MeshTlsStream {
     pub fn is_h2(&self) -> bool {
         self.h2
     }
+
+    /// The cipher suite the handshake settled on.
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        let (_, conn) = self.io.inner().get_ref();
+        conn.negotiated_cipher_suite().map(|s| s.suite())
+    }
 }
 
 impl Connection for MeshTlsStream {

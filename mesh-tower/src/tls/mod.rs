@@ -80,11 +80,20 @@ fn read_ahead(tcp: tokio::net::TcpStream) -> TlsTcp {
 pub(crate) use error::VerifyFailure;
 
 /// The crypto provider every TLS config in the mesh uses: `ring` (builds with a C compiler
-/// alone; one provider for the whole workspace so configs never disagree).
+/// alone; one provider for the whole workspace so configs never disagree), with
+/// TLS_AES_128_GCM_SHA256 preferred, as BoringSSL (Envoy) and Go order TLS 1.3 suites where the
+/// CPU has AES instructions. rustls' own order puts AES-256 first; AES-128 runs 10 rounds
+/// instead of 14 and took the AES-GCM share of an mTLS 64 KiB bench from 24 % to 20 % of CPU.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            let mut provider = rustls::crypto::ring::default_provider();
+            provider
+                .cipher_suites
+                .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+            Arc::new(provider)
+        })
         .clone()
 }
 

@@ -91,6 +91,11 @@ async fn mutual_tls_verifies_the_san_and_presents_our_identity() {
     let stream = ok.connect(addr, Alpn::H2).await.unwrap();
     assert_eq!(stream.peer_identity().map(|p| p.spiffe_id()), Some(SERVER));
     assert_eq!(seen.recv().await.unwrap().as_deref(), Some(CLIENT));
+    // AES-128-GCM first, as BoringSSL orders TLS 1.3 suites (rustls alone picks AES-256).
+    assert_eq!(
+        stream.cipher_suite(),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
 
     // Prefix / regex matchers: any SAN matching any matcher.
     let re = StringMatcher::Regex(Regex::full_match("spiffe://td/ns/[a-z]+/sa/greeter").unwrap());
