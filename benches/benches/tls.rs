@@ -119,6 +119,29 @@ async fn request(sender: &mut Sender, path: &str) -> anyhow::Result<usize> {
     Ok(resp.into_body().collect().await?.to_bytes().len())
 }
 
+/// CPU time this process has used so far (every thread, client and server alike), from
+/// `/proc/self/task/*/schedstat` (nanoseconds on CPU). Unlike requests/s it barely moves when
+/// other work shares the machine, so it is the steadier measure of what mTLS costs.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Throughput and CPU cost of one warm run.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    /// Requests per second.
+    rate: f64,
+    /// CPU microseconds per request, client and server together.
+    cpu_us: f64,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -145,15 +168,33 @@ struct Bench {
 }
 
 impl Bench {
-    /// Runs `n` requests for `path` in `shape` over TLS or plaintext; returns requests/s
-    /// (connection set-up excluded).
+    /// Runs `n` requests for `path` in `shape` over TLS or plaintext; returns requests/s and
+    /// CPU per request (connection set-up excluded).
     async fn warm(
         &self,
         shape: Shape,
         tls: bool,
         path: &'static str,
         n: usize,
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<Run> {
+        let cpu = std::cell::Cell::new(0);
+        let (rate, done) = self.warm_rate(shape, tls, path, n, &cpu).await?;
+        Ok(Run {
+            rate,
+            cpu_us: (cpu_ns() - cpu.get()) as f64 / 1e3 / done as f64,
+        })
+    }
+
+    /// `warm`'s body: records the CPU clock in `cpu` when the timed part starts; returns
+    /// requests/s and the number of requests timed.
+    async fn warm_rate(
+        &self,
+        shape: Shape,
+        tls: bool,
+        path: &'static str,
+        n: usize,
+        cpu: &std::cell::Cell<u64>,
+    ) -> anyhow::Result<(f64, usize)> {
         match shape {
             Shape::Sequential => {
                 let mut s = if tls {
@@ -162,11 +203,12 @@ impl Bench {
                     plain_conn(self.plain).await?
                 };
                 request(&mut s, path).await?;
+                cpu.set(cpu_ns());
                 let t = Instant::now();
                 for _ in 0..n {
                     request(&mut s, path).await?;
                 }
-                Ok(n as f64 / t.elapsed().as_secs_f64())
+                Ok((n as f64 / t.elapsed().as_secs_f64(), n))
             }
             Shape::Http1 => {
                 let mut senders = Vec::new();
@@ -179,6 +221,7 @@ impl Bench {
                     request(&mut s, path).await?;
                     senders.push(s);
                 }
+                cpu.set(cpu_ns());
                 let t = Instant::now();
                 let tasks: Vec<_> = senders
                     .into_iter()
@@ -194,7 +237,8 @@ impl Bench {
                 for task in tasks {
                     task.await??;
                 }
-                Ok((n / CONCURRENCY * CONCURRENCY) as f64 / t.elapsed().as_secs_f64())
+                let done = n / CONCURRENCY * CONCURRENCY;
+                Ok((done as f64 / t.elapsed().as_secs_f64(), done))
             }
             Shape::Http2 => {
                 let mut s = if tls {
@@ -207,6 +251,7 @@ impl Bench {
                     handshake_h2(TokioIo::new(tcp)).await?
                 };
                 request_h2(&mut s, path).await?;
+                cpu.set(cpu_ns());
                 let t = Instant::now();
                 let tasks: Vec<_> = (0..CONCURRENCY)
                     .map(|_| {
@@ -222,7 +267,8 @@ impl Bench {
                 for task in tasks {
                     task.await??;
                 }
-                Ok((n / CONCURRENCY * CONCURRENCY) as f64 / t.elapsed().as_secs_f64())
+                let done = n / CONCURRENCY * CONCURRENCY;
+                Ok((done as f64 / t.elapsed().as_secs_f64(), done))
             }
         }
     }
@@ -268,8 +314,8 @@ fn main() -> anyhow::Result<()> {
                 _ => Shape::Sequential,
             };
             let path = if only.ends_with("-64k") { "/64k" } else { "/" };
-            let rate = bench.warm(shape, only.contains("-tls"), path, REQUESTS * ROUNDS).await?;
-            println!("{only}: {rate:.0} req/s");
+            let run = bench.warm(shape, only.contains("-tls"), path, REQUESTS * ROUNDS).await?;
+            println!("{only}: {:.0} req/s, {:.1} µs CPU per request", run.rate, run.cpu_us);
             return Ok(());
         }
 
@@ -299,21 +345,26 @@ fn main() -> anyhow::Result<()> {
         for shape in [Shape::Sequential, Shape::Http1, Shape::Http2] {
             for path in ["/", "/64k"] {
                 let (mut plain_rates, mut tls_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut plain_cpu, mut tls_cpu) = (Vec::new(), Vec::new());
                 for _ in 0..ROUNDS {
                     let pr = bench.warm(shape, false, path, REQUESTS).await?;
                     let tr = bench.warm(shape, true, path, REQUESTS).await?;
-                    plain_rates.push(pr);
-                    tls_rates.push(tr);
-                    ratios.push(tr / pr);
+                    plain_rates.push(pr.rate);
+                    tls_rates.push(tr.rate);
+                    ratios.push(tr.rate / pr.rate);
+                    plain_cpu.push(pr.cpu_us);
+                    tls_cpu.push(tr.cpu_us);
                 }
                 let body = if path == "/" { "1 KiB" } else { "64 KiB" };
+                let (pc, tc) = (median(plain_cpu), median(tls_cpu));
                 println!(
-                    "  {:<36} {body:>6}: plain {:>6.0} req/s, mTLS {:>6.0} req/s, ratio median {:.3} {:?}",
+                    "  {:<36} {body:>6}: plain {:>6.0} req/s, mTLS {:>6.0} req/s, ratio median {:.3} {:?}; CPU/request plain {pc:.1} µs, mTLS {tc:.1} µs (+{:.1})",
                     shape_name(shape),
                     median(plain_rates),
                     median(tls_rates),
                     median(ratios.clone()),
-                    ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>()
+                    ratios.iter().map(|r| (r * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
+                    tc - pc
                 );
             }
         }
