@@ -14,6 +14,12 @@
 //! ```
 //!
 //! Rounds alternate plain / mTLS so load changes hit both sides; the ratio is taken per round.
+//!
+//! On loopback both ends share the two cores and no byte ever waits for a wire, so the ratio
+//! is CPU cost alone. `benches/tls-netns.sh` runs the server and the client as two processes
+//! in two network namespaces joined by a veth pair shaped like a data-centre link (10 Gbit/s,
+//! 50 µs each way), with `MESH_TLS_BENCH_SERVE=<ip>` / `MESH_TLS_BENCH_REMOTE=<ip>` and a
+//! shared CA directory in `MESH_TLS_BENCH_CA`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -41,8 +47,11 @@ fn identity(ca: &Ca, sa: &str) -> anyhow::Result<Arc<WorkloadIdentity>> {
     Ok(req.into_identity(&svid.cert_chain_pem, &svid.trust_bundle_pem)?)
 }
 
-async fn server(acceptor: MeshTlsAcceptor) -> anyhow::Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+async fn server(
+    acceptor: MeshTlsAcceptor,
+    bind: std::net::SocketAddr,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -89,7 +98,7 @@ async fn plain_conn(addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
 }
 
 async fn tls_conn(c: &MeshTlsConnector, addr: std::net::SocketAddr) -> anyhow::Result<Sender> {
-    handshake_http1(c.connect("127.0.0.1", addr.port()).await?).await
+    handshake_http1(c.connect(&addr.ip().to_string(), addr.port()).await?).await
 }
 
 type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
@@ -159,6 +168,9 @@ enum Shape {
 }
 
 const CONCURRENCY: usize = 16;
+/// Ports of the two servers when they run in another process (`MESH_TLS_BENCH_SERVE`).
+const REMOTE_PLAIN_PORT: u16 = 18080;
+const REMOTE_TLS_PORT: u16 = 18443;
 
 /// The servers and the client side of both transports.
 struct Bench {
@@ -242,7 +254,10 @@ impl Bench {
             }
             Shape::Http2 => {
                 let mut s = if tls {
-                    let io = self.connector.connect("127.0.0.1", self.tls.port()).await?;
+                    let io = self
+                        .connector
+                        .connect(&self.tls.ip().to_string(), self.tls.port())
+                        .await?;
                     anyhow::ensure!(io.is_h2(), "ALPN did not settle on h2");
                     handshake_h2(io).await?
                 } else {
@@ -288,9 +303,37 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let ca = Ca::generate("cluster.local")?;
-        let tls_addr = server(MeshTlsAcceptor::new(identity(&ca, "server")?, PeerAuthMode::Strict)).await?;
-        let plain_addr = server(MeshTlsAcceptor::new(identity(&ca, "server")?, PeerAuthMode::Disable)).await?;
+        // Two processes over a real link (`benches/tls-netns.sh`): one serves, one drives,
+        // sharing a CA directory. Otherwise both ends run here on loopback.
+        let ca_dir = std::env::var_os("MESH_TLS_BENCH_CA");
+        let ca = match &ca_dir {
+            Some(dir) => Ca::load_or_create(std::path::Path::new(dir), "cluster.local")?,
+            None => Ca::generate("cluster.local")?,
+        };
+        if let Ok(ip) = std::env::var("MESH_TLS_BENCH_SERVE") {
+            let ip: std::net::IpAddr = ip.parse()?;
+            let strict = MeshTlsAcceptor::new(identity(&ca, "server")?, PeerAuthMode::Strict);
+            let plain = MeshTlsAcceptor::new(identity(&ca, "server")?, PeerAuthMode::Disable);
+            server(strict, (ip, REMOTE_TLS_PORT).into()).await?;
+            server(plain, (ip, REMOTE_PLAIN_PORT).into()).await?;
+            println!("serving plain on {ip}:{REMOTE_PLAIN_PORT}, mTLS on {ip}:{REMOTE_TLS_PORT}");
+            std::future::pending::<()>().await;
+        }
+        let remote = std::env::var("MESH_TLS_BENCH_REMOTE").is_ok();
+        // CPU is this process's: client and server on loopback, the client alone when remote.
+        let cpu_side = if remote { "client CPU" } else { "CPU" };
+        let (tls_addr, plain_addr) = match std::env::var("MESH_TLS_BENCH_REMOTE") {
+            Ok(ip) => {
+                let ip: std::net::IpAddr = ip.parse()?;
+                ((ip, REMOTE_TLS_PORT).into(), (ip, REMOTE_PLAIN_PORT).into())
+            }
+            Err(_) => {
+                let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                let strict = MeshTlsAcceptor::new(identity(&ca, "server")?, PeerAuthMode::Strict);
+                let plain = MeshTlsAcceptor::new(identity(&ca, "server")?, PeerAuthMode::Disable);
+                (server(strict, local).await?, server(plain, local).await?)
+            }
+        };
         let connector = MeshTlsConnector::new(
             identity(&ca, "client")?,
             vec!["spiffe://cluster.local/ns/default/sa/server".into()],
@@ -358,7 +401,7 @@ fn main() -> anyhow::Result<()> {
                 let body = if path == "/" { "1 KiB" } else { "64 KiB" };
                 let (pc, tc) = (median(plain_cpu), median(tls_cpu));
                 println!(
-                    "  {:<36} {body:>6}: plain {:>6.0} req/s, mTLS {:>6.0} req/s, ratio median {:.3} {:?}; CPU/request plain {pc:.1} µs, mTLS {tc:.1} µs (+{:.1})",
+                    "  {:<36} {body:>6}: plain {:>6.0} req/s, mTLS {:>6.0} req/s, ratio median {:.3} {:?}; {cpu_side}/request plain {pc:.1} µs, mTLS {tc:.1} µs (+{:.1})",
                     shape_name(shape),
                     median(plain_rates),
                     median(tls_rates),
