@@ -181,7 +181,9 @@ pub(crate) fn bearer_token(
 /// problem (`UNAVAILABLE`, retry); everything else is the caller's (`UNAUTHENTICATED`).
 pub(crate) fn token_status(e: &TokenError) -> Status {
     match e {
-        TokenError::ReplayCacheFull { .. } => Status::unavailable(e.to_string()),
+        TokenError::ReplayCacheFull { .. } | TokenError::ReplayLog { .. } => {
+            Status::unavailable(e.to_string())
+        }
         _ => Status::unauthenticated(e.to_string()),
     }
 }

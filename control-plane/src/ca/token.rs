@@ -34,10 +34,14 @@
 //!   time (an entry lives until its token's `exp` plus the skew, at most [`MAX_TOKEN_TTL`]) and
 //!   in size ([`REPLAY_CACHE_CAPACITY`]; when full of live entries new tokens are refused with
 //!   `UNAVAILABLE` rather than risk a replay). A token leaked after use is worthless. The cost:
-//!   if the answer is lost after the CA signed, the workload needs a fresh token; and the
-//!   cache is per process, so a token can be redeemed once per control-plane replica (and
-//!   again after a restart) within its lifetime — keep lifetimes short. A token is consumed only
-//!   when a certificate was signed, so a bad CSR does not burn it.
+//!   if the answer is lost after the CA signed, the workload needs a fresh token. With a CA
+//!   directory ([`TokenAuthority::load_or_create`]) every redemption is appended to
+//!   [`REPLAY_LOG_FILE`] (`<jti> <exp>` lines, mode 0600, synced) **before** the certificate
+//!   is returned, and the unexpired entries are read back on start, so a restart does not
+//!   reopen used tokens; when the line cannot be written the token is refused (`UNAVAILABLE`)
+//!   rather than redeemed unrecorded. The cache is still per directory: replicas that do not
+//!   share one can each redeem a token once within its lifetime — keep lifetimes short. A
+//!   token is consumed only when a certificate was signed, so a bad CSR does not burn it.
 //! - **Time**: `exp` and `iat` are checked against the wall clock with [`TOKEN_CLOCK_SKEW`]
 //!   (one minute) either way, as the CA backdates SVIDs by the same amount.
 
@@ -59,6 +63,10 @@ pub const TOKEN_AUDIENCE: &str = "mesh-ca";
 
 /// File name of the token signing key inside a CA directory (mode 0600).
 pub const TOKEN_KEY_FILE: &str = "token-key.pem";
+
+/// File name of the replay log inside a CA directory: one `<jti> <exp>` line per redeemed
+/// token, compacted to the unexpired ones on start.
+pub const REPLAY_LOG_FILE: &str = "token-replay.log";
 
 /// Default token lifetime for `mesh-control-plane token`.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
@@ -171,6 +179,14 @@ pub enum TokenError {
     /// Signing the token failed.
     #[error("minting bootstrap token: {0}")]
     Mint(String),
+    /// The redemption could not be recorded in the replay log, so the token was not redeemed.
+    #[error("bootstrap token {jti} not redeemed: recording it in the replay log failed: {source}")]
+    ReplayLog {
+        /// The token ID.
+        jti: String,
+        /// The write error (names the file).
+        source: CaError,
+    },
 }
 
 /// Mints and verifies bootstrap tokens with one ES256 key; keeps the replay cache.
@@ -182,6 +198,8 @@ pub struct TokenAuthority {
     validation: Validation,
     replay: Mutex<HashMap<String, u64>>,
     capacity: usize,
+    /// Where redemptions are recorded, with a CA directory.
+    replay_log: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for TokenAuthority {
@@ -201,8 +219,15 @@ impl TokenAuthority {
         Ok(Self::with_key(&key, issuer))
     }
 
-    /// Loads the key from `dir/token-key.pem`, or creates one there (mode 0600) on first use.
+    /// Loads the key from `dir/token-key.pem`, or creates one there (mode 0600) on first use,
+    /// and keeps the replay cache in `dir/token-replay.log` ([`REPLAY_LOG_FILE`]) so used
+    /// tokens stay used across restarts.
     pub fn load_or_create(dir: &Path, issuer: &SpiffeId) -> Result<Self, CaError> {
+        let authority = Self::load_or_create_key(dir, issuer)?;
+        authority.with_replay_log(&dir.join(REPLAY_LOG_FILE), SystemTime::now())
+    }
+
+    fn load_or_create_key(dir: &Path, issuer: &SpiffeId) -> Result<Self, CaError> {
         let path = dir.join(TOKEN_KEY_FILE);
         if path.exists() {
             let pem = std::fs::read_to_string(&path).map_err(|source| CaError::Io {
@@ -258,7 +283,76 @@ impl TokenAuthority {
             validation,
             replay: Mutex::new(HashMap::new()),
             capacity: REPLAY_CACHE_CAPACITY,
+            replay_log: None,
         }
+    }
+
+    /// Reads the redemptions recorded at `path` (entries expired at `now` are dropped and the
+    /// file rewritten without them) and records every new one there. A missing file is an
+    /// empty log; a line that does not parse is an error naming the file and line, since
+    /// skipping it could reopen a used token.
+    pub fn with_replay_log(mut self, path: &Path, now: SystemTime) -> Result<Self, CaError> {
+        let invalid = |reason: String| CaError::InvalidCa {
+            what: path.display().to_string(),
+            reason,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(CaError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        let live_after = unix(now).saturating_sub(TOKEN_CLOCK_SKEW.as_secs());
+        let mut live = HashMap::new();
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let parsed = line
+                .split_once(' ')
+                .and_then(|(jti, exp)| Some((jti, exp.trim().parse::<u64>().ok()?)));
+            let Some((jti, exp)) = parsed.filter(|(jti, _)| !jti.is_empty()) else {
+                return Err(invalid(format!(
+                    "line {}: expected `<jti> <exp>`, got {line:?}",
+                    n + 1
+                )));
+            };
+            if exp >= live_after {
+                live.insert(jti.to_owned(), exp);
+            }
+        }
+        let compacted: String = live.iter().map(|(j, e)| format!("{j} {e}\n")).collect();
+        super::write_private(path, &compacted)?;
+        self.replay = Mutex::new(live);
+        self.replay_log = Some(path.to_owned());
+        Ok(self)
+    }
+
+    /// Appends one redemption to the replay log and syncs it.
+    fn record(&self, claims: &TokenClaims) -> Result<(), TokenError> {
+        use std::io::Write;
+        let Some(path) = &self.replay_log else {
+            return Ok(());
+        };
+        let fail = |source| TokenError::ReplayLog {
+            jti: claims.jti.clone(),
+            source: CaError::Io {
+                path: path.clone(),
+                source,
+            },
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(fail)?;
+        f.write_all(format!("{} {}\n", claims.jti, claims.exp).as_bytes())
+            .map_err(fail)?;
+        f.sync_data().map_err(fail)
     }
 
     /// Bounds the replay cache to `capacity` unexpired entries (default
@@ -383,6 +477,9 @@ impl TokenAuthority {
                 });
             }
         }
+        // Recorded before it counts, under the lock: of two concurrent redemptions exactly one
+        // is written, and a redemption that could not be written does not happen.
+        self.record(claims)?;
         cache.insert(claims.jti.clone(), claims.exp);
         Ok(())
     }

@@ -200,3 +200,88 @@ fn sign(auth: &TokenAuthority, claims: &TokenClaims, alg: Algorithm) -> String {
     header.kid = Some(auth.key_id().to_owned());
     jsonwebtoken::encode(&header, claims, &auth.encoding).unwrap()
 }
+
+fn temp_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mesh-token-test-{}", rand::random::<u64>()))
+}
+
+#[test]
+fn a_used_token_stays_used_across_a_restart() {
+    let dir = temp_dir();
+    let now = SystemTime::now();
+    let auth = TokenAuthority::load_or_create(&dir, &issuer()).unwrap();
+    let (token, claims) = auth.mint(&greeter(), Duration::from_secs(60)).unwrap();
+    let (other, _) = auth.mint(&greeter(), Duration::from_secs(60)).unwrap();
+    auth.redeem(token.expose(), now).unwrap();
+
+    // A new process on the same directory: the redeemed token is refused, a fresh one works.
+    let restarted = TokenAuthority::load_or_create(&dir, &issuer()).unwrap();
+    let err = restarted.redeem(token.expose(), now).unwrap_err();
+    assert!(
+        matches!(err, TokenError::Replayed { ref jti } if *jti == claims.jti),
+        "{err}"
+    );
+    restarted.redeem(other.expose(), now).unwrap();
+    let log = std::fs::read_to_string(dir.join(REPLAY_LOG_FILE)).unwrap();
+    assert_eq!(log.lines().count(), 2, "{log}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(REPLAY_LOG_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_replay_log_drops_expired_entries_and_names_a_bad_line() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(REPLAY_LOG_FILE);
+    let now = SystemTime::now();
+    let t = unix(now);
+    std::fs::write(&path, format!("old {}\nlive {}\n\n", t - 3600, t + 60)).unwrap();
+    let auth = TokenAuthority::generate(&issuer())
+        .unwrap()
+        .with_replay_log(&path, now)
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        format!("live {}\n", t + 60)
+    );
+    assert!(auth.lock().contains_key("live") && !auth.lock().contains_key("old"));
+
+    std::fs::write(&path, format!("live {}\ngarbage\n", t + 60)).unwrap();
+    let err = TokenAuthority::generate(&issuer())
+        .unwrap()
+        .with_replay_log(&path, now)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(REPLAY_LOG_FILE) && err.contains("line 2"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_redemption_that_cannot_be_recorded_does_not_happen() {
+    let dir = temp_dir();
+    let auth = TokenAuthority::load_or_create(&dir, &issuer()).unwrap();
+    // The log vanishes and a directory takes its place: appending fails.
+    std::fs::remove_file(dir.join(REPLAY_LOG_FILE)).unwrap();
+    std::fs::create_dir(dir.join(REPLAY_LOG_FILE)).unwrap();
+    let (token, claims) = auth.mint(&greeter(), Duration::from_secs(60)).unwrap();
+    let err = auth.redeem(token.expose(), SystemTime::now()).unwrap_err();
+    assert!(matches!(err, TokenError::ReplayLog { .. }), "{err}");
+    assert!(err.to_string().contains(REPLAY_LOG_FILE), "{err}");
+    assert!(!auth.lock().contains_key(&claims.jti), "not redeemed");
+    assert_eq!(
+        crate::ca::server::token_status(&err).code(),
+        tonic::Code::Unavailable
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
