@@ -143,11 +143,7 @@ impl MeshTlsConnector {
             let (_, conn) = tls.get_ref();
             let peer_id = conn.peer_certificates().and_then(PeerIdentity::from_chain);
             let h2 = conn.alpn_protocol() == Some(b"h2");
-            Ok(MeshTlsStream {
-                io: TokioIo::new(tls),
-                peer: peer_id,
-                h2,
-            })
+            Ok(MeshTlsStream::new(tls, peer_id, h2))
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
@@ -192,10 +188,13 @@ pub struct MeshTlsStream {
 
 impl MeshTlsStream {
     pub(crate) fn new(
-        tls: tokio_rustls::client::TlsStream<super::TlsTcp>,
+        mut tls: tokio_rustls::client::TlsStream<super::TlsTcp>,
         peer: Option<PeerIdentity>,
         h2: bool,
     ) -> Self {
+        tls.get_mut()
+            .1
+            .set_buffer_limit(Some(super::SEND_BUFFER_LIMIT));
         MeshTlsStream {
             io: TokioIo::new(tls),
             peer,

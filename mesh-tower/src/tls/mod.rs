@@ -79,6 +79,13 @@ fn read_ahead(tcp: tokio::net::TcpStream) -> TlsTcp {
 
 pub(crate) use error::VerifyFailure;
 
+/// How much encrypted data one connection queues before a write returns short. rustls's
+/// default, 64 KiB, splits a 64 KiB body and its headers into two `writev`s (hyper hands both
+/// at once; rustls took 65,536 of 65,615 bytes); 256 KiB sends such a response in one. It
+/// only holds memory while the peer is slower than the writer (Envoy's per-connection buffer
+/// limit is 1 MiB).
+pub(crate) const SEND_BUFFER_LIMIT: usize = 256 * 1024;
+
 /// The crypto provider every TLS config in the mesh uses: `ring` (builds with a C compiler
 /// alone; one provider for the whole workspace so configs never disagree), with
 /// TLS_AES_128_GCM_SHA256 preferred, as BoringSSL (Envoy) and Go order TLS 1.3 suites where the

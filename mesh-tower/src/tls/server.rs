@@ -180,11 +180,14 @@ impl MeshTlsAcceptor {
             .map(|a: SocketAddr| a.to_string())
             .unwrap_or_else(|_| "unknown peer".into());
         let work = async {
-            let tls = self
+            let mut tls = self
                 .acceptor
                 .accept(super::read_ahead(tcp))
                 .await
                 .map_err(|e| TlsError::from_handshake(&peer, e))?;
+            tls.get_mut()
+                .1
+                .set_buffer_limit(Some(super::SEND_BUFFER_LIMIT));
             let id = tls
                 .get_ref()
                 .1
@@ -240,11 +243,14 @@ impl MeshTlsAcceptor {
                     reason: format!("plaintext (first byte {:#04x}) on a STRICT port", first[0]),
                 });
             }
-            let tls = self
+            let mut tls = self
                 .acceptor
                 .accept(super::read_ahead(tcp))
                 .await
                 .map_err(|e| TlsError::from_handshake(&peer, e))?;
+            tls.get_mut()
+                .1
+                .set_buffer_limit(Some(super::SEND_BUFFER_LIMIT));
             let id = tls
                 .get_ref()
                 .1
