@@ -524,3 +524,72 @@ async fn state_carries_across_rebuilds_and_clears_when_detection_is_removed() {
         .iter()
         .all(|e| !e.outlier().is_ejected()));
 }
+
+/// Envoy removes ejected hosts from a locality's healthy hosts, so an ejection lowers the
+/// locality's effective weight `weight × min(1, factor × healthy / total)`, not just its
+/// candidates.
+#[tokio::test(start_paused = true)]
+async fn ejections_lower_a_locality_s_effective_weight() {
+    use crate::model::{
+        ClusterLoadAssignment, CommonLbConfig, Endpoint, HealthStatus, LbPolicy, Locality,
+        LocalityEndpoints,
+    };
+    let zone = |z: &str, ports: [u16; 2]| LocalityEndpoints {
+        locality: Locality {
+            zone: z.into(),
+            ..Locality::default()
+        },
+        weight: Some(1),
+        priority: 0,
+        endpoints: ports
+            .iter()
+            .map(|p| Endpoint {
+                address: ([127, 0, 0, 1], *p).into(),
+                health: HealthStatus::Healthy,
+                weight: 1,
+            })
+            .collect(),
+    };
+    let cla = ClusterLoadAssignment {
+        cluster_name: "c".into(),
+        overprovisioning_factor: ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
+        drop_overloads: Default::default(),
+        localities: vec![zone("a", [1, 2]), zone("b", [3, 4])].into(),
+    };
+    let common = CommonLbConfig {
+        locality_weighted: true,
+        ..Default::default()
+    };
+    let mut b =
+        crate::snapshot::Balancer::with_config(LbPolicy::RoundRobin, common, Some(&cla), None);
+    let hs: Vec<_> = b
+        .endpoints()
+        .iter()
+        .map(|e| (e.address, e.outlier().clone()))
+        .collect();
+    let d = OutlierDetector::new(consecutive_only(30, 300), hs);
+    b.track_ejections(d.ejection_changes());
+    let zone_a = |seen: &std::collections::BTreeMap<u16, usize>| {
+        seen.get(&1).copied().unwrap_or(0) + seen.get(&2).copied().unwrap_or(0)
+    };
+    // Both zones whole: 1:1 (the locality schedule is deterministic round robin).
+    assert_eq!(zone_a(&picked(&b, 1_700)), 850);
+
+    // One of zone a's two ejected: the level is 3/4 healthy (no panic at 50 %, no spill), zone a
+    // is at min(1, 1.4 × 1/2) = 70 % → 70 : 100, exactly 700 of 1,700 picks.
+    fail(&d, b.endpoints()[0].outlier(), 5, 500);
+    assert!(!b.in_panic(0));
+    let seen = picked(&b, 1_700);
+    assert_eq!(zone_a(&seen), 700, "{seen:?}");
+    assert!(!seen.contains_key(&1), "the ejected endpoint: {seen:?}");
+
+    // Both of zone a ejected: 2/4 healthy, still no panic; zone a has no weight left.
+    fail(&d, b.endpoints()[1].outlier(), 5, 500);
+    assert!(!b.in_panic(0));
+    assert_eq!(zone_a(&picked(&b, 1_000)), 0);
+
+    // Un-ejected after the base ejection time: back to 1:1.
+    advance_secs(31).await;
+    assert_eq!(d.ejected_now(), 0);
+    assert_eq!(zone_a(&picked(&b, 1_700)), 850);
+}

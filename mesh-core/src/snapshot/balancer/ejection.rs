@@ -11,6 +11,12 @@
 //! the cached view was made. Two picks racing on a stale view both recompute; either result is
 //! correct for the counter it read.
 //!
+//! Locality weights follow the same counts: with locality-weighted balancing a locality's
+//! effective weight is `weight × min(1, factor × healthy / total)` with ejected endpoints not
+//! healthy (Envoy `effectiveLocalityWeight` over the healthy hosts per locality, which exclude
+//! ejected ones), so the view also carries each such level's locality schedule rebuilt from
+//! the current counts. A level in panic weighs its localities by `weight` alone, as when built.
+//!
 //! Envoy's panic mode balances over every host of the level, EDS-unhealthy ones included. A
 //! level whose static load is not in panic holds only its routable endpoints, so when ejections
 //! alone push it into panic it balances over those, ejected ones included — not over endpoints
@@ -24,7 +30,8 @@ use std::sync::{
 use arc_swap::{ArcSwap, Guard};
 
 use super::priority::{priority_load, LevelHealth};
-use super::EndpointState;
+use super::round_robin::weighted_schedule;
+use super::{EndpointState, LocalityMembers};
 
 /// The priority load and panic flags for one value of the change counter.
 #[derive(Debug)]
@@ -35,6 +42,9 @@ pub(super) struct View {
     pub bounds: Box<[u32]>,
     /// Whether each level is in panic (balances over all its hosts, ejected ones included).
     pub panic: Box<[bool]>,
+    /// Per level: the locality schedule for the current ejections (locality-weighted levels;
+    /// `None` elsewhere, or when no locality keeps any weight).
+    pub locality_schedules: Box<[Option<Box<[u32]>>]>,
 }
 
 /// Ejection-aware priority load for one balancer.
@@ -44,15 +54,19 @@ pub(super) struct Tracking {
     view: ArcSwap<View>,
     /// Per level: its routable endpoint indices and its total endpoint count.
     levels: Box<[(Box<[u32]>, u64)]>,
+    /// Per level: its weighted localities, for locality-weighted levels.
+    localities: Box<[Option<Arc<[LocalityMembers]>>]>,
     factor: u32,
     panic_ppm: u32,
 }
 
 impl Tracking {
-    /// Tracks `changes` for levels given as (routable endpoint indices, total endpoints).
+    /// Tracks `changes` for levels given as (routable endpoint indices, total endpoints), with
+    /// each locality-weighted level's localities.
     pub fn new(
         changes: Arc<AtomicU64>,
         levels: Box<[(Box<[u32]>, u64)]>,
+        localities: Box<[Option<Arc<[LocalityMembers]>>]>,
         factor: u32,
         panic_ppm: u32,
         endpoints: &[Arc<EndpointState>],
@@ -62,9 +76,11 @@ impl Tracking {
                 changes: 0,
                 bounds: Box::new([]),
                 panic: Box::new([]),
+                locality_schedules: Box::new([]),
             }),
             changes,
             levels,
+            localities,
             factor,
             panic_ppm,
         };
@@ -86,20 +102,59 @@ impl Tracking {
     }
 
     fn compute(&self, changes: u64, endpoints: &[Arc<EndpointState>]) -> View {
+        let healthy = |routable: &[u32]| {
+            routable
+                .iter()
+                .filter(|i| endpoints[**i as usize].is_candidate())
+                .count() as u64
+        };
         let health: Vec<LevelHealth> = self
             .levels
             .iter()
             .map(|(routable, total)| LevelHealth {
-                healthy: routable
-                    .iter()
-                    .filter(|i| endpoints[**i as usize].is_candidate())
-                    .count() as u64,
+                healthy: healthy(routable),
                 total: *total,
             })
             .collect();
         let load = priority_load(&health, self.factor, self.panic_ppm);
+        let locality_schedules = self
+            .localities
+            .iter()
+            .enumerate()
+            .map(|(level, members)| {
+                let members = members.as_ref()?;
+                let panic = load.panic.get(level).copied().unwrap_or(false);
+                let weights: Vec<u64> = members
+                    .iter()
+                    .map(|m| {
+                        let avail = if panic {
+                            100
+                        } else {
+                            (u64::from(self.factor) * healthy(&m.routable) / m.total.max(1))
+                                .min(100)
+                        };
+                        m.weight * avail
+                    })
+                    .collect();
+                // Children without weight left are left out of the schedule.
+                let kept: Vec<u32> = (0..weights.len() as u32)
+                    .filter(|i| weights[*i as usize] > 0)
+                    .collect();
+                if kept.is_empty() {
+                    return None;
+                }
+                let kept_weights: Vec<u64> = kept.iter().map(|i| weights[*i as usize]).collect();
+                Some(
+                    weighted_schedule(&kept_weights)
+                        .iter()
+                        .map(|k| kept[*k as usize])
+                        .collect(),
+                )
+            })
+            .collect();
         let mut acc = 0;
         View {
+            locality_schedules,
             changes,
             bounds: load
                 .load

@@ -31,7 +31,9 @@
 //! Maglev walk on to the next endpoint); when a level has none, the other levels are tried in
 //! priority order. With outlier detection the priority load and panic state also count ejected
 //! endpoints as unhealthy (`ejection.rs`): a level in panic balances over all its endpoints,
-//! ejected ones included, and a pick with no candidate anywhere and no panic fails.
+//! ejected ones included, and a pick with no candidate anywhere and no panic fails. So do the
+//! localities' effective weights (Envoy removes ejected hosts from a locality's healthy hosts):
+//! a locality losing endpoints to ejection gets a smaller share, not just fewer candidates.
 
 mod ejection;
 mod least_request;
@@ -149,7 +151,21 @@ enum Level {
         schedule: Box<[u32]>,
         cursor: AtomicUsize,
         children: Box<[Picker]>,
+        /// Per child: what its effective weight is recomputed from after ejections.
+        members: Arc<[LocalityMembers]>,
     },
+}
+
+/// One weighted locality of a level, for recomputing its effective weight
+/// (`weight × min(1, factor × healthy / total)`) when ejections change `healthy`.
+#[derive(Debug)]
+pub(super) struct LocalityMembers {
+    /// The locality's EDS weight.
+    pub weight: u64,
+    /// Its routable (EDS HEALTHY / UNKNOWN) endpoint indices.
+    pub routable: Box<[u32]>,
+    /// All its endpoints, any health.
+    pub total: u64,
 }
 
 /// The balancer for one cluster's current endpoint set.
@@ -303,9 +319,18 @@ impl Balancer {
     /// [`crate::snapshot::OutlierDetector::ejection_changes`]; a pick recomputes the priority
     /// load and panic state when it moves (see `ejection.rs`).
     pub fn track_ejections(&mut self, changes: Arc<AtomicU64>) {
+        let localities = self
+            .levels
+            .iter()
+            .map(|l| match l {
+                Level::Localities { members, .. } => Some(members.clone()),
+                _ => None,
+            })
+            .collect();
         self.tracking = Some(ejection::Tracking::new(
             changes,
             self.level_hosts.clone(),
+            localities,
             self.factor,
             self.panic_ppm,
             &self.endpoints,
@@ -405,16 +430,27 @@ impl Balancer {
             .partition_point(|b| *b <= draw)
             .min(self.levels.len() - 1);
         let in_panic = |i: usize| panic.get(i).copied().unwrap_or(false);
+        // Locality schedules reweighed for the current ejections, where they differ.
+        let schedule = |i: usize| {
+            view.as_ref()
+                .and_then(|v| v.locality_schedules.get(i)?.as_deref())
+        };
         // Nothing in the chosen level can take it: the others, in priority order. A level in
         // panic balances over all its endpoints, ejected ones included (Envoy).
         let index = self
-            .pick_level(&self.levels[chosen], hash, attempt, in_panic(chosen))
+            .pick_level(
+                &self.levels[chosen],
+                hash,
+                attempt,
+                in_panic(chosen),
+                schedule(chosen),
+            )
             .or_else(|| {
                 self.levels
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| *i != chosen)
-                    .find_map(|(i, l)| self.pick_level(l, hash, attempt, in_panic(i)))
+                    .find_map(|(i, l)| self.pick_level(l, hash, attempt, in_panic(i), schedule(i)))
             })?;
         let endpoint = &self.endpoints[index as usize];
         endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
@@ -423,7 +459,16 @@ impl Balancer {
         })
     }
 
-    fn pick_level(&self, level: &Level, hash: u64, attempt: u32, panic: bool) -> Option<u32> {
+    /// Picks in one level; `reweighed` replaces a locality level's static schedule when
+    /// ejections changed its localities' effective weights.
+    fn pick_level(
+        &self,
+        level: &Level,
+        hash: u64,
+        attempt: u32,
+        panic: bool,
+        reweighed: Option<&[u32]>,
+    ) -> Option<u32> {
         match level {
             Level::Empty => None,
             Level::Hosts(p) => self.pick_in(p, hash, attempt, panic),
@@ -431,7 +476,9 @@ impl Balancer {
                 schedule,
                 cursor,
                 children,
+                ..
             } => {
+                let schedule = reweighed.unwrap_or(schedule);
                 let n = schedule.len();
                 let start = cursor.fetch_add(1, Ordering::Relaxed);
                 // A locality with no candidate left: move on to the next in the schedule.
@@ -517,6 +564,7 @@ fn build_level(
     if common.locality_weighted {
         let mut weights = Vec::new();
         let mut children = Vec::new();
+        let mut locality_members = Vec::new();
         for &(li, loc) in localities {
             let hosts = members((li, loc));
             let Some(w) = loc.weight.filter(|w| *w > 0) else {
@@ -543,12 +591,24 @@ fn build_level(
             }
             weights.push(eff);
             children.push(simple_picker(policy, &hosts));
+            locality_members.push(LocalityMembers {
+                weight: u64::from(w),
+                routable: loc
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.health.is_routable())
+                    .map(|(j, _)| first[li] + j as u32)
+                    .collect(),
+                total,
+            });
         }
         if !children.is_empty() {
             return Level::Localities {
                 schedule: weighted_schedule(&weights),
                 cursor: AtomicUsize::new(rand::random::<u32>() as usize),
                 children: children.into(),
+                members: locality_members.into(),
             };
         }
     }
