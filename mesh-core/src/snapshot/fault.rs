@@ -148,6 +148,26 @@ impl FaultCounts {
     }
 }
 
+/// Requests to one cluster dropped by its EDS `drop_overloads` (Envoy's
+/// `upstream_rq_drop_overload`), carried across snapshot rebuilds in the cluster's handle
+/// (`ClusterHandle::drop_counts`), for metrics.
+#[derive(Debug, Default)]
+pub struct DropCounts {
+    dropped: AtomicU64,
+}
+
+impl DropCounts {
+    /// Requests dropped so far, all categories.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counts one dropped request.
+    pub fn record(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// One active fault, counted in [`FaultStats::active`] until dropped.
 #[derive(Debug)]
 pub struct ActiveFault {

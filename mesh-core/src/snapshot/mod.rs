@@ -19,7 +19,7 @@ mod route_index;
 use std::{collections::HashMap, sync::Arc};
 
 pub use balancer::{Balancer, EndpointState, PickedEndpoint};
-pub use fault::{CompiledFault, FaultCounts, FaultStats, FaultStatus, RouteFaults};
+pub use fault::{CompiledFault, DropCounts, FaultCounts, FaultStats, FaultStatus, RouteFaults};
 pub use matcher::RequestView;
 pub use outlier::{HostStats, Outcome, OutlierDetector};
 pub use policy::{ActiveGuard, CompiledPolicy, CompiledRetry, RetryCounters};
@@ -49,6 +49,7 @@ pub struct ClusterHandle {
     /// Priority HIGH's own counters (Envoy keeps a resource manager per priority).
     high: Arc<(Arc<RetryCounters>, Arc<PoolGate>)>,
     fault_counts: Arc<FaultCounts>,
+    drop_counts: Arc<DropCounts>,
     client_state: Arc<ClientState>,
 }
 
@@ -106,6 +107,7 @@ impl ClusterHandle {
         let pool = previous.map(|p| p.pool.clone()).unwrap_or_default();
         let high = previous.map(|p| p.high.clone()).unwrap_or_default();
         let fault_counts = previous.map(|p| p.fault_counts.clone()).unwrap_or_default();
+        let drop_counts = previous.map(|p| p.drop_counts.clone()).unwrap_or_default();
         let client_state = previous
             .filter(|p| p.cluster.transport == cluster.transport)
             .map(|p| p.client_state.clone())
@@ -119,6 +121,7 @@ impl ClusterHandle {
             pool,
             high,
             fault_counts,
+            drop_counts,
             client_state,
         }
     }
@@ -148,6 +151,11 @@ impl ClusterHandle {
     /// Faults injected on requests to this cluster (carried across rebuilds), for metrics.
     pub fn fault_counts(&self) -> &FaultCounts {
         &self.fault_counts
+    }
+
+    /// Requests dropped by the cluster's EDS `drop_overloads` (carried across rebuilds).
+    pub fn drop_counts(&self) -> &DropCounts {
+        &self.drop_counts
     }
 
     /// The cluster's connection-pool breakers (`max_connections`, `max_pending_requests`) of

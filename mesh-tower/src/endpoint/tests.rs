@@ -129,6 +129,10 @@ async fn drop_overloads_drop_their_share_once_per_request_before_any_attempt() {
     // per-attempt drop about 30 % of them would fail).
     assert!((450..=750).contains(&dropped), "dropped {dropped} of {N}");
     assert_eq!(ok + dropped, N);
+    // Counted per cluster for `mesh.cluster.drop_overloads`.
+    let guard = mesh.lookup("svc:80").unwrap().snapshot();
+    let snap = Option::clone(&guard).expect("warm");
+    assert_eq!(snap.clusters()["c"].drop_counts().dropped(), dropped as u64);
     assert_eq!(
         backend.await.unwrap() as usize,
         2 * ok,

@@ -142,6 +142,17 @@ impl ClusterCounter {
         read: |c| Some(c.fault_counts().aborts()),
     };
 
+    /// `mesh.cluster.drop_overloads`: requests to the cluster dropped by its EDS
+    /// `drop_overloads` before any attempt (counter; Envoy's `upstream_rq_drop_overload`).
+    /// Each is also a request failing with `error.type=drop_overload`.
+    pub const DROP_OVERLOADS: ClusterCounter = ClusterCounter {
+        name: "mesh.cluster.drop_overloads",
+        description: "Requests dropped by the cluster's EDS drop_overloads.",
+        unit: "{request}",
+        reading: ClusterReading::Counter,
+        read: |c| Some(c.drop_counts().dropped()),
+    };
+
     /// The counters available today.
     pub const ALL: &'static [ClusterCounter] = &[
         ClusterCounter::ENDPOINTS,
@@ -153,6 +164,7 @@ impl ClusterCounter {
         ClusterCounter::PENDING_OVERFLOWS,
         ClusterCounter::FAULT_DELAYS,
         ClusterCounter::FAULT_ABORTS,
+        ClusterCounter::DROP_OVERLOADS,
     ];
 }
 

@@ -323,6 +323,7 @@ pub(crate) fn pick_and_rewrite<B>(
     if let Some(cla) = cluster.assignment.as_deref().filter(|_| first_attempt) {
         for d in cla.drop_overloads.iter() {
             if d.per_million > 0 && rand::random_range(0..1_000_000u32) < d.per_million {
+                cluster.drop_counts().record();
                 let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 return Err(MeshError::new(MeshErrorKind::DropOverload)
                     .at(routed.authority.as_str(), path)
