@@ -593,3 +593,47 @@ async fn ejections_lower_a_locality_s_effective_weight() {
     assert_eq!(d.ejected_now(), 0);
     assert_eq!(zone_a(&picked(&b, 1_700)), 850);
 }
+
+/// Envoy's panic balances over every host of the level. When ejections alone push a level into
+/// panic, endpoints EDS marks unhealthy take traffic too, not only the routable ones.
+#[tokio::test(start_paused = true)]
+async fn panic_from_ejections_includes_eds_unhealthy_endpoints() {
+    use crate::model::{CommonLbConfig, HealthStatus, LbPolicy};
+    let mut cla = leveled(&[4]);
+    let mut locality = cla.localities[0].clone();
+    let mut eps = locality.endpoints.to_vec();
+    eps[3].health = HealthStatus::Unhealthy; // port 4
+    locality.endpoints = eps.into();
+    cla.localities = vec![locality].into();
+    let common = CommonLbConfig {
+        healthy_panic_threshold_ppm: 500_000,
+        ..Default::default()
+    };
+    let mut b =
+        crate::snapshot::Balancer::with_config(LbPolicy::RoundRobin, common, Some(&cla), None);
+    let hs: Vec<_> = b
+        .endpoints()
+        .iter()
+        .map(|e| (e.address, e.outlier().clone()))
+        .collect();
+    let d = OutlierDetector::new(consecutive_only(30, 300), hs);
+    b.track_ejections(d.ejection_changes());
+    // 3 of 4 healthy by EDS: no panic, the unhealthy endpoint gets nothing.
+    assert!(!b.in_panic(0));
+    assert!(!picked(&b, 300).contains_key(&4));
+    // Two more ejected: 1 of 4 healthy < 50 % → panic over all four, round robin 100 each.
+    let e = b.endpoints().to_vec();
+    fail(&d, e[0].outlier(), 5, 500);
+    fail(&d, e[1].outlier(), 5, 500);
+    assert!(b.in_panic(0));
+    let seen = picked(&b, 400);
+    assert_eq!(
+        seen.values().copied().collect::<Vec<_>>(),
+        [100; 4],
+        "{seen:?}"
+    );
+    // Un-ejected: out of panic, the unhealthy endpoint is skipped again.
+    advance_secs(31).await;
+    assert!(!b.in_panic(0));
+    assert!(!picked(&b, 300).contains_key(&4));
+}

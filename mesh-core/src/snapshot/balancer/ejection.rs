@@ -18,9 +18,9 @@
 //! the current counts. A level in panic weighs its localities by `weight` alone, as when built.
 //!
 //! Envoy's panic mode balances over every host of the level, EDS-unhealthy ones included. A
-//! level whose static load is not in panic holds only its routable endpoints, so when ejections
-//! alone push it into panic it balances over those, ejected ones included — not over endpoints
-//! EDS marked unhealthy.
+//! level whose static load is not in panic holds only its routable endpoints; when it also has
+//! endpoints EDS marks unhealthy, `Balancer::track_ejections` builds a second form of it over
+//! all of them, which picks use while ejections hold the level in panic.
 
 use std::sync::{
     atomic::{AtomicU64, Ordering},

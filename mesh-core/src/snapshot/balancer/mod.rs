@@ -190,6 +190,21 @@ pub struct Balancer {
     /// With outlier detection: the priority load and panic state counting ejected endpoints as
     /// unhealthy (replaces `bounds` / `panic`).
     tracking: Option<ejection::Tracking>,
+    /// What building a level again needs (see [`Balancer::track_ejections`]).
+    source: LevelSource,
+    /// With outlier detection, per level that is not in panic by EDS health but has endpoints
+    /// EDS marks unhealthy: the level over all its endpoints, used when ejections alone push
+    /// it into panic (Envoy's panic balances over every host of the level).
+    panic_levels: Box<[Option<Level>]>,
+}
+
+/// The assignment and settings the levels were built from.
+#[derive(Debug)]
+struct LevelSource {
+    common: CommonLbConfig,
+    localities: Arc<[LocalityEndpoints]>,
+    /// `first[i]`: locality i's first endpoint index.
+    first: Box<[u32]>,
 }
 
 impl Balancer {
@@ -211,7 +226,9 @@ impl Balancer {
         cla: Option<&ClusterLoadAssignment>,
         previous: Option<&Balancer>,
     ) -> Self {
-        let localities: &[LocalityEndpoints] = cla.map_or(&[], |c| &c.localities);
+        let all_localities: Arc<[LocalityEndpoints]> =
+            cla.map_or_else(|| Arc::from([]), |c| c.localities.clone());
+        let localities: &[LocalityEndpoints] = &all_localities;
         let factor = cla.map_or(
             ClusterLoadAssignment::DEFAULT_OVERPROVISIONING_FACTOR,
             |c| c.overprovisioning_factor,
@@ -312,6 +329,12 @@ impl Balancer {
             factor,
             panic_ppm: common.healthy_panic_threshold_ppm,
             tracking: None,
+            panic_levels: Box::new([]),
+            source: LevelSource {
+                common,
+                first: first.into(),
+                localities: all_localities.clone(),
+            },
         }
     }
 
@@ -319,6 +342,30 @@ impl Balancer {
     /// [`crate::snapshot::OutlierDetector::ejection_changes`]; a pick recomputes the priority
     /// load and panic state when it moves (see `ejection.rs`).
     pub fn track_ejections(&mut self, changes: Arc<AtomicU64>) {
+        let src = &self.source;
+        self.panic_levels = (0..self.levels.len())
+            .map(|p| {
+                let in_level: Vec<(usize, &LocalityEndpoints)> = src
+                    .localities
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.priority as usize == p)
+                    .collect();
+                let has_unroutable = in_level
+                    .iter()
+                    .any(|(_, l)| l.endpoints.iter().any(|e| !e.health.is_routable()));
+                (!self.panic[p] && has_unroutable).then(|| {
+                    build_level(
+                        self.policy,
+                        src.common,
+                        self.factor,
+                        true,
+                        &in_level,
+                        &src.first,
+                    )
+                })
+            })
+            .collect();
         let localities = self
             .levels
             .iter()
@@ -435,23 +482,23 @@ impl Balancer {
             view.as_ref()
                 .and_then(|v| v.locality_schedules.get(i)?.as_deref())
         };
+        // A level that ejections pushed into panic balances over all its endpoints, those EDS
+        // marks unhealthy included (built in `track_ejections`).
+        let level = |i: usize| match self.panic_levels.get(i) {
+            Some(Some(all)) if in_panic(i) => (all, None),
+            _ => (&self.levels[i], schedule(i)),
+        };
         // Nothing in the chosen level can take it: the others, in priority order. A level in
         // panic balances over all its endpoints, ejected ones included (Envoy).
-        let index = self
-            .pick_level(
-                &self.levels[chosen],
-                hash,
-                attempt,
-                in_panic(chosen),
-                schedule(chosen),
-            )
-            .or_else(|| {
-                self.levels
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != chosen)
-                    .find_map(|(i, l)| self.pick_level(l, hash, attempt, in_panic(i), schedule(i)))
-            })?;
+        let pick = |i: usize| {
+            let (l, reweighed) = level(i);
+            self.pick_level(l, hash, attempt, in_panic(i), reweighed)
+        };
+        let index = pick(chosen).or_else(|| {
+            (0..self.levels.len())
+                .filter(|i| *i != chosen)
+                .find_map(pick)
+        })?;
         let endpoint = &self.endpoints[index as usize];
         endpoint.outstanding.fetch_add(1, Ordering::Relaxed);
         Some(PickedEndpoint {
