@@ -21,6 +21,7 @@ mod matcher;
 mod outlier;
 mod policy;
 mod rbac;
+mod rewrite;
 mod route;
 mod server;
 mod upstream_tls;
@@ -49,6 +50,9 @@ pub use policy::{
 };
 pub use rbac::{
     CidrRange, MetadataMatcher, Permission, Principal, Rbac, RbacAction, RbacPolicy, ValueMatch,
+};
+pub use rewrite::{
+    AppendAction, HeaderAdd, HeaderLevel, HeaderMutation, PathRewrite, RequestRewrite,
 };
 pub use route::{
     ClusterWeight, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,

@@ -43,6 +43,9 @@ pub struct RoutePolicy {
     /// `RouteAction.priority`: which of the cluster's circuit-breaker thresholds (and
     /// counters) the route's requests use (Envoy `RoutingPriority`; gRPC ignores it).
     pub priority: RoutingPriority,
+    /// Header mutations and path / host rewrites the router applies (`None`: none; see
+    /// [`super::RequestRewrite`]).
+    pub rewrite: Option<Arc<super::RequestRewrite>>,
 }
 
 /// `envoy.config.core.v3.RoutingPriority`: a route's requests count against the cluster's
@@ -79,6 +82,7 @@ impl Default for RoutePolicy {
             faults: FaultOverrides::default(),
             idle_timeout: None,
             priority: RoutingPriority::Default,
+            rewrite: None,
         }
     }
 }

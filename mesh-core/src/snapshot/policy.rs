@@ -42,6 +42,8 @@ pub struct CompiledPolicy {
     pub idle_timeout: Option<Duration>,
     /// The route's `priority`: which circuit-breaker thresholds and counters its requests use.
     pub priority: RoutingPriority,
+    /// Header mutations and path / host rewrites (`None`: the route changes nothing).
+    pub rewrite: Option<Arc<crate::model::RequestRewrite>>,
 }
 
 impl CompiledPolicy {
@@ -56,6 +58,7 @@ impl CompiledPolicy {
             fault: None,
             idle_timeout: p.idle_timeout.filter(|d| !d.is_zero()),
             priority: p.priority,
+            rewrite: p.rewrite.clone(),
         }
     }
 

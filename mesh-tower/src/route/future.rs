@@ -86,6 +86,9 @@ where
                 let endpoint = picked.take().map(|p| p.address()).unwrap_or(info.endpoint);
                 Poll::Ready(match result {
                     Ok(mut resp) => {
+                        if let Some(rw) = &info.policy.rewrite {
+                            rw.response_headers.apply(resp.headers_mut());
+                        }
                         if *report_route {
                             resp.extensions_mut().insert(info.clone());
                         }

@@ -31,7 +31,7 @@ use std::{
 use http::{
     header::HOST,
     uri::{Authority, Scheme},
-    HeaderValue, Request, Response, Uri,
+    HeaderName, HeaderValue, Request, Response, Uri,
 };
 use mesh_core::{
     mesh::{Mesh, Target, TargetState},
@@ -182,6 +182,9 @@ where
             drop(picked);
             match result {
                 Ok(mut resp) => {
+                    if let Some(rw) = &info.policy.rewrite {
+                        rw.response_headers.apply(resp.headers_mut());
+                    }
                     if report_route {
                         resp.extensions_mut().insert(info);
                     }
@@ -301,7 +304,37 @@ pub(crate) fn decide<B>(
             req.headers_mut().insert(HOST, v);
         }
     }
+    if let Some(rw) = routed.policy.rewrite.as_deref() {
+        rewrite_request(rw, req);
+    }
     Ok(routed)
+}
+
+/// Applies a route's request header mutations and path / host rewrites, once per request
+/// (before any attempt), as Envoy's router does; the originals go to `x-envoy-original-path`
+/// and `x-envoy-original-host`, as Envoy sets them unless `suppress_envoy_headers`.
+fn rewrite_request<B>(rw: &mesh_core::model::RequestRewrite, req: &mut Request<B>) {
+    rw.request_headers.apply(req.headers_mut());
+    if let Some(host) = &rw.host {
+        if let Some(old) = req.headers_mut().insert(HOST, host.clone()) {
+            req.headers_mut()
+                .insert(HeaderName::from_static("x-envoy-original-host"), old);
+        }
+    }
+    let original = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let Some(new) = rw.rewrite_path(original) else {
+        return;
+    };
+    let Ok(new) = http::uri::PathAndQuery::try_from(new) else {
+        return; // a substitution that is no valid path: forward unchanged
+    };
+    if let Ok(old) = HeaderValue::from_str(req.uri().path()) {
+        req.headers_mut()
+            .insert(HeaderName::from_static("x-envoy-original-path"), old);
+    }
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.path_and_query = Some(new);
+    *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
 }
 
 /// Picks an endpoint of the routed cluster and points the request's URI at it. A pick landing

@@ -5,12 +5,15 @@
 use std::{
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{ready, Context, Poll},
     time::Duration,
 };
 
-use http::Request;
+use std::sync::Arc;
+
+use http::{Request, Response};
 use mesh_core::mesh::Mesh;
+use mesh_core::model::RequestRewrite;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -80,8 +83,8 @@ pin_project! {
     #[project = Proj]
     #[allow(missing_docs)]
     pub enum RouteFuture<F, R> {
-        /// Routed on the fast path.
-        Routed { #[pin] fut: F },
+        /// Routed on the fast path; the route's response header mutations, if any.
+        Routed { #[pin] fut: F, rewrite: Option<Arc<RequestRewrite>> },
         /// The first request to a target, waiting for it to warm.
         Waiting { fut: Waiting<R> },
         /// Failed before anything was sent.
@@ -89,15 +92,21 @@ pin_project! {
     }
 }
 
-impl<F, R> Future for RouteFuture<F, R>
+impl<F, RB> Future for RouteFuture<F, Response<RB>>
 where
-    F: Future<Output = Result<R, MeshError>>,
+    F: Future<Output = Result<Response<RB>, MeshError>>,
 {
-    type Output = Result<R, MeshError>;
+    type Output = Result<Response<RB>, MeshError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            Proj::Routed { fut } => fut.poll(cx),
+            Proj::Routed { fut, rewrite } => {
+                let mut result = ready!(fut.poll(cx));
+                if let (Ok(resp), Some(rw)) = (&mut result, rewrite.as_deref()) {
+                    rw.response_headers.apply(resp.headers_mut());
+                }
+                Poll::Ready(result)
+            }
             Proj::Waiting { fut } => fut.as_mut().poll(cx),
             Proj::Failed { error } => Poll::Ready(Err(error.take().unwrap_or_else(|| {
                 MeshError::new(MeshErrorKind::Upstream).detail("polled after completion")
@@ -106,16 +115,16 @@ where
     }
 }
 
-impl<S, B, R> Service<Request<B>> for RouteService<S>
+impl<S, B, RB> Service<Request<B>> for RouteService<S>
 where
-    S: Service<Request<B>, Response = R, Error = MeshError> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<RB>, Error = MeshError> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
-    R: Send + 'static,
+    RB: Send + 'static,
 {
-    type Response = R;
+    type Response = Response<RB>;
     type Error = MeshError;
-    type Future = RouteFuture<S::Future, R>;
+    type Future = RouteFuture<S::Future, Response<RB>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), MeshError>> {
         self.inner.poll_ready(cx)
@@ -131,9 +140,11 @@ where
             if let Some(snapshot) = &*target.snapshot() {
                 return match decide(snapshot, &mut req, &authority, &self.providers) {
                     Ok(routed) => {
+                        let rewrite = routed.policy.rewrite.clone();
                         req.extensions_mut().insert(routed);
                         RouteFuture::Routed {
                             fut: self.inner.call(req),
+                            rewrite,
                         }
                     }
                     Err(error) => RouteFuture::Failed { error: Some(error) },
@@ -151,8 +162,13 @@ where
                 let snapshot =
                     wait_ready(&target, timeout, authority.as_str(), req.uri().path()).await?;
                 let routed = decide(&snapshot, &mut req, &authority, &providers)?;
+                let rewrite = routed.policy.rewrite.clone();
                 req.extensions_mut().insert(routed);
-                inner.call(req).await
+                let mut resp = inner.call(req).await?;
+                if let Some(rw) = rewrite {
+                    rw.response_headers.apply(resp.headers_mut());
+                }
+                Ok(resp)
             }),
         }
     }

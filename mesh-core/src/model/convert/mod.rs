@@ -34,6 +34,7 @@ mod matcher;
 mod outlier;
 mod policy;
 mod rbac;
+mod rewrite;
 mod route;
 mod server;
 mod upstream_tls;

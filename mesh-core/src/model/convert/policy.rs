@@ -110,6 +110,7 @@ pub(super) fn route_policy(
         faults: Default::default(),
         idle_timeout,
         priority,
+        rewrite: None,
     })
 }
 

@@ -27,7 +27,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
 
-use super::{fault, hash_policy, matcher, policy, Ctx, Path};
+use super::{fault, hash_policy, matcher, policy, rewrite, Ctx, Path};
 use crate::model::{
     ClusterWeight, ModelError, PathMatch, Route, RouteAction, RouteConfiguration, RouteMatch,
     RoutePolicy, VirtualHost,
@@ -46,7 +46,7 @@ pub(super) fn route_configuration(
         .virtual_hosts
         .iter()
         .enumerate()
-        .map(|(i, vh)| virtual_host(cx, &path.index("virtual_hosts", i), vh))
+        .map(|(i, vh)| virtual_host(cx, &path.index("virtual_hosts", i), vh, (path, &proto)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(RouteConfiguration {
         name: proto.name.into(),
@@ -58,6 +58,7 @@ fn virtual_host(
     cx: &Ctx<'_>,
     path: &Path,
     vh: &VirtualHostProto,
+    rc: (&Path, &RouteConfigProto),
 ) -> Result<VirtualHost, ModelError> {
     if vh.domains.is_empty() {
         return Err(cx.invalid(&path.field("domains"), "no domains"));
@@ -90,6 +91,7 @@ fn virtual_host(
                 &path.index("routes", i),
                 (&vh.name, i),
                 (retry_policy.as_ref(), &vhost_faults),
+                ((path, vh), rc),
                 r,
             )
         })
@@ -130,6 +132,7 @@ fn route(
         Option<&Arc<crate::model::RetryPolicy>>,
         &[crate::model::FaultOverride],
     ),
+    ((vh_path, vh), (rc_path, rc)): ((&Path, &VirtualHostProto), (&Path, &RouteConfigProto)),
     r: &RouteProto,
 ) -> Result<Route, ModelError> {
     let name: Arc<str> = if r.name.is_empty() {
@@ -165,6 +168,41 @@ fn route(
         }
         None => return Err(cx.invalid(path, "no action")),
     };
+    // Header mutations of every level, and the RouteAction's rewrites.
+    let levels = [
+        rewrite::Level {
+            path: path.clone(),
+            request_add: &r.request_headers_to_add,
+            request_remove: &r.request_headers_to_remove,
+            response_add: &r.response_headers_to_add,
+            response_remove: &r.response_headers_to_remove,
+        },
+        rewrite::Level {
+            path: vh_path.clone(),
+            request_add: &vh.request_headers_to_add,
+            request_remove: &vh.request_headers_to_remove,
+            response_add: &vh.response_headers_to_add,
+            response_remove: &vh.response_headers_to_remove,
+        },
+        rewrite::Level {
+            path: rc_path.clone(),
+            request_add: &rc.request_headers_to_add,
+            request_remove: &rc.request_headers_to_remove,
+            response_add: &rc.response_headers_to_add,
+            response_remove: &rc.response_headers_to_remove,
+        },
+    ];
+    let ra = match &r.action {
+        Some(Action::Route(ra)) => Some((&path.field("route"), ra, m)),
+        _ => None,
+    };
+    let route_path = path.field("route");
+    policy.rewrite = rewrite::rewrite(
+        cx,
+        &levels,
+        rc.most_specific_header_mutations_wins,
+        ra.map(|(_, ra, m)| (&route_path, ra, m)),
+    )?;
     Ok(Route {
         name,
         matcher,
