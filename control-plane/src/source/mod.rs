@@ -31,6 +31,7 @@ mod parse;
 mod peer_authn;
 mod request_authn;
 mod retry;
+mod rewrite;
 mod tls;
 mod validate;
 pub mod watch;

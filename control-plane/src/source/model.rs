@@ -191,6 +191,43 @@ pub struct HttpRoute {
     pub retries: Option<Retries>,
     /// `timeout`.
     pub timeout: Option<std::time::Duration>,
+    /// `headers`: request and response header operations.
+    pub headers: Headers,
+    /// `rewrite`: path and authority rewrites.
+    pub rewrite: Rewrite,
+}
+
+/// `http[].headers` (istio/api `Headers`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// `request`.
+    pub request: HeaderOperations,
+    /// `response`.
+    pub response: HeaderOperations,
+}
+
+/// `Headers.HeaderOperations`: names lowercased; values literal (`%%` for a `%`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderOperations {
+    /// `set`: overwrite or add.
+    pub set: BTreeMap<String, String>,
+    /// `add`: append.
+    pub add: BTreeMap<String, String>,
+    /// `remove`.
+    pub remove: Vec<String>,
+    /// `set` of `:authority` / `host` (requests only): the authority rewrite, as istiod reads it.
+    pub authority: Option<String>,
+}
+
+/// `http[].rewrite` (istio/api `HTTPRewrite`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// `uri`: replaces the matched prefix (or exact path).
+    pub uri: Option<String>,
+    /// `authority`: the host sent upstream.
+    pub authority: Option<String>,
+    /// `uriRegexRewrite`: (`match`, `rewrite`).
+    pub uri_regex: Option<(String, String)>,
 }
 
 /// One `spec.http[].match[]` entry; all conditions must hold.

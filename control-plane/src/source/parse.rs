@@ -175,6 +175,25 @@ fn http_route(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<Option<HttpRou
         route.push(destination(ctx, &rpath, rv)?);
     }
     let (fault, retries, timeout) = route_policies(ctx, path, &mut f)?;
+    let headers = match f.take("headers") {
+        Some(v) => super::rewrite::headers(ctx, &join(path, "headers"), v)?,
+        None => Default::default(),
+    };
+    let rewrite = match f.take("rewrite") {
+        Some(v) => super::rewrite::rewrite(ctx, &join(path, "rewrite"), v)?,
+        None => Default::default(),
+    };
+    if rewrite.uri.is_some()
+        && matches
+            .iter()
+            .any(|m: &HttpMatch| matches!(m.uri, Some(StringMatch::Regex(_))))
+    {
+        return Err(ctx.invalid(
+            &join(path, "rewrite.uri"),
+            "`uri` replaces a matched prefix or exact path; with a regex uri match use \
+             `uriRegexRewrite`",
+        ));
+    }
     let has_other_action = ["redirect", "directResponse", "delegate"]
         .iter()
         .any(|k| f.has(k));
@@ -199,6 +218,8 @@ fn http_route(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<Option<HttpRou
         fault,
         retries,
         timeout,
+        headers,
+        rewrite,
     }))
 }
 

@@ -9,12 +9,17 @@
 //! exactly as with istiod. Note for gRPC clients (XDS-SEMANTICS.md 1a rows 6, 8): `queryParams` routes are ignored
 //! by gRPC, and header matchers only see application metadata.
 
+use envoy_types::pb::envoy::config::core::v3::{
+    header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
+};
+use envoy_types::pb::envoy::config::route::v3::route_action::HostRewriteSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, query_parameter_matcher::QueryParameterMatchSpecifier,
     route::Action, route_action::ClusterSpecifier, route_match::PathSpecifier,
     weighted_cluster::ClusterWeight, HeaderMatcher, QueryParameterMatcher, Route, RouteAction,
     RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     regex_matcher::{EngineType, GoogleRe2},
     string_matcher::MatchPattern,
@@ -26,7 +31,8 @@ use super::cluster::cluster_name;
 use super::listener::listener_name;
 use crate::registry::{short_names, Registry, Service};
 use crate::source::model::{
-    HttpMatch, HttpRoute, MeshConfig, RouteDestination, ServicePort, StringMatch, VirtualService,
+    HeaderOperations, HttpMatch, HttpRoute, MeshConfig, RouteDestination, ServicePort, StringMatch,
+    VirtualService,
 };
 
 /// The VirtualServices with a host resolving to `host`, sorted by `namespace/name`.
@@ -128,7 +134,55 @@ pub(crate) fn default_route(cluster: &str) -> Route {
     }
 }
 
-fn route(rule: &HttpRoute, m: &HttpMatch, action: RouteAction) -> Route {
+/// `set` → OVERWRITE_IF_EXISTS_OR_ADD, `add` → APPEND_IF_EXISTS_OR_ADD (istiod
+/// `translateHeadersOperations`).
+fn headers_to_add(ops: &HeaderOperations) -> Vec<HeaderValueOption> {
+    let option = |(k, v): (&String, &String), action: HeaderAppendAction| HeaderValueOption {
+        header: Some(HeaderValue {
+            key: k.clone(),
+            value: v.clone(),
+            ..Default::default()
+        }),
+        append_action: action as i32,
+        ..Default::default()
+    };
+    ops.set
+        .iter()
+        .map(|kv| option(kv, HeaderAppendAction::OverwriteIfExistsOrAdd))
+        .chain(
+            ops.add
+                .iter()
+                .map(|kv| option(kv, HeaderAppendAction::AppendIfExistsOrAdd)),
+        )
+        .collect()
+}
+
+/// The rule's `rewrite` (and `headers.request.set[":authority"]`) on one match's action.
+fn apply_rewrite(rule: &HttpRoute, action: &mut RouteAction) {
+    let rw = &rule.rewrite;
+    if let Some(uri) = &rw.uri {
+        // A catch-all or `Present` match is a `/` prefix (see `route_match`); `prefix_rewrite`
+        // then replaces that `/`, as with istiod. Regex matches are refused at parse time.
+        action.prefix_rewrite = uri.clone();
+    }
+    if let Some((pattern, substitution)) = &rw.uri_regex {
+        action.regex_rewrite = Some(RegexMatchAndSubstitute {
+            pattern: Some(regex_matcher(pattern)),
+            substitution: substitution.clone(),
+        });
+    }
+    if let Some(host) = rw
+        .authority
+        .as_ref()
+        .or(rule.headers.request.authority.as_ref())
+    {
+        action.host_rewrite_specifier =
+            Some(HostRewriteSpecifier::HostRewriteLiteral(host.clone()));
+    }
+}
+
+fn route(rule: &HttpRoute, m: &HttpMatch, mut action: RouteAction) -> Route {
+    apply_rewrite(rule, &mut action);
     let name = match (&rule.name, &m.name) {
         (Some(r), Some(n)) => format!("{r}.{n}"),
         (Some(r), None) => r.clone(),
@@ -144,6 +198,10 @@ fn route(rule: &HttpRoute, m: &HttpMatch, action: RouteAction) -> Route {
             .iter()
             .map(super::fault::per_filter_config)
             .collect(),
+        request_headers_to_add: headers_to_add(&rule.headers.request),
+        request_headers_to_remove: rule.headers.request.remove.clone(),
+        response_headers_to_add: headers_to_add(&rule.headers.response),
+        response_headers_to_remove: rule.headers.response.remove.clone(),
         ..Default::default()
     }
 }
