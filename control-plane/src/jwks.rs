@@ -7,6 +7,10 @@
 //!   `SSL_CERT_FILE` / `SSL_CERT_DIR` — what Go's `x509.SystemCertPool` gives istiod). Each fetch
 //!   is bounded by the rule's `timeout` (Istio's default 5 s); the answer must be `200` with a JSON
 //!   body holding a `keys` array, at most [`MAX_JWKS_BYTES`]. Redirects are not followed.
+//! - **Keys**: each key goes through the same checks the mesh's servers make
+//!   (`mesh_core::jwt::Jwks::usable_keys`); a key they would refuse is dropped with a warning
+//!   naming the URI, the key's index and `kid` and why — as Envoy's `jwt_verify_lib` skips keys
+//!   it cannot extract — and a document with keys but none usable is a failed fetch.
 //! - **Cache**: one entry per URI, shared by every rule naming it (the shortest of their
 //!   timeouts applies); an entry lives while some rule
 //!   of the served configuration names it (istiod evicts after 24 h unused; a URI that comes back
@@ -285,7 +289,14 @@ impl JwksCache {
         if !doc.get("keys").is_some_and(serde_json::Value::is_array) {
             return Err("body is not a jwks: no `keys` array".into());
         }
-        Ok(text)
+        // Keys the mesh's servers would refuse are dropped here, as Envoy's loader skips them,
+        // so one bad key never gets the whole listener NACKed.
+        let (usable, dropped) = mesh_core::jwt::Jwks::usable_keys(&text)
+            .map_err(|e| format!("body is not a usable jwks: {e}"))?;
+        for why in &dropped {
+            tracing::warn!(uri = %uri, "jwks key dropped: {why}");
+        }
+        Ok(usable)
     }
 }
 

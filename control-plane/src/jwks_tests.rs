@@ -144,6 +144,32 @@ async fn fetched_keys_are_inlined_refreshed_and_kept_when_the_server_fails() {
             "{warnings:?}"
         );
     }
+    // A key the servers would refuse (RSA under 2048 bits) is dropped, the good one kept.
+    let short = r#"{"kty":"RSA","kid":"old","n":"_____________________________________________________________________________________________________________________________________w","e":"AQAB"}"#;
+    let mixed = JWKS_A.replace(r#"{"keys":["#, &format!(r#"{{"keys":[{short},"#));
+    server.set(200, &mixed, Duration::ZERO);
+    assert!(cache.fetch_due(true).await);
+    let (resolved, warnings) = cache.resolve(&cfg);
+    let resolved = resolved.unwrap();
+    let inlined = jwks_of(&resolved)[0];
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(
+        inlined.contains(r#""kid":"a""#) && !inlined.contains("old"),
+        "{inlined}"
+    );
+    mesh_core::jwt::Jwks::parse(inlined).expect("what is inlined parses");
+    // Only unusable keys: a failed fetch, the last good keys kept.
+    server.set(200, &format!(r#"{{"keys":[{short}]}}"#), Duration::ZERO);
+    assert!(cache.fetch_due(true).await);
+    let (resolved, warnings) = cache.resolve(&cfg);
+    assert_eq!(jwks_of(&resolved.unwrap())[0], inlined);
+    assert!(
+        warnings[0].message.contains("no usable key") && warnings[0].message.contains("2048"),
+        "{warnings:?}"
+    );
+    server.set(200, JWKS_B, Duration::ZERO);
+    assert!(cache.fetch_due(true).await);
+
     // Too large a body.
     server.set(200, &" ".repeat(MAX_JWKS_BYTES + 1), Duration::ZERO);
     cache.fetch_due(true).await;

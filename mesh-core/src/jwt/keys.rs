@@ -189,6 +189,48 @@ impl Jwks {
         })
     }
 
+    /// Keeps the keys [`Jwks::parse`] would accept and reports the others, as Envoy's
+    /// `jwt_verify_lib` loads a fetched JWKS (`Jwks::createFromJwksCore`: a key that cannot be
+    /// extracted is skipped; the set fails only when no valid key is left). Returns the JWKS text
+    /// holding the usable keys (and those skipped for not being `sig` keys), and one
+    /// [`JwksError::Key`] per dropped key — its `index` in the original `keys`, the reason
+    /// naming its `kid` when it has one. Fails when the document is no JWKS, or when it has keys
+    /// and none of them can verify.
+    pub fn usable_keys(text: &str) -> Result<(String, Vec<JwksError>), JwksError> {
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| JwksError::NotJwks(e.to_string()))?;
+        let Some(list) = doc.get("keys").and_then(Value::as_array) else {
+            return Err(JwksError::NotJwks("no `keys` array".into()));
+        };
+        let mut kept = Vec::with_capacity(list.len());
+        let mut dropped = Vec::new();
+        let mut verifying = 0;
+        for (index, v) in list.iter().enumerate() {
+            match key(v) {
+                Ok(k) => {
+                    verifying += usize::from(k.is_some());
+                    kept.push(v.clone());
+                }
+                Err(reason) => {
+                    let reason = match v.get("kid").and_then(Value::as_str) {
+                        Some(kid) => format!("kid `{kid}`: {reason}"),
+                        None => reason,
+                    };
+                    dropped.push(JwksError::Key { index, reason });
+                }
+            }
+        }
+        if verifying == 0 && !dropped.is_empty() {
+            let first = dropped.swap_remove(0);
+            return Err(JwksError::NotJwks(format!("no usable key ({first})")));
+        }
+        if dropped.is_empty() {
+            return Ok((text.to_owned(), dropped));
+        }
+        let text = serde_json::json!({ "keys": kept }).to_string();
+        Ok((text, dropped))
+    }
+
     /// How many verifying keys it holds.
     pub fn len(&self) -> usize {
         self.keys.len()

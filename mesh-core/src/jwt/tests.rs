@@ -482,6 +482,33 @@ fn jwks_rejects_unusable_keys() {
 }
 
 #[test]
+fn usable_keys_drop_what_parse_refuses_and_keep_the_rest() {
+    let good = ec_key("good");
+    let short = json!({"kty": "RSA", "kid": "old", "n": b64(&[0xff; 128]), "e": "AQAB"});
+    let oct = json!({"kty": "oct", "k": b64(b"secret")});
+    let doc = json!({"keys": [short, good.jwk, oct]}).to_string();
+    assert!(Jwks::parse(&doc).is_err(), "parse refuses the whole set");
+    let (text, dropped) = Jwks::usable_keys(&doc).unwrap();
+    let kept = Jwks::parse(&text).unwrap();
+    assert_eq!(kept.len(), 1);
+    let dropped: Vec<String> = dropped.iter().map(ToString::to_string).collect();
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    assert!(
+        dropped[0].contains("keys[0]") && dropped[0].contains("kid `old`"),
+        "{dropped:?}"
+    );
+    assert!(dropped[1].contains("keys[2]"), "{dropped:?}");
+    // Nothing usable left: an error; no keys at all is a valid (empty) set.
+    let all_bad = json!({"keys": [oct]}).to_string();
+    assert!(Jwks::usable_keys(&all_bad)
+        .unwrap_err()
+        .to_string()
+        .contains("no usable key"));
+    assert_eq!(Jwks::usable_keys(r#"{"keys": []}"#).unwrap().1.len(), 0);
+    assert!(Jwks::usable_keys("[]").is_err());
+}
+
+#[test]
 fn garbage_tokens_are_refused_never_panic() {
     use rand::{Rng, SeedableRng};
     let k = ec_key("k");
