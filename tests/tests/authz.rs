@@ -293,3 +293,42 @@ async fn inbound_policy_over_ads_follows_config_updates() -> Result<()> {
     cp.shutdown().await;
     Ok(())
 }
+
+/// `source.serviceAccounts` (a bare name is in the policy's namespace) and the
+/// `source.serviceAccount` condition, over real mTLS: the named accounts are served, another is
+/// refused, and the condition in a DENY rule refuses one account on one path, naming the rule.
+#[tokio::test]
+async fn service_accounts_allow_and_deny_over_mtls() -> Result<()> {
+    let ca = Ca::generate(TD)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let yaml = policies_yaml(addr.port())
+        .replace(
+            r#"principals: ["cluster.local/ns/default/sa/frontend"]"#,
+            r#"serviceAccounts: ["frontend", "default/reporter"]"#,
+        )
+        .replace(
+            r#"- when: [{key: "request.headers[x-deny]", values: ["yes"]}]"#,
+            r#"- when: [{key: "source.serviceAccount", values: ["default/reporter"]}]
+    to: [{operation: {paths: ["/write"]}}]"#,
+        );
+    let server = serve(&ca, listener, AuthzLayer::new(inbound_chain(&yaml, addr)?))?;
+    let base = format!("https://{}", server.addr);
+    for (sa, path, want) in [
+        ("frontend", "/write", 200),
+        ("reporter", "/hello", 200),
+        ("reporter", "/write", 403),
+        ("intruder", "/hello", 403),
+    ] {
+        let client = tls_client(tests::workload_identity(&ca, sa)?);
+        let (status, mesh, body) = get(&client, &format!("{base}{path}")).await?;
+        assert_eq!(status, want, "{sa} {path}: {mesh} {body}");
+        if (sa, want) == ("reporter", 403) {
+            assert!(
+                mesh.ends_with("policy=ns[default]-policy[deny-admin]-rule[1]"),
+                "{mesh}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -3,14 +3,15 @@
 //!
 //! Supported: `selector.matchLabels` (absent ⇒ every workload of the namespace; in the root
 //! namespace [`ROOT_NAMESPACE`] ⇒ every workload of the mesh), `action` ALLOW / DENY, `rules[]`
-//! with `from[].source` (principals, requestPrincipals, namespaces, ipBlocks, remoteIpBlocks and
-//! each `not*` form), `to[].operation` (hosts, ports, methods, paths and `not*`) and `when[]`
+//! with `from[].source` (principals, requestPrincipals, namespaces, serviceAccounts, ipBlocks,
+//! remoteIpBlocks and each `not*` form), `to[].operation` (hosts, ports, methods, paths and `not*`) and `when[]`
 //! (`request.headers[…]`, `source.ip`, `remote.ip`, `source.namespace`, `source.principal`,
+//! `source.serviceAccount`,
 //! `request.auth.principal`, `request.auth.audiences`, `request.auth.presenter`,
 //! `request.auth.claims[…]…`, `destination.ip`, `destination.port`, `connection.sni`).
 //!
 //! Refused (the load fails, naming the field): any field of a rule this module does not read
-//! (e.g. `serviceAccounts`; ignoring it would widen an ALLOW rule), `action: CUSTOM` (an external authorizer we do
+//! (ignoring it would widen an ALLOW rule), `action: CUSTOM` (an external authorizer we do
 //! not run — skipping it would leave the workload open), `targetRef(s)`, path templates
 //! (`{*}`, `{**}`), `experimental.*` condition keys, and malformed values. `action: AUDIT` is
 //! skipped with a warning: it never changes a decision, and istiod's proxyless generator does not
@@ -68,6 +69,9 @@ pub struct Source {
     pub request_principals: Values,
     /// `namespaces` / `notNamespaces`.
     pub namespaces: Values,
+    /// `serviceAccounts` / `notServiceAccounts`, normalized to `namespace/name` (a bare `name`
+    /// is in the policy's namespace, as istiod's `serviceAccountRegex` reads it).
+    pub service_accounts: Values,
     /// `ipBlocks` / `notIpBlocks` (peer address, CIDR or IP).
     pub ip_blocks: Values,
     /// `remoteIpBlocks` / `notRemoteIpBlocks` (same as the peer address here: no proxy headers).
@@ -125,6 +129,8 @@ pub enum ConditionKey {
     SourceNamespace,
     /// `source.principal`.
     SourcePrincipal,
+    /// `source.serviceAccount` (values normalized to `namespace/name`).
+    SourceServiceAccount,
     /// `request.auth.principal`, `request.auth.audiences`, `request.auth.presenter`: the key
     /// in Istio's `istio_authn` metadata.
     RequestAuth(&'static str),
@@ -183,7 +189,7 @@ pub(crate) fn parse(
     };
     let mut rules = Vec::new();
     for (path, v) in spec.list(ctx, "rules")? {
-        rules.push(rule(ctx, &path, v)?);
+        rules.push(rule(ctx, &path, v, &meta.namespace)?);
     }
     spec.finish(ctx);
     Ok(Some(AuthorizationPolicy {
@@ -194,7 +200,12 @@ pub(crate) fn parse(
     }))
 }
 
-fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigError> {
+fn rule(
+    ctx: &mut Ctx<'_>,
+    path: &str,
+    v: &Value,
+    namespace: &str,
+) -> Result<AuthzRule, ConfigError> {
     let mut f = Fields::of(ctx, v, path)?;
     let mut out = AuthzRule::default();
     for (p, fv) in f.list(ctx, "from")? {
@@ -205,10 +216,12 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigErr
         };
         from.finish_strict(ctx)?;
         let mut s = Fields::of(ctx, sv, &sp)?;
+        let sas = values(ctx, &mut s, "serviceAccounts", Kind::Text)?;
         let src = Source {
             principals: values(ctx, &mut s, "principals", Kind::Text)?,
             request_principals: values(ctx, &mut s, "requestPrincipals", Kind::Text)?,
             namespaces: values(ctx, &mut s, "namespaces", Kind::Text)?,
+            service_accounts: service_accounts(ctx, &sp, sas, namespace)?,
             ip_blocks: values(ctx, &mut s, "ipBlocks", Kind::Cidr)?,
             remote_ip_blocks: values(ctx, &mut s, "remoteIpBlocks", Kind::Cidr)?,
         };
@@ -249,10 +262,13 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigErr
             ConditionKey::DestinationPort => Kind::Port,
             _ => Kind::Text,
         };
-        let vals = Values {
+        let mut vals = Values {
             values: list(ctx, &mut w, "values", kind)?,
             not_values: list(ctx, &mut w, "notValues", kind)?,
         };
+        if key == ConditionKey::SourceServiceAccount {
+            vals = service_accounts(ctx, &p, vals, namespace)?;
+        }
         w.finish_strict(ctx)?;
         if vals.is_empty() {
             return Err(ctx.invalid(&p, "one of `values` or `notValues` must be non-empty"));
@@ -261,6 +277,37 @@ fn rule(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<AuthzRule, ConfigErr
     }
     f.finish_strict(ctx)?;
     Ok(out)
+}
+
+/// `serviceAccounts` values: `name` (in `namespace`) or `namespace/name`, normalized to
+/// `namespace/name`; anything else (more slashes, empty parts, wildcards istiod's regex would
+/// take literally) is refused naming the field.
+fn service_accounts(
+    ctx: &Ctx<'_>,
+    path: &str,
+    v: Values,
+    namespace: &str,
+) -> Result<Values, ConfigError> {
+    let norm = |list: Vec<String>| -> Result<Vec<String>, ConfigError> {
+        list.into_iter()
+            .map(|value| {
+                let (ns, sa) = value.split_once('/').unwrap_or((namespace, &value));
+                let ok = |s: &str| !s.is_empty() && !s.contains(['/', '*']);
+                if ok(ns) && ok(sa) {
+                    Ok(format!("{ns}/{sa}"))
+                } else {
+                    Err(ctx.invalid(
+                        path,
+                        format!("service account `{value}`: expected `name` or `namespace/name`"),
+                    ))
+                }
+            })
+            .collect()
+    };
+    Ok(Values {
+        values: norm(v.values)?,
+        not_values: norm(v.not_values)?,
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -374,6 +421,7 @@ fn condition_key(ctx: &Ctx<'_>, path: &str, key: &str) -> Result<ConditionKey, C
         "remote.ip" => ConditionKey::RemoteIp,
         "source.namespace" => ConditionKey::SourceNamespace,
         "source.principal" => ConditionKey::SourcePrincipal,
+        "source.serviceAccount" => ConditionKey::SourceServiceAccount,
         "request.auth.principal" => ConditionKey::RequestAuth("request.auth.principal"),
         "request.auth.audiences" => ConditionKey::RequestAuth("request.auth.audiences"),
         "request.auth.presenter" => ConditionKey::RequestAuth("request.auth.presenter"),

@@ -11,7 +11,8 @@
 //!   conditions (headers, source and remote IP, namespace, principal, request auth).
 //!
 //! Value encodings (istiod's): principals `spiffe://` + value (`*` ⇒ regex `.+`, `x*` ⇒ prefix,
-//! `*x` ⇒ regex `spiffe://.*x`); namespaces regex `.*/ns/NS/.*`; hosts `:authority` matchers,
+//! `*x` ⇒ regex `spiffe://.*x`); namespaces regex `.*/ns/NS/.*`; service accounts regex
+//! `spiffe://.+/ns/NS/(.+/|)sa/SA(/.+)?`; hosts `:authority` matchers,
 //! case-insensitive; methods `:method`; paths `url_path` (`*` ⇒ regex `.+`); ports
 //! `destination_port`; `request.headers[h]` a regex over the comma-joined values; requestPrincipals
 //! and `request.auth.*` the `istio_authn` metadata (claims through `list_match.one_of`).
@@ -377,6 +378,7 @@ fn source(s: &Source) -> Vec<Principal> {
         &mut out,
     );
     prin_field(&s.namespaces, namespace, &mut out);
+    prin_field(&s.service_accounts, service_account, &mut out);
     prin_field(&s.ip_blocks, |v| ip(v, false), &mut out);
     prin_field(&s.remote_ip_blocks, |v| ip(v, true), &mut out);
     out
@@ -415,6 +417,7 @@ fn prin_condition(c: &crate::source::model::Condition) -> Option<Principal> {
         ConditionKey::RemoteIp => prin_field(&c.values, |v| ip(v, true), &mut out),
         ConditionKey::SourceNamespace => prin_field(&c.values, namespace, &mut out),
         ConditionKey::SourcePrincipal => prin_field(&c.values, principal, &mut out),
+        ConditionKey::SourceServiceAccount => prin_field(&c.values, service_account, &mut out),
         ConditionKey::RequestAuth(key) => prin_field(&c.values, |v| request_auth(key, v), &mut out),
         ConditionKey::RequestAuthClaim(path) => prin_field(&c.values, |v| claim(path, v), &mut out),
         _ => return None,
@@ -475,6 +478,21 @@ fn namespace(v: &str) -> Principal {
     Principal {
         identifier: Some(Identifier::Authenticated(Authenticated {
             principal_name: Some(regex(format!(".*/ns/{ns}/.*"))),
+        })),
+    }
+}
+
+/// `namespace/name` (normalized at parse time) as istiod's `serviceAccountRegex`: any trust
+/// domain, `/ns/<ns>/`, optional further segments, `sa/<name>`, then the end or more segments.
+fn service_account(v: &str) -> Principal {
+    let (ns, sa) = v.split_once('/').unwrap_or(("", v));
+    Principal {
+        identifier: Some(Identifier::Authenticated(Authenticated {
+            principal_name: Some(regex(format!(
+                "spiffe://.+/ns/{}/(.+/|)sa/{}(/.+)?",
+                regex_escape(ns),
+                regex_escape(sa)
+            ))),
         })),
     }
 }

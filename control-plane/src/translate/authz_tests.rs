@@ -211,11 +211,16 @@ fn validation_names_the_field() {
         "{head}  targetRefs: [{{kind: Service, name: reviews}}]\n"
     ));
     assert_eq!(field, "spec.targetRefs");
-    let (field, msg) = invalid(&format!(
-        "{head}  rules: [{{from: [{{source: {{serviceAccounts: [a/b]}}}}]}}]\n"
-    ));
-    assert_eq!(field, "spec.rules[0].from[0].source.serviceAccounts");
-    assert!(msg.contains("not supported"), "{msg}");
+    for bad in ["a/b/c", "/b", "a/", "ns/*"] {
+        let (field, msg) = invalid(&format!(
+            "{head}  rules: [{{from: [{{source: {{notServiceAccounts: [\"{bad}\"]}}}}]}}]\n"
+        ));
+        assert_eq!(field, "spec.rules[0].from[0].source");
+        assert!(
+            msg.contains("`namespace/name`") && msg.contains(bad),
+            "{msg}"
+        );
+    }
     let (field, _) = invalid(&format!("{head}  rules: [{{from: [{{source: {{}}}}]}}]\n"));
     assert_eq!(field, "spec.rules[0].from[0].source");
     let (field, _) = invalid(&format!(
@@ -257,6 +262,20 @@ fn istio_value_encodings() {
         panic!("regex");
     };
     assert_eq!(re.regex, "spiffe://.*\\-sa");
+    // istiod's serviceAccountRegex: any trust domain, optional segments before `sa/`.
+    let Some(principal::Identifier::Authenticated(a)) = service_account("demo/web.v1").identifier
+    else {
+        panic!("authenticated");
+    };
+    let MatchPattern::SafeRegex(re) = m(a.principal_name.as_ref().unwrap()) else {
+        panic!("regex");
+    };
+    assert_eq!(re.regex, "spiffe://.+/ns/demo/(.+/|)sa/web\\.v1(/.+)?");
+    let re = regex::Regex::new(&format!("^(?:{})$", re.regex)).unwrap();
+    assert!(re.is_match("spiffe://cluster.local/ns/demo/sa/web.v1"));
+    assert!(re.is_match("spiffe://other.td/ns/demo/x/y/sa/web.v1"));
+    assert!(!re.is_match("spiffe://cluster.local/ns/demo/sa/web.v1-admin"));
+    assert!(!re.is_match("spiffe://cluster.local/ns/prod/sa/web.v1"));
     assert_eq!(
         policy_name("demo", "deny-admin", 2),
         "ns[demo]-policy[deny-admin]-rule[2]"
