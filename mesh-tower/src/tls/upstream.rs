@@ -363,8 +363,17 @@ impl fmt::Debug for SanVerifier {
     }
 }
 
+/// One subject alternative name of a certificate.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct San {
+    /// The name as text (IPs in canonical form).
+    pub value: String,
+    /// Whether it is a DNS name (which may be a `*.` wildcard).
+    pub dns: bool,
+}
+
 /// The SANs of a certificate as strings: URI, DNS, email, IP (canonical text form).
-pub(crate) fn subject_alt_names(der: &CertificateDer<'_>) -> Vec<String> {
+pub(crate) fn subject_alt_names(der: &CertificateDer<'_>) -> Vec<San> {
     use x509_parser::extensions::GeneralName;
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
         return Vec::new();
@@ -375,22 +384,48 @@ pub(crate) fn subject_alt_names(der: &CertificateDer<'_>) -> Vec<String> {
     san.value
         .general_names
         .iter()
-        .filter_map(|n| match n {
-            GeneralName::URI(u) | GeneralName::DNSName(u) | GeneralName::RFC822Name(u) => {
-                Some((*u).to_owned())
-            }
-            GeneralName::IPAddress(b) => match b.len() {
-                4 => <[u8; 4]>::try_from(*b)
-                    .ok()
-                    .map(|a| std::net::IpAddr::from(a).to_string()),
-                16 => <[u8; 16]>::try_from(*b)
-                    .ok()
-                    .map(|a| std::net::IpAddr::from(a).to_string()),
-                _ => None,
-            },
-            _ => None,
+        .filter_map(|n| {
+            let value = match n {
+                GeneralName::URI(u) | GeneralName::DNSName(u) | GeneralName::RFC822Name(u) => {
+                    (*u).to_owned()
+                }
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*b).ok()?).to_string(),
+                    16 => std::net::IpAddr::from(<[u8; 16]>::try_from(*b).ok()?).to_string(),
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            let dns = matches!(n, GeneralName::DNSName(_));
+            Some(San { value, dns })
         })
         .collect()
+}
+
+/// Whether a SAN satisfies a `match_subject_alt_names` matcher. An exact matcher against a DNS
+/// SAN compares as Envoy's `DefaultCertValidator::dnsNameMatch`: case-insensitively, and a
+/// certificate name `*.example.com` covers exactly one more label (`api.example.com`, not
+/// `a.b.example.com`, not `example.com`).
+pub(crate) fn san_matches(m: &StringMatcher, san: &San) -> bool {
+    match m {
+        StringMatcher::Exact { value, .. } if san.dns => dns_name_match(value, &san.value),
+        _ => m.matches(&san.value),
+    }
+}
+
+fn dns_name_match(name: &str, pattern: &str) -> bool {
+    let (name, pattern) = (name.to_ascii_lowercase(), pattern.to_ascii_lowercase());
+    if name == pattern {
+        return true;
+    }
+    // `*.suffix`: the name is one label (no dot), then `.suffix`.
+    match pattern.strip_prefix('*') {
+        Some(dot_suffix) if dot_suffix.starts_with('.') && name.len() > dot_suffix.len() => {
+            let (label, rest) = name.split_at(name.len() - dot_suffix.len());
+            rest == dot_suffix && !label.contains('.')
+        }
+        _ => false,
+    }
 }
 
 fn describe(sans: &[StringMatcher]) -> String {
@@ -431,7 +466,7 @@ impl ServerCertVerifier for SanVerifier {
         let presented = subject_alt_names(end_entity);
         if presented
             .iter()
-            .any(|san| self.sans.iter().any(|m| m.matches(san)))
+            .any(|san| self.sans.iter().any(|m| san_matches(m, san)))
         {
             return Ok(ServerCertVerified::assertion());
         }
@@ -440,7 +475,11 @@ impl ServerCertVerifier for SanVerifier {
             got: if presented.is_empty() {
                 "no subject alt name".into()
             } else {
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|s| s.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             },
         }
         .into_rustls())

@@ -155,8 +155,12 @@ fn sans_of_every_type_are_read_in_canonical_form() {
         SanType::IpAddress(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into()),
     ];
     let cert = params.signed_by(&key, &ca.0).unwrap();
+    let names: Vec<String> = subject_alt_names(cert.der())
+        .into_iter()
+        .map(|s| s.value)
+        .collect();
     assert_eq!(
-        subject_alt_names(cert.der()),
+        names,
         [
             SERVER,
             "api.example.com",
@@ -514,4 +518,41 @@ fn a_ca_answer_splits_into_chain_and_every_trailing_root() {
         let err = crate::tls::split_chain_and_roots(std::slice::from_ref(bad)).unwrap_err();
         assert!(err.to_string().contains("no self-signed root"), "{err}");
     }
+}
+
+#[test]
+fn dns_sans_match_exact_matchers_with_envoy_s_wildcard_rule() {
+    use super::{san_matches, San};
+    let dns = |v: &str| San {
+        value: v.into(),
+        dns: true,
+    };
+    let want = exact("api.example.com");
+    assert!(san_matches(&want, &dns("api.example.com")));
+    assert!(
+        san_matches(&want, &dns("API.Example.com")),
+        "case-insensitive"
+    );
+    assert!(
+        san_matches(&want, &dns("*.example.com")),
+        "one label under the wildcard"
+    );
+    assert!(!san_matches(
+        &exact("a.b.example.com"),
+        &dns("*.example.com")
+    ));
+    assert!(!san_matches(&exact("example.com"), &dns("*.example.com")));
+    assert!(!san_matches(&exact(".example.com"), &dns("*.example.com")));
+    assert!(!san_matches(&want, &dns("*.other.com")));
+    // Not a DNS SAN (a URI), or not an exact matcher: plain matching, no wildcard.
+    let uri_san = San {
+        value: "*.example.com".into(),
+        dns: false,
+    };
+    assert!(!san_matches(&want, &uri_san));
+    let prefix = StringMatcher::Prefix {
+        value: "api.".into(),
+        ignore_case: false,
+    };
+    assert!(!san_matches(&prefix, &dns("*.example.com")));
 }
