@@ -162,6 +162,41 @@ pub struct CommonLbConfig {
     /// except by RING_HASH / MAGLEV, which always weigh an endpoint by locality × endpoint
     /// weight (gRFC A42).
     pub locality_weighted: bool,
+    /// `slow_start_config` of ROUND_ROBIN / LEAST_REQUEST (legacy `*_lb_config` or the
+    /// typed policy), `None` when unset or its window is 0.
+    pub slow_start: Option<SlowStart>,
+}
+
+/// Envoy's slow start (`SlowStartConfig`): an endpoint's weight ramps from
+/// `min_weight_percent` to full over `window` after it joins the cluster, as
+/// `weight × max(min_weight, time_factor^(1/aggression))`, `time_factor = max(age, 1 ms) /
+/// window` (Envoy `EdfLoadBalancerBase::applySlowStartFactor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SlowStart {
+    /// `slow_start_window` (non-zero).
+    pub window: std::time::Duration,
+    /// `aggression.default_value` in thousandths (default 1 000 = linear; > 0).
+    pub aggression_milli: u32,
+    /// `min_weight_percent` in parts per million (default 10 % = 100 000).
+    pub min_weight_ppm: u32,
+}
+
+impl SlowStart {
+    /// The factor (0..=1) an endpoint `age` old gets.
+    pub fn factor(&self, age: std::time::Duration) -> f64 {
+        if age >= self.window {
+            return 1.0;
+        }
+        let t =
+            age.max(std::time::Duration::from_millis(1)).as_secs_f64() / self.window.as_secs_f64();
+        let aggression = f64::from(self.aggression_milli) / 1000.0;
+        let ramp = if self.aggression_milli == 1000 {
+            t
+        } else {
+            t.powf(1.0 / aggression)
+        };
+        ramp.max(f64::from(self.min_weight_ppm) / 1e6).min(1.0)
+    }
 }
 
 impl CommonLbConfig {
@@ -175,6 +210,7 @@ impl Default for CommonLbConfig {
         CommonLbConfig {
             healthy_panic_threshold_ppm: Self::DEFAULT_PANIC_THRESHOLD_PPM,
             locality_weighted: false,
+            slow_start: None,
         }
     }
 }

@@ -26,7 +26,7 @@ mod route;
 mod server;
 mod upstream_tls;
 
-pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy};
+pub use cluster::{Cluster, ClusterDiscovery, CommonLbConfig, LbPolicy, SlowStart};
 pub use endpoint::{
     ClusterLoadAssignment, DropOverload, Endpoint, HealthStatus, Locality, LocalityEndpoints,
 };

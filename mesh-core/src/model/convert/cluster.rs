@@ -69,9 +69,15 @@ pub(super) fn convert(proto: ClusterProto) -> Result<Cluster, ModelError> {
             let (policy, locality_weighted) =
                 load_balancing_policy(&cx, &root.field("load_balancing_policy"), lbp)?;
             lb_common.locality_weighted = locality_weighted;
+            lb_common.slow_start =
+                typed_slow_start(&cx, &root.field("load_balancing_policy"), lbp, policy)?;
             policy
         }
-        None => lb_policy(&cx, &proto)?,
+        None => {
+            let policy = lb_policy(&cx, &proto)?;
+            lb_common.slow_start = legacy_slow_start(&cx, &proto, policy)?;
+            policy
+        }
     };
     let connect_timeout = match &proto.connect_timeout {
         None => DEFAULT_CONNECT_TIMEOUT,
@@ -256,6 +262,111 @@ fn common_lb_config(
         }
     );
     Ok(out)
+}
+
+/// `slow_start_config` from `round_robin_lb_config` / `least_request_lb_config`, for the policy
+/// the cluster uses (Envoy reads it only there).
+fn legacy_slow_start(
+    cx: &Ctx<'_>,
+    proto: &ClusterProto,
+    policy: LbPolicy,
+) -> Result<Option<crate::model::SlowStart>, ModelError> {
+    let (field, c) = match (&proto.lb_config, policy) {
+        (Some(LbConfig::RoundRobinLbConfig(c)), LbPolicy::RoundRobin) => {
+            ("round_robin_lb_config", c.slow_start_config.as_ref())
+        }
+        (Some(LbConfig::LeastRequestLbConfig(c)), LbPolicy::LeastRequest { .. }) => {
+            ("least_request_lb_config", c.slow_start_config.as_ref())
+        }
+        _ => return Ok(None),
+    };
+    let Some(c) = c else { return Ok(None) };
+    slow_start(
+        cx,
+        &Path::root().field(field).field("slow_start_config"),
+        c.slow_start_window.as_ref(),
+        c.aggression.as_ref().map(|a| a.default_value),
+        c.min_weight_percent.as_ref().map(|p| p.value),
+    )
+}
+
+/// `slow_start_config` of the typed RoundRobin / LeastRequest policy the cluster picked.
+fn typed_slow_start(
+    cx: &Ctx<'_>,
+    path: &Path,
+    lbp: &envoy_types::pb::envoy::config::cluster::v3::LoadBalancingPolicy,
+    policy: LbPolicy,
+) -> Result<Option<crate::model::SlowStart>, ModelError> {
+    for (i, p) in lbp.policies.iter().enumerate() {
+        let Some(any) = p
+            .typed_extension_config
+            .as_ref()
+            .and_then(|t| t.typed_config.as_ref())
+        else {
+            continue;
+        };
+        let tp = path
+            .index("policies", i)
+            .field("typed_extension_config")
+            .field("typed_config");
+        let ext = identify(cx, &tp, any)?;
+        if ext.typed_struct.is_some() {
+            continue; // a TypedStruct form: slow start is not read from it
+        }
+        let c = match (ext.name.as_str(), policy) {
+            (ROUND_ROBIN, LbPolicy::RoundRobin) => {
+                decode_any::<RoundRobin>(cx, &tp, any)?.slow_start_config
+            }
+            (LEAST_REQUEST, LbPolicy::LeastRequest { .. }) => {
+                decode_any::<LeastRequest>(cx, &tp, any)?.slow_start_config
+            }
+            _ => continue,
+        };
+        let Some(c) = c else { return Ok(None) };
+        return slow_start(
+            cx,
+            &tp.field("slow_start_config"),
+            c.slow_start_window.as_ref(),
+            c.aggression.as_ref().map(|a| a.default_value),
+            c.min_weight_percent.as_ref().map(|p| p.value),
+        );
+    }
+    Ok(None)
+}
+
+/// Validates a `SlowStartConfig`: a zero or absent window disables it (Envoy); `aggression`
+/// must be positive (default 1.0), `min_weight_percent` within 0..=100 (default 10).
+fn slow_start(
+    cx: &Ctx<'_>,
+    path: &Path,
+    window: Option<&envoy_types::pb::google::protobuf::Duration>,
+    aggression: Option<f64>,
+    min_weight_percent: Option<f64>,
+) -> Result<Option<crate::model::SlowStart>, ModelError> {
+    let Some(w) = window else { return Ok(None) };
+    if w.seconds < 0 || w.nanos < 0 {
+        return Err(cx.invalid(&path.field("slow_start_window"), "negative"));
+    }
+    let window = Duration::new(w.seconds as u64, w.nanos as u32);
+    if window.is_zero() {
+        return Ok(None);
+    }
+    let aggression = aggression.unwrap_or(1.0);
+    if !(aggression > 0.0 && aggression <= 1000.0) {
+        return Err(cx.invalid(
+            &path.field("aggression"),
+            format!("{aggression} must be greater than 0 (at most 1000)"),
+        ));
+    }
+    let min_weight_ppm = match min_weight_percent {
+        Some(v) => percent_ppm(cx, &path.field("min_weight_percent"), v)?,
+        None => 100_000,
+    };
+    Ok(Some(crate::model::SlowStart {
+        window,
+        aggression_milli: ((aggression * 1000.0).round() as u32).max(1),
+        min_weight_ppm,
+    }))
 }
 
 /// An `envoy.type.v3.Percent` (0–100) in parts per million.

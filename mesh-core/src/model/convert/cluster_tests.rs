@@ -309,7 +309,8 @@ fn common_lb_config_panic_and_locality() {
         c.lb_common,
         CommonLbConfig {
             healthy_panic_threshold_ppm: 125_000,
-            locality_weighted: true
+            locality_weighted: true,
+            slow_start: None,
         }
     );
     if let Some(c) = &mut p.common_lb_config {
@@ -380,5 +381,76 @@ fn extension_policies_carry_their_locality_config() {
             min_ring_size: 8,
             max_ring_size: LbPolicy::MAX_RING_SIZE
         }
+    );
+}
+
+#[test]
+fn slow_start_from_the_legacy_and_the_typed_round_robin_config() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        RoundRobinLbConfig, SlowStartConfig,
+    };
+    use envoy_types::pb::envoy::config::core::v3::RuntimeDouble;
+    use envoy_types::pb::envoy::extensions::load_balancing_policies::{
+        common::v3::SlowStartConfig as TypedSlowStart, round_robin::v3::RoundRobin,
+    };
+    let window = Some(PbDuration {
+        seconds: 30,
+        nanos: 0,
+    });
+    let mut p = eds("c");
+    p.lb_config = Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig {
+        slow_start_config: Some(SlowStartConfig {
+            slow_start_window: window,
+            aggression: Some(RuntimeDouble {
+                default_value: 1.5,
+                runtime_key: "k".into(),
+            }),
+            min_weight_percent: None,
+        }),
+    }));
+    let c = Cluster::try_from(p.clone()).unwrap();
+    assert_eq!(
+        c.lb_common.slow_start,
+        Some(crate::model::SlowStart {
+            window: Duration::from_secs(30),
+            aggression_milli: 1500,
+            min_weight_ppm: 100_000,
+        })
+    );
+    // Aggression must be positive: refused naming the field.
+    if let Some(LbConfig::RoundRobinLbConfig(rr)) = &mut p.lb_config {
+        rr.slow_start_config.as_mut().unwrap().aggression = Some(RuntimeDouble {
+            default_value: 0.0,
+            runtime_key: String::new(),
+        });
+    }
+    let (kind, field) = err(p);
+    assert_eq!(kind, ErrorKind::Invalid);
+    assert_eq!(field, "round_robin_lb_config.slow_start_config.aggression");
+
+    // The typed RoundRobin policy (as istiod-style load_balancing_policy carries it).
+    let rr = RoundRobin {
+        slow_start_config: Some(TypedSlowStart {
+            slow_start_window: window,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut p = eds("c");
+    p.load_balancing_policy = Some(LoadBalancingPolicy {
+        policies: vec![Policy {
+            typed_extension_config: Some(TypedExtensionConfig {
+                name: "rr".into(),
+                typed_config: Some(Any {
+                    type_url: format!("type.googleapis.com/{ROUND_ROBIN}"),
+                    value: rr.encode_to_vec(),
+                }),
+            }),
+        }],
+    });
+    let c = Cluster::try_from(p).unwrap();
+    assert_eq!(
+        c.lb_common.slow_start.map(|s| s.window),
+        Some(Duration::from_secs(30))
     );
 }

@@ -42,6 +42,7 @@ mod priority;
 mod random;
 mod ring_hash;
 mod round_robin;
+mod slow_start;
 
 use std::{
     collections::HashMap,
@@ -69,6 +70,8 @@ pub struct EndpointState {
     outstanding: AtomicUsize,
     /// Outlier-detection counters and ejection state (kept by address across rebuilds).
     outlier: Arc<HostStats>,
+    /// When the endpoint first appeared in the assignment (kept across rebuilds; slow start).
+    joined: tokio::time::Instant,
 }
 
 impl EndpointState {
@@ -127,6 +130,8 @@ enum Picker {
     RoundRobin {
         schedule: Box<[u32]>,
         cursor: AtomicUsize,
+        /// The distinct endpoints of the schedule (for slow start's weighted draw).
+        hosts: Box<[u32]>,
     },
     LeastRequest {
         hosts: Box<[u32]>,
@@ -192,6 +197,8 @@ pub struct Balancer {
     tracking: Option<ejection::Tracking>,
     /// What building a level again needs (see [`Balancer::track_ejections`]).
     source: LevelSource,
+    /// Slow start, while some endpoint is still in its window.
+    ramp: Option<slow_start::Ramp>,
     /// With outlier detection, per level that is not in panic by EDS health but has endpoints
     /// EDS marks unhealthy: the level over all its endpoints, used when ejections alone push
     /// it into panic (Envoy's panic balances over every host of the level).
@@ -263,6 +270,11 @@ impl Balancer {
                                     })
                                     .map(|s| s.outlier.clone())
                                     .unwrap_or_default(),
+                                joined: previous
+                                    .and_then(|p| {
+                                        p.endpoints.iter().find(|s| s.address == e.address)
+                                    })
+                                    .map_or_else(tokio::time::Instant::now, |s| s.joined),
                             })
                         }),
                 );
@@ -315,6 +327,10 @@ impl Balancer {
                     .map(|(j, _)| f + j as u32),
             );
         }
+        let ramp = common
+            .slow_start
+            .filter(|_| matches!(policy, LbPolicy::RoundRobin | LbPolicy::LeastRequest { .. }))
+            .and_then(|c| slow_start::Ramp::new(c, &endpoints));
         Balancer {
             policy,
             routable: health.iter().map(|h| h.healthy as usize).sum(),
@@ -330,6 +346,7 @@ impl Balancer {
             panic_ppm: common.healthy_panic_threshold_ppm,
             tracking: None,
             panic_levels: Box::new([]),
+            ramp,
             source: LevelSource {
                 common,
                 first: first.into(),
@@ -539,8 +556,19 @@ impl Balancer {
 
     fn pick_in(&self, picker: &Picker, hash: u64, attempt: u32, panic: bool) -> Option<u32> {
         let ok = |i: u32| panic || self.endpoints[i as usize].is_candidate();
+        let ramping = self.ramp.as_ref().and_then(|r| Some((r, r.active()?)));
         match picker {
-            Picker::RoundRobin { schedule, cursor } => {
+            Picker::RoundRobin { hosts, .. } if ramping.is_some() => {
+                let (ramp, now) = ramping?;
+                ramp.pick_weighted(hosts, &self.endpoints, now, ok)
+            }
+            Picker::LeastRequest { hosts, .. } if ramping.is_some() => {
+                let (ramp, now) = ramping?;
+                ramp.pick_least(hosts, &self.endpoints, now, ok)
+            }
+            Picker::RoundRobin {
+                schedule, cursor, ..
+            } => {
                 let n = schedule.len();
                 let start = cursor.fetch_add(1, Ordering::Relaxed);
                 (0..n).map(|i| schedule[(start + i) % n]).find(|i| ok(*i))
@@ -686,6 +714,7 @@ fn simple_picker(policy: LbPolicy, hosts: &[(u32, SocketAddr, u32)]) -> Picker {
             Picker::RoundRobin {
                 schedule,
                 cursor: AtomicUsize::new(rand::random::<u32>() as usize),
+                hosts: indices,
             }
         }
     }

@@ -299,3 +299,74 @@ fn locality_weights_apply_only_when_configured() {
     // The locality schedule is deterministic round robin: exactly 1000 for zone a.
     assert_eq!(got[&1], 1_000, "{got:?}");
 }
+
+/// Slow start: an endpoint added by an EDS update ramps from `min_weight_percent` to its full
+/// share over the window (Envoy `applySlowStartFactor`), then round robin is exact again.
+#[tokio::test(start_paused = true)]
+async fn slow_start_ramps_a_new_endpoint_up_over_the_window() {
+    use crate::model::SlowStart;
+    use std::time::Duration;
+    let common = CommonLbConfig {
+        slow_start: Some(SlowStart {
+            window: Duration::from_secs(10),
+            aggression_milli: 1000,
+            min_weight_ppm: 100_000,
+        }),
+        ..CommonLbConfig::default()
+    };
+    for policy in [
+        LbPolicy::RoundRobin,
+        LbPolicy::LeastRequest { choice_count: 2 },
+    ] {
+        let old = cla(vec![loc("a", Some(1), 0, &[(1, 1, H)])]);
+        let both = cla(vec![loc("a", Some(1), 0, &[(1, 1, H), (2, 1, H)])]);
+        let b1 = Balancer::with_config(policy, common, Some(&old), None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        // Endpoint 2 joins; endpoint 1 keeps its join time (past its window).
+        let b2 = Balancer::with_config(policy, common, Some(&both), Some(&b1));
+        let share = |b: &Balancer| counts(b, 5_000, |_| None).get(&2).copied().unwrap_or(0);
+        // t ≈ 0: factor max(10 %, 1 ms / 10 s) = 0.1 → 0.1 / 1.1 = 9.1 %, mean 455, sd 20.
+        let s = share(&b2);
+        assert!((300..=610).contains(&s), "{policy:?} at 0 s: {s}");
+        // Half the window, aggression 1: factor 0.5 → 1/3, mean 1667, sd 33.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let s = share(&b2);
+        assert!((1_400..=1_930).contains(&s), "{policy:?} at 5 s: {s}");
+        // After the window: the plain policy again (round robin exactly half).
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let s = share(&b2);
+        if policy == LbPolicy::RoundRobin {
+            assert_eq!(s, 2_500);
+        } else {
+            assert!((2_200..=2_800).contains(&s), "{policy:?} after: {s}");
+        }
+        // Without slow start the new endpoint gets its half at once.
+        let plain = Balancer::with_config(policy, CommonLbConfig::default(), Some(&old), None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let b = Balancer::with_config(policy, CommonLbConfig::default(), Some(&both), Some(&plain));
+        let s = share(&b);
+        assert!(
+            (2_200..=2_800).contains(&s),
+            "{policy:?} without slow start: {s}"
+        );
+    }
+}
+
+#[test]
+fn slow_start_factor_follows_aggression_and_the_floor() {
+    use crate::model::SlowStart;
+    use std::time::Duration;
+    let s = |aggression_milli, min_weight_ppm| SlowStart {
+        window: Duration::from_secs(100),
+        aggression_milli,
+        min_weight_ppm,
+    };
+    let at = |secs| Duration::from_secs(secs);
+    assert!((s(1000, 0).factor(at(25)) - 0.25).abs() < 1e-9);
+    // aggression 2: sqrt(t), faster early.
+    assert!((s(2000, 0).factor(at(25)) - 0.5).abs() < 1e-9);
+    // aggression 0.5: t², slower early, held up by the 10 % floor.
+    assert!((s(500, 100_000).factor(at(25)) - 0.1).abs() < 1e-9);
+    assert_eq!(s(1000, 100_000).factor(at(100)), 1.0);
+    assert_eq!(s(1000, 100_000).factor(at(0)), 0.1);
+}
