@@ -156,3 +156,55 @@ fn invalid_load_balancers_name_the_field() {
         "{warnings:?}"
     );
 }
+
+/// `warmup` / `warmupDurationSecs` → `slow_start_config`, read back by the mesh's own Cluster
+/// conversion exactly as configured (the typed least_request policy included), and ignored with
+/// a warning for policies without slow start.
+#[test]
+fn warmup_becomes_slow_start_the_client_reads() {
+    use mesh_core::model::{Cluster, SlowStart};
+    use std::time::Duration;
+    let slow_start = |yaml: &str, cluster: &str| {
+        let (config, warnings) = load_str("inline", yaml).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let proto = translate(&config).cluster(cluster).unwrap().clone();
+        Cluster::try_from(proto).unwrap().lb_common.slow_start
+    };
+    let yaml = format!(
+        "{BASE}  trafficPolicy:\n    loadBalancer: {{ simple: ROUND_ROBIN, warmupDurationSecs: 45s }}\n  subsets:\n  - name: v1\n    labels: {{ version: v1 }}\n    trafficPolicy: {{ loadBalancer: {{ simple: LEAST_REQUEST, warmup: {{ duration: 30s, minimumPercent: 25, aggression: 2 }} }} }}\n"
+    );
+    assert_eq!(
+        slow_start(&yaml, "outbound|80||a.demo"),
+        Some(SlowStart {
+            window: Duration::from_secs(45),
+            aggression_milli: 1000,
+            min_weight_ppm: 100_000,
+        })
+    );
+    assert_eq!(
+        slow_start(&yaml, "outbound|80|v1|a.demo"),
+        Some(SlowStart {
+            window: Duration::from_secs(30),
+            aggression_milli: 2000,
+            min_weight_ppm: 250_000,
+        })
+    );
+    // RANDOM has no slow start: warned, nothing emitted.
+    let yaml = format!("{BASE}  trafficPolicy: {{ loadBalancer: {{ simple: RANDOM, warmupDurationSecs: 45s }} }}\n");
+    let (config, warnings) = load_str("inline", &yaml).unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.field.ends_with("loadBalancer.warmup")),
+        "{warnings:?}"
+    );
+    let proto = translate(&config)
+        .cluster("outbound|80||a.demo")
+        .unwrap()
+        .clone();
+    assert_eq!(Cluster::try_from(proto).unwrap().lb_common.slow_start, None);
+    // Bad values name the field.
+    let yaml = format!("{BASE}  trafficPolicy: {{ loadBalancer: {{ warmup: {{ duration: 10s, minimumPercent: 120 }} }} }}\n");
+    let err = load_str("inline", &yaml).unwrap_err().to_string();
+    assert!(err.contains("warmup.minimumPercent"), "{err}");
+}

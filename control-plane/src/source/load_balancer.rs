@@ -14,14 +14,17 @@
 //!   true) → locality-weighted balancing on the cluster (`locality_weighted_lb_config`);
 //!   `distribute`, `failover` and `failoverPriority` reshape EDS per client from the locality
 //!   and labels its ADS `Node` carries, as istiod does (see `translate::locality`).
-//! - `warmupDurationSecs` (slow start) and `simple` + `consistentHash` together (a oneof) are
-//!   reported: the former warned, the latter invalid.
+//! - `warmup {duration, minimumPercent, aggression}` or the older `warmupDurationSecs` (slow
+//!   start; `warmup` wins when both are set): istiod emits it as the cluster's
+//!   `slow_start_config` for ROUND_ROBIN and LEAST_REQUEST and ignores it for other policies,
+//!   which is warned here. `minimumPercent` within 0..=100, `aggression` above 0.
+//! - `simple` + `consistentHash` together (a oneof) are invalid.
 
 use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
-use super::yaml::{Ctx, Fields};
+use super::yaml::{join, Ctx, Fields};
 use super::{duration, ConfigError};
 
 /// Envoy's largest ring.
@@ -87,9 +90,22 @@ pub enum HashAlgorithm {
     },
 }
 
+/// `warmup` / `warmupDurationSecs`: slow start for new endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Warmup {
+    /// `duration` (non-zero).
+    pub duration: Duration,
+    /// `minimumPercent` in parts per million (`None`: Envoy's 10 %).
+    pub minimum_ppm: Option<u32>,
+    /// `aggression` in thousandths (`None`: 1.0, linear).
+    pub aggression_milli: Option<u32>,
+}
+
 /// What `trafficPolicy.loadBalancer` yields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Parsed {
+    /// `warmup` / `warmupDurationSecs`, for ROUND_ROBIN and LEAST_REQUEST.
+    pub warmup: Option<Warmup>,
     pub load_balancer: Option<LoadBalancer>,
     /// `localityLbSetting.enabled`.
     pub locality_weighted: Option<bool>,
@@ -129,6 +145,19 @@ pub(crate) fn parse(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<Parsed, 
             ctx, &ch_path, chv,
         )?));
     }
+    out.warmup = warmup(ctx, &mut lb)?;
+    if out.warmup.is_some()
+        && matches!(
+            out.load_balancer,
+            Some(LoadBalancer::Random | LoadBalancer::ConsistentHash(_))
+        )
+    {
+        ctx.warn(
+            &lb.field("warmup"),
+            "warmup applies to ROUND_ROBIN and LEAST_REQUEST only; ignored",
+        );
+        out.warmup = None;
+    }
     let loc_path = lb.field("localityLbSetting");
     if let Some(lv) = lb.take("localityLbSetting") {
         let setting = super::locality::parse_setting(ctx, &loc_path, lv)?;
@@ -137,6 +166,63 @@ pub(crate) fn parse(ctx: &mut Ctx<'_>, path: &str, v: &Value) -> Result<Parsed, 
     }
     lb.finish(ctx);
     Ok(out)
+}
+
+fn warmup(ctx: &mut Ctx<'_>, lb: &mut Fields<'_>) -> Result<Option<Warmup>, ConfigError> {
+    let secs_path = lb.field("warmupDurationSecs");
+    let legacy = match lb.take("warmupDurationSecs") {
+        Some(v) => Some(duration::field(ctx, v, &secs_path)?),
+        None => None,
+    };
+    let path = lb.field("warmup");
+    let Some(v) = lb.take("warmup") else {
+        return Ok(legacy.filter(|d| !d.is_zero()).map(|duration| Warmup {
+            duration,
+            minimum_ppm: None,
+            aggression_milli: None,
+        }));
+    };
+    let mut f = Fields::of(ctx, v, &path)?;
+    let dpath = f.field("duration");
+    let Some(dv) = f.take("duration") else {
+        return Err(ctx.invalid(&dpath, "required"));
+    };
+    let duration = duration::field(ctx, dv, &dpath)?;
+    let number =
+        |ctx: &Ctx<'_>, f: &mut Fields<'_>, key: &str| -> Result<Option<f64>, ConfigError> {
+            let p = f.field(key);
+            match f.take(key) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| ctx.invalid(&p, "must be a number")),
+            }
+        };
+    let minimum = number(ctx, &mut f, "minimumPercent")?;
+    let aggression = number(ctx, &mut f, "aggression")?;
+    f.finish(ctx);
+    if let Some(m) = minimum {
+        if !(0.0..=100.0).contains(&m) {
+            return Err(ctx.invalid(
+                &join(&path, "minimumPercent"),
+                format!("{m} is not within 0..=100"),
+            ));
+        }
+    }
+    if let Some(a) = aggression {
+        if !(a > 0.0 && a <= 1000.0) {
+            return Err(ctx.invalid(
+                &join(&path, "aggression"),
+                format!("{a} must be greater than 0"),
+            ));
+        }
+    }
+    Ok((!duration.is_zero()).then_some(Warmup {
+        duration,
+        minimum_ppm: minimum.map(|m| (m * 10_000.0).round() as u32),
+        aggression_milli: aggression.map(|a| ((a * 1000.0).round() as u32).max(1)),
+    }))
 }
 
 fn consistent_hash(

@@ -14,7 +14,7 @@ pub use super::authz::{
     Values, ROOT_NAMESPACE,
 };
 pub use super::fault::{AbortStatus, Fault, FaultAbort, FaultDelay};
-pub use super::load_balancer::{ConsistentHash, HashAlgorithm, HashKey, LoadBalancer};
+pub use super::load_balancer::{ConsistentHash, HashAlgorithm, HashKey, LoadBalancer, Warmup};
 pub use super::locality::{
     matches as locality_matches, Distribute, Failover, Locality, LocalityLbSetting, LABEL_REGION,
     LABEL_SUBZONE, LABEL_ZONE,
@@ -282,6 +282,8 @@ pub struct DestinationRule {
     pub host: String,
     /// `spec.trafficPolicy.loadBalancer` (`simple` or `consistentHash`).
     pub load_balancer: Option<LoadBalancer>,
+    /// `spec.trafficPolicy.loadBalancer.warmup` / `warmupDurationSecs`.
+    pub warmup: Option<Warmup>,
     /// `spec.trafficPolicy.loadBalancer.localityLbSetting.enabled`.
     pub locality_weighted: Option<bool>,
     /// `spec.trafficPolicy.loadBalancer.localityLbSetting`.
@@ -306,6 +308,8 @@ pub struct Subset {
     pub labels: Labels,
     /// `trafficPolicy.loadBalancer` (overrides the rule-level policy).
     pub load_balancer: Option<LoadBalancer>,
+    /// `trafficPolicy.loadBalancer.warmup` (overrides the rule-level one).
+    pub warmup: Option<Warmup>,
     /// `trafficPolicy.loadBalancer.localityLbSetting.enabled` (overrides the rule-level one).
     pub locality_weighted: Option<bool>,
     /// `trafficPolicy.loadBalancer.localityLbSetting` (replaces the rule-level one).

@@ -95,6 +95,7 @@ fn build(
     let mut c = cluster(&name);
     let (lb, locality_weighted) = load_balancer::effective(dr, subset);
     load_balancer::apply(&mut c, &lb, locality_weighted);
+    load_balancer::apply_warmup(&mut c, load_balancer::effective_warmup(dr, subset));
     super::outlier::apply(&mut c, max_requests, resilience);
     let (cla, endpoint_labels) = load_assignment(&name, svc, port, labels);
     let setting = dr.and_then(|d| {

@@ -35,7 +35,7 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::{
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
 
 use super::to_any;
-use crate::source::model::{DestinationRule, HashAlgorithm, HashKey, LoadBalancer};
+use crate::source::model::{DestinationRule, HashAlgorithm, HashKey, LoadBalancer, Warmup};
 
 /// The policy and locality weighting for `subset` ("" = the default cluster) of `dr`: the
 /// subset's settings override the rule's.
@@ -56,6 +56,84 @@ pub(crate) fn effective(dr: Option<&DestinationRule>, subset: &str) -> (LoadBala
         .or(dr.locality_weighted)
         .unwrap_or(false);
     (lb, locality)
+}
+
+/// The `warmup` for `subset` ("" = the default cluster): the subset's, else the rule's.
+pub(crate) fn effective_warmup(dr: Option<&DestinationRule>, subset: &str) -> Option<Warmup> {
+    let dr = dr?;
+    dr.subsets
+        .iter()
+        .find(|s| !subset.is_empty() && s.name == subset)
+        .and_then(|s| s.warmup)
+        .or(dr.warmup)
+}
+
+/// Slow start as istiod emits it (`setSlowStartConfig`): `slow_start_config` in the
+/// ROUND_ROBIN / LEAST_REQUEST `lb_config`, and in the typed least_request policy this control
+/// plane also lists (clients reading `load_balancing_policy` take it from there). Other
+/// policies get none (parsing already warned).
+pub(crate) fn apply_warmup(c: &mut Cluster, warmup: Option<Warmup>) {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        RoundRobinLbConfig, SlowStartConfig,
+    };
+    use envoy_types::pb::envoy::config::core::v3::RuntimeDouble;
+    use envoy_types::pb::envoy::extensions::load_balancing_policies::common::v3::SlowStartConfig as TypedSlowStart;
+    use envoy_types::pb::envoy::r#type::v3::Percent;
+    let Some(w) = warmup else { return };
+    let window = Some(envoy_types::pb::google::protobuf::Duration {
+        seconds: w.duration.as_secs() as i64,
+        nanos: w.duration.subsec_nanos() as i32,
+    });
+    let aggression = w.aggression_milli.map(|a| RuntimeDouble {
+        default_value: f64::from(a) / 1000.0,
+        runtime_key: String::new(),
+    });
+    let min_weight_percent = w.minimum_ppm.map(|p| Percent {
+        value: f64::from(p) / 10_000.0,
+    });
+    let legacy = SlowStartConfig {
+        slow_start_window: window,
+        aggression: aggression.clone(),
+        min_weight_percent,
+    };
+    match LbPolicy::try_from(c.lb_policy) {
+        Ok(LbPolicy::RoundRobin) if c.lb_config.is_none() => {
+            c.lb_config = Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig {
+                slow_start_config: Some(legacy),
+            }));
+        }
+        Ok(LbPolicy::LeastRequest) => {
+            if let Some(LbConfig::LeastRequestLbConfig(lr)) = &mut c.lb_config {
+                lr.slow_start_config = Some(legacy);
+            }
+            let typed = TypedSlowStart {
+                slow_start_window: window,
+                aggression,
+                min_weight_percent,
+            };
+            for p in c
+                .load_balancing_policy
+                .iter_mut()
+                .flat_map(|l| l.policies.iter_mut())
+            {
+                let Some(any) = p
+                    .typed_extension_config
+                    .as_mut()
+                    .and_then(|t| t.typed_config.as_mut())
+                else {
+                    continue;
+                };
+                if any.type_url != <LeastRequest as prost::Name>::type_url() {
+                    continue;
+                }
+                if let Ok(mut lr) = <LeastRequest as prost::Message>::decode(&any.value[..]) {
+                    lr.slow_start_config = Some(typed.clone());
+                    *any = to_any(&lr);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn typed_policy<T: prost::Name>(name: &str, config: &T) -> Policy {
