@@ -20,7 +20,7 @@
 //!   reads the current one, so [`WorkloadIdentity::rotate_pem`] changes the certificate, key and
 //!   trust bundle for new handshakes without touching established connections or in-flight
 //!   calls. Nothing is rebuilt and no lock is taken on the handshake path. TLS session caches
-//!   are emptied on rotation ([`resumption`]), so a resumed handshake never carries an old
+//!   are emptied on rotation (`resumption.rs`), so a resumed handshake never carries an old
 //!   certificate or a peer the new trust bundle no longer accepts past a swap.
 //! - **Keys stay here**: [`CertificateRequest`] generates the key pair in the workload and
 //!   exports only a CSR for the control plane's CA (see `mesh_control_plane::ca` for why the CSR
