@@ -188,6 +188,71 @@ fn layer_overhead(c: &mut Criterion) {
             async move { black_box(fut.await.expect("routed")) }
         })
     });
+    // The bare layer on a route that rewrites: `/` → `/v2/` prefix rewrite, two request headers
+    // set, one removed, one response header added (VirtualService `rewrite` + `headers`).
+    let rewrite = {
+        use mesh_core::model::{
+            AppendAction, HeaderAdd, HeaderLevel, HeaderMutation, PathRewrite, RequestRewrite,
+        };
+        let add = |name: &'static str, value: &'static str| HeaderAdd {
+            name: http::HeaderName::from_static(name),
+            value: http::HeaderValue::from_static(value),
+            action: AppendAction::OverwriteIfExistsOrAdd,
+        };
+        RequestRewrite {
+            path: Some(PathRewrite::Prefix {
+                strip: 1,
+                with: "/v2/".into(),
+            }),
+            host: None,
+            request_headers: HeaderMutation {
+                levels: vec![HeaderLevel {
+                    remove: vec![http::HeaderName::from_static("x-debug")].into(),
+                    add: vec![add("x-api-version", "2"), add("x-tenant", "blue")].into(),
+                }]
+                .into(),
+            },
+            response_headers: HeaderMutation {
+                levels: vec![HeaderLevel {
+                    remove: Box::default(),
+                    add: vec![add("x-served-by", "mesh")].into(),
+                }]
+                .into(),
+            },
+        }
+    };
+    let rewriting = mesh_core::model::RoutePolicy {
+        rewrite: Some(std::sync::Arc::new(rewrite)),
+        ..Default::default()
+    };
+    let mesh = mesh_core::mesh::Mesh::from_cache(benches::cache_with_policy(
+        100,
+        &addrs(3),
+        LbPolicy::RoundRobin,
+        rewriting,
+    ));
+    let mut rewritten = tower::Layer::layer(&mesh_tower::MeshLayer::new(mesh), noop);
+    rt.block_on(async {
+        let req = http::Request::get("http://bench.svc:80/")
+            .body(())
+            .expect("request");
+        rewritten
+            .ready()
+            .await
+            .expect("ready")
+            .call(req)
+            .await
+            .expect("routed");
+    });
+    g.bench_function("mesh_layer_rewrite_then_noop", |b| {
+        b.to_async(&rt).iter(|| {
+            let req = http::Request::get("http://bench.svc:80/echo")
+                .body(())
+                .expect("request");
+            let fut = rewritten.call(req);
+            async move { black_box(fut.await.expect("routed")) }
+        })
+    });
     // The full stack (route, route timeout, retry, per-try timeout, pick) with a 15 s route
     // timeout and a retry policy (5xx, 2 retries, 1 s per try, previous hosts) on every route;
     // the request succeeds first time, so this is the cost of having the policies configured.
